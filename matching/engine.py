@@ -1,0 +1,710 @@
+"""The matching engine: commands in, events out, for one instrument.
+
+Pure and deterministic: no I/O, no clock, no randomness. Ids come in with the
+commands; trade ids, the feed sequence and order priorities come from counters
+the engine owns (and that a snapshot carries), so the same commands produce
+the same events, byte for byte.
+
+Rules
+-----
+* Price-time priority: bids high to low, asks low to high, FIFO within a price
+  by ``priority``, the engine's arrival sequence. A priority is drawn when a
+  place is accepted (whether or not the order ends up resting) and again when
+  a modify loses time priority.
+* A trade prints at the resting (maker) order's price.
+* Market orders (``price_ticks`` None) sweep until filled or the opposite side
+  is empty; the remainder is cancelled with MARKET_NO_LIQUIDITY, whatever the
+  time in force (a market FOK is still all-or-nothing).
+* IOC never rests: remainder cancelled with IOC_REMAINDER.
+* FOK fills completely at once or does nothing: a FOK that cannot fill emits
+  Accepted then OrderUpdate(cancelled, FOK_NOT_FILLABLE) and nothing else.
+* Post-only is rejected (POST_ONLY_WOULD_TAKE) if its price crosses the
+  opposite touch, even when the crossing makers belong to the same client.
+* Self-trade prevention follows the TAKER's mode, checked maker by maker in
+  priority order against makers with the same client_id:
+  - none: they trade;
+  - cancel_taker: matching stops; the taker's remainder is cancelled
+    (STP_CANCEL_TAKER); the maker is untouched;
+  - cancel_maker: that maker is cancelled (STP_CANCEL_MAKER), matching goes on;
+  - cancel_both: that maker is cancelled, then the taker's remainder
+    (both STP_CANCEL_BOTH); matching stops.
+  FOK feasibility walks the same way: liquidity is summed in priority order;
+  a same-client maker ends the walk under cancel_taker/cancel_both and is
+  skipped (not counted) under cancel_maker. So a feasible FOK always fills
+  completely, and an infeasible one cancels nothing.
+* Cancel and modify address resting orders only. The engine forgets finished
+  orders, so unknown and finished ids are both rejected with UNKNOWN_ORDER
+  (a restored engine has no memory of finished orders either, and identical
+  behaviour after restore matters more than a finer code).
+* Modify (new price and/or new TOTAL quantity): a decrease at the same price
+  keeps time priority; a price change or an increase goes to the back with a
+  new priority. A new total at or below the filled quantity is refused. A new
+  price that crosses matches at once as a taker (using the order's own STP
+  mode); a post-only order may not be moved to a crossing price.
+* Duplicate order ids are detected against resting orders only (the database
+  unique constraint is the authority for ids ever used).
+
+Event order per command (every command starts with Accepted or Rejected; all
+events carry the command's ts_ns; Trade and BookDelta carry ``seq``, one
+per-instrument counter, +1 per such event, gap-free):
+
+place   Rejected(reason) and nothing else, or
+        Accepted, then for each maker reached in priority order:
+            trade:        Trade, maker OrderUpdate, BookDelta(maker level)
+            STP on maker: maker OrderUpdate(cancelled), BookDelta(maker level)
+        then the taker's final OrderUpdate (open / partially_filled / filled /
+        cancelled with its reason), then BookDelta(taker level) if it rests.
+        A failed FOK: Accepted, OrderUpdate(cancelled, FOK_NOT_FILLABLE).
+cancel  Rejected(UNKNOWN_ORDER), or
+        Accepted, OrderUpdate(cancelled, CANCELLED_BY_USER), BookDelta.
+modify  Rejected(reason), order unchanged, or
+        Accepted, then
+          same price, not increased: OrderUpdate, BookDelta (if qty changed);
+          same price, increased:     OrderUpdate, BookDelta (back of queue);
+          new price:  BookDelta(old level), [fills/STP exactly as for place],
+                      OrderUpdate (final state), BookDelta(new level) if it rests.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+from matching.book import BookSide, PriceLevel, RestingOrder
+from matching.types import (
+    STP,
+    Accepted,
+    BookDelta,
+    Cancel,
+    Depth,
+    Event,
+    InstrumentSpec,
+    Modify,
+    OrderType,
+    OrderUpdate,
+    Place,
+    Reason,
+    Rejected,
+    Side,
+    Status,
+    TimeInForce,
+    Trade,
+    check_order_limits,
+    limits_of,
+)
+
+SNAPSHOT_VERSION = 1
+
+# Events are built with tuple.__new__ directly: a NamedTuple's own __new__ is a
+# Python-level function, and skipping it is a measurable share of the hot path.
+_new = tuple.__new__
+
+# Enum members bound once: attribute lookups on Enum classes are slow.
+_BUY = Side.BUY
+_SELL = Side.SELL
+_LIMIT = OrderType.LIMIT
+_MARKET = OrderType.MARKET
+_GTC = TimeInForce.GTC
+_IOC = TimeInForce.IOC
+_FOK = TimeInForce.FOK
+_STP_NONE = STP.NONE
+_STP_TAKER = STP.CANCEL_TAKER
+_STP_MAKER = STP.CANCEL_MAKER
+_STP_BOTH = STP.CANCEL_BOTH
+_OPEN = Status.OPEN
+_PARTIAL = Status.PARTIALLY_FILLED
+_FILLED = Status.FILLED
+_CANCELLED = Status.CANCELLED
+
+_R_DUPLICATE = Reason.DUPLICATE_ORDER_ID
+_R_POST_ONLY = Reason.POST_ONLY_WOULD_TAKE
+_R_UNKNOWN = Reason.UNKNOWN_ORDER
+_R_BY_USER = Reason.CANCELLED_BY_USER
+_R_IOC = Reason.IOC_REMAINDER
+_R_MARKET = Reason.MARKET_NO_LIQUIDITY
+_R_FOK = Reason.FOK_NOT_FILLABLE
+_R_STP_TAKER = Reason.STP_CANCEL_TAKER
+_R_STP_MAKER = Reason.STP_CANCEL_MAKER
+_R_STP_BOTH = Reason.STP_CANCEL_BOTH
+
+_STP_STOP_REASON = {_STP_TAKER: _R_STP_TAKER, _STP_BOTH: _R_STP_BOTH}
+
+
+def _normalize_place(cmd: Place) -> Place:
+    """Turn plain strings into enum members, or fail loudly on garbage."""
+    return replace(
+        cmd,
+        side=Side(cmd.side),
+        order_type=OrderType(cmd.order_type),
+        tif=TimeInForce(cmd.tif),
+        stp=STP(cmd.stp),
+    )
+
+
+class Engine:
+    __slots__ = (
+        "_spec",
+        "_limits",
+        "_bids",
+        "_asks",
+        "_orders",
+        "_seq",
+        "_next_trade_id",
+        "_next_priority",
+        "_no_limit_key",
+    )
+
+    def __init__(
+        self,
+        spec: InstrumentSpec,
+        *,
+        seq: int = 0,
+        next_trade_id: int = 1,
+        next_priority: int = 1,
+    ) -> None:
+        self._spec = spec
+        self._limits = limits_of(spec)
+        self._bids = BookSide(_BUY)
+        self._asks = BookSide(_SELL)
+        self._orders: dict[str, RestingOrder] = {}
+        self._seq = seq
+        self._next_trade_id = next_trade_id
+        self._next_priority = next_priority
+        # Keys are price (bids) or -price (asks); every key is above this, so a
+        # market order "crosses" whatever rests.
+        self._no_limit_key = -(self._limits.max_price_ticks + 1)
+
+    # ------------------------------------------------------------------
+    # counters and spec
+    # ------------------------------------------------------------------
+
+    @property
+    def spec(self) -> InstrumentSpec:
+        return self._spec
+
+    @property
+    def seq(self) -> int:
+        """Sequence of the last Trade/BookDelta emitted (the feed's position)."""
+        return self._seq
+
+    @property
+    def next_trade_id(self) -> int:
+        return self._next_trade_id
+
+    @property
+    def next_priority(self) -> int:
+        return self._next_priority
+
+    @property
+    def open_order_count(self) -> int:
+        return len(self._orders)
+
+    # ------------------------------------------------------------------
+    # commands
+    # ------------------------------------------------------------------
+
+    def apply(self, cmd: Place | Cancel | Modify) -> list[Event]:
+        kind = cmd.__class__
+        if kind is Place:
+            return self.place(cmd)  # type: ignore[arg-type]
+        if kind is Cancel:
+            return self.cancel(cmd)  # type: ignore[arg-type]
+        if kind is Modify:
+            return self.modify(cmd)  # type: ignore[arg-type]
+        raise TypeError(f"not a command: {cmd!r}")
+
+    def place(self, cmd: Place) -> list[Event]:
+        side = cmd.side
+        tif = cmd.tif
+        stp = cmd.stp
+        order_type = cmd.order_type
+        if (
+            side.__class__ is not Side
+            or tif.__class__ is not TimeInForce
+            or stp.__class__ is not STP
+            or order_type.__class__ is not OrderType
+        ):
+            return self.place(_normalize_place(cmd))
+        oid = cmd.order_id
+        ts = cmd.ts_ns
+        price = cmd.price_ticks
+        qty = cmd.qty_lots
+        post_only = cmd.post_only
+        reason = check_order_limits(self._limits, order_type, price, qty, tif, post_only)
+        if reason is not None:
+            return [_new(Rejected, (oid, reason, ts))]
+        orders = self._orders
+        if oid in orders:
+            return [_new(Rejected, (oid, _R_DUPLICATE, ts))]
+
+        if side is _BUY:
+            own = self._bids
+            opp = self._asks
+            limit_key = self._no_limit_key if price is None else -price
+        else:
+            own = self._asks
+            opp = self._bids
+            limit_key = self._no_limit_key if price is None else price
+        opp_keys = opp.keys
+        crosses = bool(opp_keys) and opp_keys[-1] >= limit_key
+        if crosses and post_only:
+            return [_new(Rejected, (oid, _R_POST_ONLY, ts))]
+
+        priority = self._next_priority
+        self._next_priority = priority + 1
+        cid = cmd.client_id
+        events: list[Event] = [_new(Accepted, (oid, ts))]
+
+        filled = 0
+        end_reason = None
+        if tif is _FOK and not (crosses and self._fok_fillable(opp, limit_key, cid, qty, stp)):
+            events.append(_new(OrderUpdate, (oid, cid, side, _CANCELLED, price, qty, 0, qty, None, _R_FOK, ts)))
+            return events
+        if crosses:
+            filled, end_reason = self._match(events, opp, limit_key, oid, cid, side, qty, stp, ts)
+
+        remaining = qty - filled
+        if remaining == 0:
+            events.append(_new(OrderUpdate, (oid, cid, side, _FILLED, price, qty, qty, 0, None, None, ts)))
+            return events
+        if end_reason is None:
+            if price is None:
+                end_reason = _R_MARKET
+            elif tif is _IOC:
+                end_reason = _R_IOC
+        if end_reason is not None:
+            events.append(
+                _new(OrderUpdate, (oid, cid, side, _CANCELLED, price, qty, filled, remaining, None, end_reason, ts))
+            )
+            return events
+
+        # Rest the remainder at the back of its level (inlined BookSide.append).
+        order = RestingOrder(oid, cid, side, price, qty, filled, priority, stp, post_only)
+        orders[oid] = order
+        key = price if side is _BUY else -price
+        lvl = own.levels.get(key)
+        if lvl is None:
+            lvl = own.level_for(price)
+            lvl.head = lvl.tail = order
+            order.prev = None
+        else:
+            tail = lvl.tail
+            order.prev = tail
+            tail.next = order  # type: ignore[union-attr]
+            lvl.tail = order
+        order.level = lvl
+        lvl.order_count += 1
+        total = lvl.qty_lots = lvl.qty_lots + remaining
+        seq = self._seq = self._seq + 1
+        events.append(
+            _new(
+                OrderUpdate,
+                (oid, cid, side, _PARTIAL if filled else _OPEN, price, qty, filled, remaining, priority, None, ts),
+            )
+        )
+        events.append(_new(BookDelta, (seq, side, price, total, ts)))
+        return events
+
+    def cancel(self, cmd: Cancel) -> list[Event]:
+        oid = cmd.order_id
+        ts = cmd.ts_ns
+        order = self._orders.pop(oid, None)
+        if order is None:
+            return [_new(Rejected, (oid, _R_UNKNOWN, ts))]
+        side = order.side
+        lvl = (self._bids if side is _BUY else self._asks).unlink(order)
+        seq = self._seq = self._seq + 1
+        qty = order.qty_lots
+        filled = order.filled_lots
+        price = order.price_ticks
+        return [
+            _new(Accepted, (oid, ts)),
+            _new(
+                OrderUpdate,
+                (oid, order.client_id, side, _CANCELLED, price, qty, filled, qty - filled, None, _R_BY_USER, ts),
+            ),
+            _new(BookDelta, (seq, side, price, lvl.qty_lots, ts)),
+        ]
+
+    def modify(self, cmd: Modify) -> list[Event]:
+        oid = cmd.order_id
+        ts = cmd.ts_ns
+        order = self._orders.get(oid)
+        if order is None:
+            return [_new(Rejected, (oid, _R_UNKNOWN, ts))]
+        new_price = cmd.price_ticks
+        new_qty = cmd.qty_lots
+        reason = self._check_modify(order, new_price, new_qty)
+        if reason is not None:
+            return [_new(Rejected, (oid, reason, ts))]
+        old_price = order.price_ticks
+        price = old_price if new_price is None else new_price
+        qty = order.qty_lots if new_qty is None else new_qty
+        side = order.side
+        if side is _BUY:
+            own, opp, limit_key = self._bids, self._asks, -price
+        else:
+            own, opp, limit_key = self._asks, self._bids, price
+        opp_keys = opp.keys
+        crosses = bool(opp_keys) and opp_keys[-1] >= limit_key
+        if crosses and order.post_only:
+            return [_new(Rejected, (oid, _R_POST_ONLY, ts))]
+
+        events: list[Event] = [_new(Accepted, (oid, ts))]
+        cid = order.client_id
+        filled = order.filled_lots
+        if price == old_price:
+            lvl = order.level
+            assert lvl is not None
+            delta = qty - order.qty_lots
+            if delta > 0:
+                # An increase would let a late order jump the queue: back of the line.
+                own.unlink(order)
+                order.qty_lots = qty
+                order.priority = self._next_priority
+                self._next_priority += 1
+                lvl = own.append(order)
+            else:
+                order.qty_lots = qty
+                lvl.qty_lots += delta
+            events.append(self._state(order, None, ts))
+            if delta:
+                self._seq += 1
+                events.append(_new(BookDelta, (self._seq, side, price, lvl.qty_lots, ts)))
+            return events
+
+        # Price change: leave the old level, then behave like a fresh aggressive order.
+        old_lvl = own.unlink(order)
+        self._seq += 1
+        events.append(_new(BookDelta, (self._seq, side, old_price, old_lvl.qty_lots, ts)))
+        order.price_ticks = price
+        order.qty_lots = qty
+        order.priority = self._next_priority
+        self._next_priority += 1
+        end_reason = None
+        if crosses:
+            got, end_reason = self._match(events, opp, limit_key, oid, cid, side, qty - filled, order.stp, ts)
+            filled = order.filled_lots = filled + got
+        if filled == qty or end_reason is not None:
+            del self._orders[oid]
+            status = _FILLED if filled == qty else _CANCELLED
+            events.append(
+                _new(OrderUpdate, (oid, cid, side, status, price, qty, filled, qty - filled, None, end_reason, ts))
+            )
+            return events
+        lvl = own.append(order)
+        events.append(self._state(order, None, ts))
+        self._seq += 1
+        events.append(_new(BookDelta, (self._seq, side, price, lvl.qty_lots, ts)))
+        return events
+
+    def _check_modify(self, order: RestingOrder, new_price: int | None, new_qty: int | None) -> Reason | None:
+        if new_price is None and new_qty is None:
+            return Reason.MODIFY_NOTHING
+        lim = self._limits
+        if new_price is not None:
+            if type(new_price) is not int or new_price <= 0:
+                return Reason.INVALID_PRICE
+            if new_price > lim.max_price_ticks:
+                return Reason.PRICE_TOO_HIGH
+        if new_qty is not None:
+            if type(new_qty) is not int or new_qty <= 0:
+                return Reason.INVALID_QUANTITY
+            if new_qty < lim.min_qty_lots:
+                return Reason.QUANTITY_TOO_SMALL
+            if new_qty > lim.max_qty_lots:
+                return Reason.QUANTITY_TOO_LARGE
+            if new_qty <= order.filled_lots:
+                return Reason.MODIFY_QUANTITY_AT_OR_BELOW_FILLED
+        price = order.price_ticks if new_price is None else new_price
+        qty = order.qty_lots if new_qty is None else new_qty
+        if price * qty < lim.min_notional_ticks_lots:
+            return Reason.NOTIONAL_TOO_SMALL
+        return None
+
+    # ------------------------------------------------------------------
+    # matching internals
+    # ------------------------------------------------------------------
+
+    def _fok_fillable(self, opp: BookSide, limit_key: int, cid: str, want: int, stp: STP) -> bool:
+        """Would a taker of ``want`` lots fill completely? Mirrors ``_match`` exactly."""
+        levels = opp.levels
+        keys = opp.keys
+        avail = 0
+        stp_active = stp is not _STP_NONE
+        for i in range(len(keys) - 1, -1, -1):
+            key = keys[i]
+            if key < limit_key:
+                return False
+            lvl = levels[key]
+            if not stp_active:
+                avail += lvl.qty_lots
+                if avail >= want:
+                    return True
+                continue
+            maker = lvl.head
+            while maker is not None:
+                if maker.client_id == cid:
+                    if stp is not _STP_MAKER:
+                        return False  # matching would stop here, short of the goal
+                else:
+                    avail += maker.qty_lots - maker.filled_lots
+                    if avail >= want:
+                        return True
+                maker = maker.next
+        return False
+
+    def _match(
+        self,
+        events: list[Event],
+        opp: BookSide,
+        limit_key: int,
+        taker_id: str,
+        cid: str,
+        aggressor: Side,
+        want: int,
+        stp: STP,
+        ts: int,
+    ) -> tuple[int, Reason | None]:
+        """Fill up to ``want`` lots against ``opp`` while its touch crosses ``limit_key``.
+
+        Appends the maker-side events; returns (lots filled, STP reason that
+        stopped the taker or None). The taker's own OrderUpdate is the caller's.
+        """
+        levels = opp.levels
+        keys = opp.keys
+        orders = self._orders
+        opp_side = opp.side
+        append = events.append
+        seq = self._seq
+        trade_id = self._next_trade_id
+        taker_buys = aggressor is _BUY
+        stp_active = stp is not _STP_NONE
+        remaining = want
+        stop: Reason | None = None
+        while keys and keys[-1] >= limit_key:
+            lvl = levels[keys[-1]]
+            price = lvl.price_ticks
+            maker = lvl.head
+            while maker is not None:
+                # The maker is always the head here: everything before it was
+                # filled or cancelled and unlinked.
+                moid = maker.order_id
+                mqty = maker.qty_lots
+                mfilled = maker.filled_lots
+                mrem = mqty - mfilled
+                if stp_active and maker.client_id == cid:
+                    if stp is _STP_TAKER:
+                        stop = _R_STP_TAKER
+                        break
+                    why = _R_STP_MAKER if stp is _STP_MAKER else _R_STP_BOTH
+                    nxt = maker.next
+                    lvl.head = nxt
+                    if nxt is None:
+                        lvl.tail = None
+                    else:
+                        nxt.prev = None
+                    maker.next = maker.level = None
+                    lvl.order_count -= 1
+                    lvl.qty_lots -= mrem
+                    del orders[moid]
+                    append(
+                        _new(
+                            OrderUpdate,
+                            (moid, maker.client_id, opp_side, _CANCELLED, price, mqty, mfilled, mrem, None, why, ts),
+                        )
+                    )
+                    seq += 1
+                    append(_new(BookDelta, (seq, opp_side, price, lvl.qty_lots, ts)))
+                    if why is _R_STP_BOTH:
+                        stop = why
+                        break
+                    maker = nxt
+                    continue
+
+                seq += 1
+                if remaining < mrem:
+                    # Taker exhausted inside this maker: maker stays at the head.
+                    q = remaining
+                    remaining = 0
+                    mfilled = maker.filled_lots = mfilled + q
+                    append(
+                        _new(
+                            Trade,
+                            (
+                                seq, trade_id, price, q, aggressor, moid, taker_id,
+                                taker_id if taker_buys else moid, moid if taker_buys else taker_id, ts,
+                            ),
+                        )
+                    )
+                    trade_id += 1
+                    append(
+                        _new(
+                            OrderUpdate,
+                            (moid, maker.client_id, opp_side, _PARTIAL, price, mqty, mfilled, mqty - mfilled,
+                             maker.priority, None, ts),
+                        )
+                    )
+                    lvl.qty_lots -= q
+                    seq += 1
+                    append(_new(BookDelta, (seq, opp_side, price, lvl.qty_lots, ts)))
+                    break
+                remaining -= mrem
+                maker.filled_lots = mqty
+                append(
+                    _new(
+                        Trade,
+                        (
+                            seq, trade_id, price, mrem, aggressor, moid, taker_id,
+                            taker_id if taker_buys else moid, moid if taker_buys else taker_id, ts,
+                        ),
+                    )
+                )
+                trade_id += 1
+                nxt = maker.next
+                lvl.head = nxt
+                if nxt is None:
+                    lvl.tail = None
+                else:
+                    nxt.prev = None
+                maker.next = maker.level = None
+                lvl.order_count -= 1
+                lvl.qty_lots -= mrem
+                del orders[moid]
+                append(_new(OrderUpdate, (moid, maker.client_id, opp_side, _FILLED, price, mqty, mqty, 0, None, None, ts)))
+                seq += 1
+                append(_new(BookDelta, (seq, opp_side, price, lvl.qty_lots, ts)))
+                if remaining == 0:
+                    break
+                maker = nxt
+            if lvl.order_count == 0:
+                # The touch emptied: it is keys[-1], so dropping it is a pop.
+                keys.pop()
+                del levels[lvl.key]
+            if stop is not None or remaining == 0:
+                break
+        self._seq = seq
+        self._next_trade_id = trade_id
+        return want - remaining, stop
+
+    def _state(self, order: RestingOrder, reason: Reason | None, ts: int) -> OrderUpdate:
+        """OrderUpdate for a resting order."""
+        filled = order.filled_lots
+        qty = order.qty_lots
+        return _new(
+            OrderUpdate,
+            (
+                order.order_id, order.client_id, order.side, _PARTIAL if filled else _OPEN, order.price_ticks,
+                qty, filled, qty - filled, order.priority, reason, ts,
+            ),
+        )
+
+    # ------------------------------------------------------------------
+    # queries
+    # ------------------------------------------------------------------
+
+    def best_bid(self) -> tuple[int, int] | None:
+        lvl = self._bids.best()
+        return None if lvl is None else (lvl.price_ticks, lvl.qty_lots)
+
+    def best_ask(self) -> tuple[int, int] | None:
+        lvl = self._asks.best()
+        return None if lvl is None else (lvl.price_ticks, lvl.qty_lots)
+
+    def depth(self, n: int) -> Depth:
+        return Depth(self._bids.depth(n), self._asks.depth(n))
+
+    def get_order(self, order_id: str) -> OrderUpdate | None:
+        """State of a resting order (a query, not an event: ts_ns is 0)."""
+        order = self._orders.get(order_id)
+        return None if order is None else self._state(order, None, 0)
+
+    def snapshot(self) -> dict[str, Any]:
+        """Deterministic, JSON-serializable state; see ``restore``.
+
+        Orders: bids by price desc then priority, then asks by price asc then
+        priority (i.e. each side from the touch outwards, FIFO within a level).
+        """
+        out: list[dict[str, Any]] = []
+        for book in (self._bids, self._asks):
+            for lvl in book.iter_levels():
+                for o in lvl.orders():
+                    out.append(
+                        {
+                            "order_id": o.order_id,
+                            "client_id": o.client_id,
+                            "side": o.side.value,
+                            "price_ticks": o.price_ticks,
+                            "qty_lots": o.qty_lots,
+                            "filled_lots": o.filled_lots,
+                            "priority": o.priority,
+                            "stp": o.stp.value,
+                            "post_only": o.post_only,
+                        }
+                    )
+        return {
+            "version": SNAPSHOT_VERSION,
+            "symbol": self._spec.symbol,
+            "seq": self._seq,
+            "next_trade_id": self._next_trade_id,
+            "next_priority": self._next_priority,
+            "orders": out,
+        }
+
+    @classmethod
+    def restore(cls, spec: InstrumentSpec, snapshot: dict[str, Any]) -> Engine:
+        """Rebuild an engine from ``snapshot()`` output or the worker's equivalent.
+
+        The orders may come in any order: FIFO is rebuilt from ``priority``.
+        A malformed snapshot raises ValueError rather than building a wrong book.
+        """
+        if snapshot.get("version") != SNAPSHOT_VERSION:
+            raise ValueError(f"unsupported snapshot version {snapshot.get('version')!r}")
+        if snapshot.get("symbol") != spec.symbol:
+            raise ValueError(f"snapshot is for {snapshot.get('symbol')!r}, not {spec.symbol!r}")
+        engine = cls(
+            spec,
+            seq=int(snapshot["seq"]),
+            next_trade_id=int(snapshot["next_trade_id"]),
+            next_priority=int(snapshot["next_priority"]),
+        )
+        rows = sorted(snapshot["orders"], key=lambda r: r["priority"])
+        seen_priorities: set[int] = set()
+        for row in rows:
+            oid = row["order_id"]
+            side = Side(row["side"])
+            price, qty, filled, priority = row["price_ticks"], row["qty_lots"], row["filled_lots"], row["priority"]
+            for name, value in (("price_ticks", price), ("qty_lots", qty), ("filled_lots", filled), ("priority", priority)):
+                if type(value) is not int:
+                    raise ValueError(f"order {oid!r}: {name} must be an int, got {value!r}")
+            if price <= 0 or not (0 <= filled < qty):
+                raise ValueError(f"order {oid!r}: bad price/quantity ({price}, {filled}/{qty})")
+            if not (0 < priority < engine._next_priority) or priority in seen_priorities:
+                raise ValueError(f"order {oid!r}: priority {priority} duplicated or not below next_priority")
+            if oid in engine._orders:
+                raise ValueError(f"duplicate order id {oid!r}")
+            seen_priorities.add(priority)
+            order = RestingOrder(
+                oid, row["client_id"], side, price, qty, filled, priority, STP(row["stp"]), bool(row["post_only"])
+            )
+            engine._orders[oid] = order
+            (engine._bids if side is _BUY else engine._asks).append(order)
+        bid, ask = engine.best_bid(), engine.best_ask()
+        if bid is not None and ask is not None and bid[0] >= ask[0]:
+            raise ValueError(f"snapshot book is crossed: bid {bid[0]} >= ask {ask[0]}")
+        return engine
+
+    def check_invariants(self) -> None:
+        """Raise AssertionError (with a message) if the book is inconsistent."""
+        seen = self._bids.check(self._orders, self._next_priority)
+        seen += self._asks.check(self._orders, self._next_priority)
+        assert seen == len(self._orders), f"id index has {len(self._orders)} orders, book has {seen}"
+        for oid, order in self._orders.items():
+            assert order.order_id == oid, f"id index key {oid!r} points at {order.order_id!r}"
+            assert order.level is not None, f"{oid!r} indexed but not in a level"
+        bid, ask = self.best_bid(), self.best_ask()
+        assert bid is None or ask is None or bid[0] < ask[0], f"book crossed at rest: {bid} / {ask}"
+        assert self._seq >= 0 and self._next_trade_id >= 1, "counters went negative"
+
+
+__all__ = ["Engine", "PriceLevel", "SNAPSHOT_VERSION"]
