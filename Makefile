@@ -1,0 +1,56 @@
+# pgbourse: `make run` starts the exchange, `make test` runs the test suite. Nothing else needed
+# but Python 3.12+ and make: the virtualenv, pinned dependencies and an embedded PostgreSQL
+# (under var/, when DATABASE_URL is unset) are set up on first use.
+
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+# First Python >= 3.12 found: $PYTHON, then python3.13/python3.12/python3 on PATH, then pyenv's.
+PYTHON ?= $(shell for c in python3.13 python3.12 python3 $$HOME/.pyenv/versions/3.13*/bin/python3 $$HOME/.pyenv/versions/3.12*/bin/python3 /root/.pyenv/versions/3.13*/bin/python3 /root/.pyenv/versions/3.12*/bin/python3; do \
+	  p=$$(command -v $$c 2>/dev/null) || continue; \
+	  $$p -c 'import sys; sys.exit(0 if sys.version_info >= (3, 12) else 1)' 2>/dev/null && { echo $$p; break; }; \
+	done)
+
+.PHONY: run test venv db-start db-stop db-wipe lock bench-engine bench-http bench-ws clean
+
+$(VENV)/.installed: requirements.txt
+	@test -n "$(PYTHON)" || { echo "Python 3.12+ not found; set PYTHON=/path/to/python3.12" >&2; exit 1; }
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	@touch $@
+
+venv: $(VENV)/.installed
+
+run: venv
+	$(PY) manage.py runexchange
+
+test: venv
+	$(PY) -m pytest
+
+db-start: venv
+	$(PY) -m exchange_project.pgembed start
+
+db-stop: venv
+	$(PY) -m exchange_project.pgembed stop
+
+# Removes the embedded PostgreSQL's data (var/pgdata): every order, trade and snapshot.
+db-wipe: venv
+	$(PY) -m exchange_project.pgembed wipe
+
+# Re-resolve requirements.in into the fully pinned requirements.txt.
+lock: venv
+	$(PY) -m pip install --quiet -r requirements.in
+	$(PY) -m pip freeze --exclude-editable | grep -v '^pkg_resources' > requirements.txt
+
+bench-engine: venv
+	$(PY) load-test/bench_engine.py
+
+bench-http: venv
+	$(PY) load-test/http_load.py
+
+bench-ws: venv
+	$(PY) load-test/ws_bench.py
+
+clean:
+	rm -rf $(VENV)

@@ -1,0 +1,18 @@
+from django.contrib import admin
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from orders import api
+
+urlpatterns = [
+    path("orders", api.OrderCollection.as_view(), name="orders"),
+    path("orders/<str:order_id>", api.OrderDetail.as_view(), name="order-detail"),
+    path("orders/<str:order_id>/cancel", api.OrderCancel.as_view(), name="order-cancel"),
+    path("trades", api.TradeList.as_view(), name="trades"),
+    path("orderbook", api.OrderBook.as_view(), name="orderbook"),
+    path("instruments", api.InstrumentList.as_view(), name="instruments"),
+    path("schema", SpectacularAPIView.as_view(), name="schema"),
+    path("docs", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
+    path("admin/", admin.site.urls),
+    path("", include("django_prometheus.urls")),
+]

@@ -1,0 +1,176 @@
+"""From engine events to market-data messages (pure: no Django, no I/O, no clock).
+
+The matching worker feeds each committed batch's events through one FeedBuilder per instrument
+and NOTIFYs the resulting payloads inside the same transaction. The builder keeps a mirror of
+the price levels exactly as a feed client reconstructs them from book_delta messages, so the
+checksum on each delta is the checksum of the client's book after applying that delta.
+
+Wire events (names of the specification):
+  new_trade    {trade_id, price, quantity, aggressor_side, buy_order_id, sell_order_id,
+                maker_order_id, taker_order_id, time, seq}
+  book_delta   {side: "bid"|"ask", price, new_quantity ("0" removes the level), seq, checksum}
+  order_update {order_id, client_id, side, status, price, quantity, filled_quantity,
+                remaining_quantity, reason, time}
+  ticker       {best_bid, best_bid_size, best_ask, best_ask_size, last_price, seq, time}
+  snapshot     {bids: [[price, qty], ...top 5], asks: [...], seq, time}
+Every event also carries "event" and "instrument".
+"""
+from __future__ import annotations
+
+import bisect
+from collections.abc import Iterable
+from typing import Any
+
+import orjson
+
+from matching.types import BookDelta, InstrumentSpec, OrderUpdate, Rejected, Side, Trade
+
+from .checksum import DEPTH, book_checksum
+
+MAX_PAYLOAD_BYTES = 7900  # PostgreSQL's NOTIFY limit is 8000 bytes
+
+
+def iso_from_ns(ts_ns: int) -> str:
+    """ISO-8601 UTC with microseconds, from integer nanoseconds (no float, no clock)."""
+    import datetime as dt
+
+    value = dt.datetime(1970, 1, 1, tzinfo=dt.UTC) + dt.timedelta(microseconds=ts_ns // 1000)
+    return value.isoformat().replace("+00:00", "Z")
+
+
+class _Side:
+    """Levels of one side, best first, as a client holds them."""
+
+    def __init__(self, descending: bool) -> None:
+        self.descending = descending
+        self.qty: dict[int, int] = {}
+        self.keys: list[int] = []  # sort keys: -price for bids, price for asks
+
+    def set(self, price: int, qty: int) -> None:
+        key = -price if self.descending else price
+        if qty == 0:
+            if price in self.qty:
+                del self.qty[price]
+                self.keys.pop(bisect.bisect_left(self.keys, key))
+        else:
+            if price not in self.qty:
+                bisect.insort(self.keys, key)
+            self.qty[price] = qty
+
+    def top(self, n: int) -> list[tuple[int, int]]:
+        out = []
+        for key in self.keys[:n]:
+            price = -key if self.descending else key
+            out.append((price, self.qty[price]))
+        return out
+
+
+class FeedBuilder:
+    def __init__(self, spec: InstrumentSpec, levels: Iterable[tuple[str, int, int]] = (), seq: int = 0) -> None:
+        """levels: (side "buy"/"sell", price_ticks, qty_lots) of the book as rebuilt."""
+        self.spec = spec
+        self.symbol = spec.symbol
+        self.bids = _Side(descending=True)
+        self.asks = _Side(descending=False)
+        for side, price, qty in levels:
+            (self.bids if side == "buy" else self.asks).set(price, qty)
+        self.seq = seq
+        self.last_price: str | None = None
+        self._ticker_key: tuple[Any, ...] | None = None
+        self._price_cache: dict[int, str] = {}
+
+    def _p(self, ticks: int) -> str:
+        text = self._price_cache.get(ticks)
+        if text is None:
+            if len(self._price_cache) > 100_000:
+                self._price_cache.clear()
+            text = self._price_cache[ticks] = str(self.spec.ticks_to_price(ticks))
+        return text
+
+    def _q(self, lots: int) -> str:
+        return str(self.spec.lots_to_qty(lots))
+
+    def checksum(self) -> int:
+        return book_checksum([(self._p(p), self._q(q)) for p, q in self.asks.top(DEPTH)],
+                             [(self._p(p), self._q(q)) for p, q in self.bids.top(DEPTH)])
+
+    def events(self, events: Iterable[Any], client_of: dict[str, str] | None = None) -> list[dict[str, Any]]:
+        """Wire events for engine events, in order; then a ticker if the top of book or last
+        price changed. client_of maps order ids to client ids for rejected orders."""
+        out: list[dict[str, Any]] = []
+        sym = self.symbol
+        last_ts = 0
+        for ev in events:
+            kind = type(ev)
+            if kind is BookDelta:
+                (self.bids if ev.side is Side.BUY else self.asks).set(ev.price_ticks, ev.qty_lots)
+                self.seq = ev.seq
+                last_ts = ev.ts_ns
+                out.append({"event": "book_delta", "instrument": sym, "side": "bid" if ev.side is Side.BUY else "ask",
+                            "price": self._p(ev.price_ticks), "new_quantity": self._q(ev.qty_lots), "seq": ev.seq,
+                            "checksum": self.checksum()})
+            elif kind is Trade:
+                self.seq = ev.seq
+                last_ts = ev.ts_ns
+                self.last_price = self._p(ev.price_ticks)
+                out.append({"event": "new_trade", "instrument": sym, "trade_id": ev.trade_id,
+                            "price": self.last_price, "quantity": self._q(ev.qty_lots),
+                            "aggressor_side": ev.aggressor.value, "buy_order_id": ev.buy_order_id,
+                            "sell_order_id": ev.sell_order_id, "maker_order_id": ev.maker_order_id,
+                            "taker_order_id": ev.taker_order_id, "time": iso_from_ns(ev.ts_ns), "seq": ev.seq})
+            elif kind is OrderUpdate:
+                last_ts = ev.ts_ns
+                out.append({"event": "order_update", "instrument": sym, "order_id": ev.order_id,
+                            "client_id": ev.client_id, "side": ev.side.value, "status": ev.status.value,
+                            "price": None if ev.price_ticks is None else self._p(ev.price_ticks),
+                            "quantity": self._q(ev.qty_lots), "filled_quantity": self._q(ev.filled_lots),
+                            "remaining_quantity": self._q(ev.remaining_lots),
+                            "reason": None if ev.reason is None else ev.reason.value,
+                            "time": iso_from_ns(ev.ts_ns)})
+            elif kind is Rejected and client_of is not None and ev.order_id in client_of:
+                # A rejected place: tell its owner. (A refused cancel/modify changes no order.)
+                last_ts = ev.ts_ns
+                out.append({"event": "order_update", "instrument": sym, "order_id": ev.order_id,
+                            "client_id": client_of[ev.order_id], "status": "rejected",
+                            "reason": ev.reason.value, "time": iso_from_ns(ev.ts_ns)})
+        if last_ts:
+            ticker = self.ticker(last_ts)
+            key = (ticker["best_bid"], ticker["best_bid_size"], ticker["best_ask"], ticker["best_ask_size"],
+                   ticker["last_price"])
+            if key != self._ticker_key:
+                self._ticker_key = key
+                out.append(ticker)
+        return out
+
+    def ticker(self, ts_ns: int) -> dict[str, Any]:
+        bid = self.bids.top(1)
+        ask = self.asks.top(1)
+        return {"event": "ticker", "instrument": self.symbol,
+                "best_bid": self._p(bid[0][0]) if bid else None, "best_bid_size": self._q(bid[0][1]) if bid else None,
+                "best_ask": self._p(ask[0][0]) if ask else None, "best_ask_size": self._q(ask[0][1]) if ask else None,
+                "last_price": self.last_price, "seq": self.seq, "time": iso_from_ns(ts_ns)}
+
+    def snapshot(self, ts_ns: int, depth: int = 5) -> dict[str, Any]:
+        return {"event": "snapshot", "instrument": self.symbol,
+                "bids": [[self._p(p), self._q(q)] for p, q in self.bids.top(depth)],
+                "asks": [[self._p(p), self._q(q)] for p, q in self.asks.top(depth)],
+                "seq": self.seq, "time": iso_from_ns(ts_ns)}
+
+
+def pack(symbol: str, events: list[dict[str, Any]], limit: int = MAX_PAYLOAD_BYTES) -> list[str]:
+    """Split events into NOTIFY payloads {"instrument", "events": [...]} each under the limit,
+    keeping their order. A single event never exceeds the limit (they are small and bounded)."""
+    payloads: list[str] = []
+    head = b'{"instrument":' + orjson.dumps(symbol) + b',"events":['
+    chunk: list[bytes] = []
+    size = len(head) + 2
+    for ev in events:
+        blob = orjson.dumps(ev)
+        if chunk and size + len(blob) + 1 > limit:
+            payloads.append((head + b",".join(chunk) + b"]}").decode())
+            chunk, size = [], len(head) + 2
+        chunk.append(blob)
+        size += len(blob) + 1
+    if chunk:
+        payloads.append((head + b",".join(chunk) + b"]}").decode())
+    return payloads

@@ -1,0 +1,100 @@
+"""The channel layer the matching worker consumer reads: PostgreSQL itself.
+
+`manage.py runworker --layer matching matching` runs Channels' standard worker with this layer.
+A web process "sends" an order to the worker by committing it as a pending row and NOTIFYing
+`pgb_inbox`; `receive()` here wakes on that NOTIFY (with a slow poll as a safety net), reads
+every pending command in arrival order and hands the batch to MatchingConsumer as one message.
+
+Why not channels-postgres or a broker: the design allows PostgreSQL only, and channels-postgres
+1.1.4 was measured to drop and redeliver messages. Rows are the record: a worker that dies
+between any two steps finds the same pending rows when it restarts.
+
+Batches are strictly sequential: receive() does not read the next batch until the consumer
+has committed the previous one (`batch_done()`), so a pending row is never handed out twice.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import psycopg
+from channels.layers import BaseChannelLayer
+
+log = logging.getLogger("matching.inbox")
+
+INBOX_CHANNEL = "pgb_inbox"
+POLL_S = 0.5
+PENDING_SQL = """
+(SELECT o.inbox_seq, 'place' AS kind, NULL::bigint AS command_id, o.order_id, o.instrument_id, o.client_id,
+        o.side, o.type, o.time_in_force, o.post_only, o.stp, o.price, o.quantity, o.idempotency_key,
+        o.created_at
+   FROM orders_order o WHERE o.status = 'pending' ORDER BY o.inbox_seq LIMIT %(limit)s)
+UNION ALL
+(SELECT c.inbox_seq, c.kind, c.id, c.order_id, o.instrument_id, o.client_id,
+        o.side, o.type, o.time_in_force, o.post_only, o.stp, c.new_price, c.new_quantity, o.idempotency_key,
+        o.created_at
+   FROM orders_ordercommand c JOIN orders_order o ON o.order_id = c.order_id
+  WHERE NOT c.processed ORDER BY c.inbox_seq LIMIT %(limit)s)
+ORDER BY inbox_seq LIMIT %(limit)s
+"""
+COLUMNS = ("inbox_seq", "kind", "command_id", "order_id", "instrument_id", "client_id", "side", "type",
+           "time_in_force", "post_only", "stp", "price", "quantity", "idempotency_key", "created_at")
+
+
+class PostgresInboxLayer(BaseChannelLayer):
+    extensions: list[str] = []
+
+    def __init__(self, batch_limit: int = 2000, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.batch_limit = batch_limit
+        self._conn: psycopg.AsyncConnection[Any] | None = None
+        self._started = False
+        self._idle: asyncio.Event | None = None
+
+    async def _connect(self) -> psycopg.AsyncConnection[Any]:
+        if self._conn is None or self._conn.closed:
+            from orders.db import conninfo_kwargs
+
+            self._conn = await psycopg.AsyncConnection.connect(**conninfo_kwargs(), autocommit=True)
+            await self._conn.execute(f"LISTEN {INBOX_CHANNEL}")
+        return self._conn
+
+    def batch_done(self) -> None:
+        """Called by the consumer once a batch is committed: the next receive() may read."""
+        assert self._idle is not None
+        self._idle.set()
+
+    async def receive(self, channel: str) -> dict[str, Any]:
+        if channel.startswith("specific."):
+            # The consumer's own reply channel: nothing is ever sent to it.
+            await asyncio.Future()
+        if self._idle is None:
+            self._idle = asyncio.Event()
+        if not self._started:
+            # First message: the consumer takes the ownership lock and rebuilds its books
+            # before any pending row is read.
+            self._started = True
+            return {"type": "worker.start"}
+        await self._idle.wait()
+        conn = await self._connect()
+        while True:
+            cur = await conn.execute(PENDING_SQL, {"limit": self.batch_limit})
+            rows = [dict(zip(COLUMNS, r)) for r in await cur.fetchall()]
+            if rows:
+                self._idle.clear()
+                return {"type": "inbox.batch", "rows": rows}
+            # Sleep until an insert NOTIFYs (psycopg keeps notifications that arrived while we
+            # were querying, so none is missed), or the safety-net poll interval passes.
+            async for _ in conn.notifies(timeout=POLL_S, stop_after=1):
+                break
+
+    async def send(self, channel: str, message: dict[str, Any]) -> None:
+        raise NotImplementedError("orders reach the worker as committed rows (orders.services), not messages")
+
+    async def new_channel(self, prefix: str = "specific.") -> str:
+        return f"{prefix}matching-worker"
+
+    async def flush(self) -> None:
+        if self._conn is not None:
+            await self._conn.close()

@@ -1,0 +1,449 @@
+"""The matching worker: the thin adapter between the pure engines and PostgreSQL.
+
+One process owns every instrument's book (an advisory lock makes a second worker wait). For
+each batch of pending commands it matches in memory, then commits everything the batch caused
+in ONE SERIALIZABLE transaction: order states, the append-only OrderEvents, trades, processed
+commands, the instruments' sequence counters, and the NOTIFYs that carry outcomes and market
+data. On a serialization failure (SQLSTATE 40001) it retries the same writes: the events were
+computed once, so nothing is matched twice. Any other failure ends the process (exit code 70):
+memory may then be ahead of the database, and the supervisor's restart rebuilds the books from
+PostgreSQL, where the unprocessed commands are still pending.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from collections import defaultdict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+import orjson
+import psycopg
+from psycopg import errors as pg_errors
+
+from marketdata.feed import FeedBuilder, pack
+from orders.representation import fill_json, fmt, fmt_time, from_ns, order_json
+
+from .engine import Engine
+from .types import (
+    STP,
+    Cancel,
+    InstrumentSpec,
+    InvalidNumber,
+    Modify,
+    OrderType,
+    OrderUpdate,
+    Place,
+    Reason,
+    Rejected,
+    Side,
+    TimeInForce,
+    Trade,
+)
+
+log = logging.getLogger("matching.worker")
+
+LOCK_KEY = 0x70676272  # "pgbr": one key, the whole matching service
+MAX_OUTCOME_BYTES = 7000
+SNAPSHOT_EVERY_S = 1.0
+PERSIST_SNAPSHOT_EVERY_S = 60.0
+MAX_RETRIES = 20
+
+
+@dataclass(slots=True)
+class Book:
+    id: int
+    symbol: str
+    spec: InstrumentSpec
+    engine: Engine
+    feed: FeedBuilder
+
+
+@dataclass(slots=True)
+class Batch:
+    """Everything one batch of commands changes, ready to be written."""
+
+    ts_ns: int
+    final: dict[str, tuple[Book, OrderUpdate | Rejected]] = field(default_factory=dict)
+    events: list[tuple[Any, ...]] = field(default_factory=list)
+    trades: list[tuple[Any, ...]] = field(default_factory=list)
+    commands: list[tuple[int, str]] = field(default_factory=list)
+    places: list[tuple[dict[str, Any], Book]] = field(default_factory=list)
+    fills: dict[str, list[dict[str, Any]]] = field(default_factory=lambda: defaultdict(list))
+    market: dict[int, list[dict[str, Any]]] = field(default_factory=lambda: defaultdict(list))
+    books: dict[int, Book] = field(default_factory=dict)
+
+
+class MatchingWorker:
+    def __init__(self, conninfo: dict[str, Any]) -> None:
+        self.conninfo = conninfo
+        self.conn: psycopg.AsyncConnection[Any] | None = None
+        self.books: dict[int, Book] = {}
+        self.lock = asyncio.Lock()
+        self.batches = 0
+        self.retries = 0
+        # Test seam: awaited inside each write attempt, after the transaction has begun.
+        self.before_write: Callable[[int], Awaitable[None]] | None = None
+
+    # -- start ----------------------------------------------------------------------------
+    async def start(self, wait_for_lock: bool = True) -> None:
+        self.conn = await psycopg.AsyncConnection.connect(**self.conninfo, autocommit=True)
+        while True:
+            cur = await self.conn.execute("SELECT pg_try_advisory_lock(%s)", (LOCK_KEY,))
+            row = await cur.fetchone()
+            if row and row[0]:
+                break
+            if not wait_for_lock:
+                raise SystemExit("another matching worker holds the lock (pg advisory lock %d)" % LOCK_KEY)
+            log.warning("another matching worker owns the books (advisory lock %d held); waiting", LOCK_KEY)
+            await asyncio.sleep(1.0)
+        # The same connection that holds the lock commits every batch: if it is lost, so is the
+        # lock, and no commit can happen on it.
+        await self.conn.set_autocommit(False)
+        await self.conn.set_isolation_level(psycopg.IsolationLevel.SERIALIZABLE)
+        await self.rebuild()
+
+    async def rebuild(self) -> None:
+        """Rebuild every book from PostgreSQL: open orders by price and original priority."""
+        assert self.conn is not None
+        self.books.clear()
+        async with self.conn.transaction():
+            cur = await self.conn.execute(
+                "SELECT id, symbol, tick_size, lot_size, min_qty, max_qty, max_price, min_notional, last_seq, "
+                "last_trade_id FROM orders_instrument ORDER BY id")
+            instruments = await cur.fetchall()
+            for iid, symbol, tick, lot, min_qty, max_qty, max_price, min_notional, last_seq, last_trade in instruments:
+                spec = InstrumentSpec(symbol=symbol, tick_size=tick.normalize(), lot_size=lot.normalize(),
+                                      min_qty=min_qty.normalize(), max_qty=max_qty.normalize(),
+                                      max_price=max_price.normalize(),
+                                      min_notional=None if min_notional is None else min_notional.normalize())
+                cur = await self.conn.execute(
+                    "SELECT order_id, client_id, side, price, quantity, filled_quantity, priority, stp, post_only "
+                    "FROM orders_order WHERE instrument_id = %s AND status IN ('open', 'partially_filled') "
+                    "ORDER BY priority", (iid,))
+                orders = [{"order_id": str(oid), "client_id": cid, "side": side,
+                           "price_ticks": spec.price_to_ticks(price), "qty_lots": spec.qty_to_lots(qty),
+                           "filled_lots": _exact_lots(spec, filled), "priority": prio,
+                           "stp": stp, "post_only": post_only}
+                          for oid, cid, side, price, qty, filled, prio, stp, post_only in await cur.fetchall()]
+                next_priority = max((o["priority"] for o in orders), default=0) + 1
+                cur = await self.conn.execute(
+                    "SELECT coalesce(max(priority), 0) FROM orders_order WHERE instrument_id = %s", (iid,))
+                row = await cur.fetchone()
+                next_priority = max(next_priority, (row[0] if row else 0) + 1)
+                engine = Engine.restore(spec, {"version": 1, "symbol": symbol, "seq": last_seq,
+                                               "next_trade_id": last_trade + 1, "next_priority": next_priority,
+                                               "orders": orders})
+                engine.check_invariants()
+                self.books[iid] = Book(iid, symbol, spec, engine, _feed_for(spec, engine))
+        log.info("rebuilt %d book(s): %s", len(self.books),
+                 ", ".join(f"{b.symbol} ({b.engine.open_order_count} open, seq {b.engine.seq})"
+                           for b in self.books.values()))
+
+    async def _book(self, instrument_id: int) -> Book:
+        book = self.books.get(instrument_id)
+        if book is None:
+            # An instrument created after start (from the admin): it has no orders yet.
+            await self.rebuild_one(instrument_id)
+            book = self.books[instrument_id]
+        return book
+
+    async def rebuild_one(self, instrument_id: int) -> None:
+        assert self.conn is not None
+        async with self.conn.transaction():
+            cur = await self.conn.execute(
+                "SELECT symbol, tick_size, lot_size, min_qty, max_qty, max_price, min_notional, last_seq, "
+                "last_trade_id FROM orders_instrument WHERE id = %s", (instrument_id,))
+            row = await cur.fetchone()
+        assert row is not None, f"instrument {instrument_id} vanished"
+        symbol, tick, lot, min_qty, max_qty, max_price, min_notional, last_seq, last_trade = row
+        spec = InstrumentSpec(symbol=symbol, tick_size=tick.normalize(), lot_size=lot.normalize(),
+                              min_qty=min_qty.normalize(), max_qty=max_qty.normalize(),
+                              max_price=max_price.normalize(),
+                              min_notional=None if min_notional is None else min_notional.normalize())
+        engine = Engine(spec, seq=last_seq, next_trade_id=last_trade + 1)
+        self.books[instrument_id] = Book(instrument_id, symbol, spec, engine, _feed_for(spec, engine))
+
+    # -- one batch ------------------------------------------------------------------------
+    async def handle_rows(self, rows: list[dict[str, Any]]) -> None:
+        async with self.lock:
+            batch = Batch(ts_ns=time.time_ns())
+            for row in rows:
+                book = await self._book(row["instrument_id"])
+                batch.books[book.id] = book
+                events = self._apply(book, row, batch.ts_ns)
+                self._collect(batch, book, row, events)
+            await self.commit(batch)
+            self.batches += 1
+
+    def _apply(self, book: Book, row: dict[str, Any], ts_ns: int) -> list[Any]:
+        spec, oid = book.spec, str(row["order_id"])
+        try:
+            if row["kind"] == "place":
+                return book.engine.place(Place(
+                    order_id=oid, client_id=row["client_id"], side=Side(row["side"]),
+                    order_type=OrderType(row["type"]),
+                    price_ticks=None if row["price"] is None else spec.price_to_ticks(row["price"]),
+                    qty_lots=spec.qty_to_lots(row["quantity"]), tif=TimeInForce(row["time_in_force"]),
+                    post_only=row["post_only"], stp=STP(row["stp"]), ts_ns=ts_ns))
+            if row["kind"] == "cancel":
+                return book.engine.cancel(Cancel(order_id=oid, ts_ns=ts_ns))
+            return book.engine.modify(Modify(
+                order_id=oid, ts_ns=ts_ns,
+                price_ticks=None if row["price"] is None else spec.price_to_ticks(row["price"]),
+                qty_lots=None if row["quantity"] is None else spec.qty_to_lots(row["quantity"])))
+        except InvalidNumber as exc:
+            # The instrument's grid changed (admin) after the order was validated.
+            return [Rejected(oid, exc.reason, ts_ns)]
+
+    def _collect(self, batch: Batch, book: Book, row: dict[str, Any], events: list[Any]) -> None:
+        spec, iid, when = book.spec, book.id, from_ns(batch.ts_ns)
+        last_trade: dict[str, int] = {}
+        refused: str | None = None
+        for ev in events:
+            kind = type(ev)
+            if kind is OrderUpdate:
+                batch.final[ev.order_id] = (book, ev)
+                batch.events.append((ev.order_id, iid, ev.status.value,
+                                     None if ev.price_ticks is None else spec.ticks_to_price(ev.price_ticks),
+                                     spec.lots_to_qty(ev.qty_lots), spec.lots_to_qty(ev.filled_lots),
+                                     None if ev.reason is None else ev.reason.value,
+                                     last_trade.pop(ev.order_id, None), when))
+            elif kind is Trade:
+                price, qty = spec.ticks_to_price(ev.price_ticks), spec.lots_to_qty(ev.qty_lots)
+                batch.trades.append((iid, ev.trade_id, ev.seq, price, qty, ev.aggressor.value, ev.buy_order_id,
+                                     ev.sell_order_id, ev.maker_order_id, ev.taker_order_id, when))
+                last_trade[ev.maker_order_id] = last_trade[ev.taker_order_id] = ev.trade_id
+                for oid in (ev.buy_order_id, ev.sell_order_id):
+                    batch.fills[oid].append(fill_json(
+                        trade_id=ev.trade_id, price=str(price), quantity=str(qty),
+                        role="maker" if oid == ev.maker_order_id else "taker", seq=ev.seq,
+                        executed_at=fmt_time(when)))
+            elif kind is Rejected:
+                refused = ev.reason.value
+                if row["kind"] == "place":
+                    batch.final[ev.order_id] = (book, ev)
+                    batch.events.append((ev.order_id, iid, "rejected", row["price"], row["quantity"], Decimal(0),
+                                         ev.reason.value, None, when))
+        if row["kind"] == "place":
+            batch.places.append((row, book))
+        else:
+            batch.commands.append((row["command_id"], refused or "ok"))
+        client_of = {str(row["order_id"]): row["client_id"]} if row["kind"] == "place" else None
+        batch.market[iid].extend(book.feed.events(events, client_of))
+
+    def _order_updates(self, batch: Batch) -> dict[str, list[Any]]:
+        cols: dict[str, list[Any]] = {k: [] for k in ("id", "status", "filled", "qty", "price", "reason", "prio",
+                                                       "set_price_qty")}
+        for oid, (book, ev) in batch.final.items():
+            cols["id"].append(oid)
+            if type(ev) is Rejected:
+                cols["status"].append("rejected")
+                cols["filled"].append(Decimal(0))
+                cols["qty"].append(None)
+                cols["price"].append(None)
+                cols["reason"].append(ev.reason.value)
+                cols["prio"].append(None)
+                cols["set_price_qty"].append(False)
+            else:
+                spec = book.spec
+                cols["status"].append(ev.status.value)
+                cols["filled"].append(spec.lots_to_qty(ev.filled_lots))
+                cols["qty"].append(spec.lots_to_qty(ev.qty_lots))
+                cols["price"].append(None if ev.price_ticks is None else spec.ticks_to_price(ev.price_ticks))
+                cols["reason"].append(None if ev.reason is None else ev.reason.value)
+                cols["prio"].append(ev.priority)
+                cols["set_price_qty"].append(True)
+        return cols
+
+    def _outcomes(self, batch: Batch) -> list[str]:
+        """NOTIFY payloads resolving the waiting requests: each place's order as committed (with
+        its fills), each cancel/modify's result; packed under the NOTIFY size limit."""
+        items: list[bytes] = []
+        when = fmt_time(from_ns(batch.ts_ns))
+        for row, book in batch.places:
+            oid = str(row["order_id"])
+            _, ev = batch.final[oid]
+            spec = book.spec
+            if type(ev) is Rejected:
+                status, filled, qty, price, reason = "rejected", Decimal(0), row["quantity"], row["price"], ev.reason.value
+                qty_s = fmt(qty, spec.lot_size) or ""
+                price_s = fmt(price, spec.tick_size)
+                filled_s, remaining_s = fmt(filled, spec.lot_size) or "", qty_s
+            else:
+                status, reason = ev.status.value, None if ev.reason is None else ev.reason.value
+                qty_s, filled_s = str(spec.lots_to_qty(ev.qty_lots)), str(spec.lots_to_qty(ev.filled_lots))
+                remaining_s = str(spec.lots_to_qty(ev.remaining_lots))
+                price_s = None if ev.price_ticks is None else str(spec.ticks_to_price(ev.price_ticks))
+            order = order_json(
+                order_id=oid, client_id=row["client_id"], instrument=book.symbol, side=row["side"],
+                type=row["type"], time_in_force=row["time_in_force"], post_only=row["post_only"], stp=row["stp"],
+                price=price_s, quantity=qty_s, filled_quantity=filled_s, remaining_quantity=remaining_s,
+                status=status, reason=reason, idempotency_key=row["idempotency_key"],
+                created_at=fmt_time(row["created_at"]), updated_at=when, fills=batch.fills.get(oid, []))
+            blob = orjson.dumps({"k": oid, "o": order})
+            if len(blob) > MAX_OUTCOME_BYTES:
+                blob = orjson.dumps({"k": oid})  # too big for a NOTIFY: the waiter reads PostgreSQL
+            items.append(blob)
+        for command_id, result in batch.commands:
+            items.append(orjson.dumps({"k": f"cmd:{command_id}", "r": result}))
+        payloads: list[str] = []
+        chunk: list[bytes] = []
+        size = 2
+        for blob in items:
+            if chunk and size + len(blob) + 1 > 7900:
+                payloads.append((b"[" + b",".join(chunk) + b"]").decode())
+                chunk, size = [], 2
+            chunk.append(blob)
+            size += len(blob) + 1
+        if chunk:
+            payloads.append((b"[" + b",".join(chunk) + b"]").decode())
+        return payloads
+
+    async def commit(self, batch: Batch) -> None:
+        assert self.conn is not None
+        updates = self._order_updates(batch)
+        outcomes = self._outcomes(batch)
+        market: list[str] = []
+        for iid, evs in batch.market.items():
+            market.extend(pack(batch.books[iid].symbol, evs))
+        instruments = [(b.id, b.engine.seq, b.engine.next_trade_id - 1) for b in batch.books.values()]
+        when = from_ns(batch.ts_ns)
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                async with self.conn.transaction():
+                    if self.before_write is not None:
+                        await self.before_write(attempt)
+                    await self._write(updates, batch, instruments, outcomes, market, when)
+                return
+            except pg_errors.SerializationFailure:
+                self.retries += 1
+                if attempt >= MAX_RETRIES:
+                    raise
+                log.info("batch hit a serialization failure (40001), retrying (attempt %d)", attempt + 1)
+                await asyncio.sleep(0.001 * attempt)
+
+    async def _write(self, updates: dict[str, list[Any]], batch: Batch, instruments: list[tuple[int, int, int]],
+                     outcomes: list[str], market: list[str], when: Any) -> None:
+        assert self.conn is not None
+        ex = self.conn.execute
+        # Fixed order of writes (orders, events, trades, commands, instruments) in every batch.
+        if updates["id"]:
+            await ex("""
+                UPDATE orders_order o SET status = u.status, filled_quantity = u.filled,
+                       quantity = CASE WHEN u.set_pq THEN u.qty ELSE o.quantity END,
+                       price = CASE WHEN u.set_pq THEN u.price ELSE o.price END,
+                       reason = u.reason, priority = u.prio, updated_at = %(when)s
+                  FROM unnest(%(id)s::uuid[], %(status)s::text[], %(filled)s::numeric[], %(qty)s::numeric[],
+                              %(price)s::numeric[], %(reason)s::text[], %(prio)s::bigint[], %(set_pq)s::bool[])
+                       AS u(order_id, status, filled, qty, price, reason, prio, set_pq)
+                 WHERE o.order_id = u.order_id""",
+                {"id": updates["id"], "status": updates["status"], "filled": updates["filled"],
+                 "qty": updates["qty"], "price": updates["price"], "reason": updates["reason"],
+                 "prio": updates["prio"], "set_pq": updates["set_price_qty"], "when": when})
+        if batch.events:
+            cols = list(zip(*batch.events))
+            await ex("""
+                INSERT INTO orders_orderevent (order_id, instrument_id, status, price, quantity, filled_quantity,
+                                               reason, trade_id, created_at)
+                SELECT * FROM unnest(%s::uuid[], %s::bigint[], %s::text[], %s::numeric[], %s::numeric[],
+                                     %s::numeric[], %s::text[], %s::bigint[], %s::timestamptz[])""",
+                [list(c) for c in cols])
+        if batch.trades:
+            cols = list(zip(*batch.trades))
+            await ex("""
+                INSERT INTO orders_trade (instrument_id, trade_id, seq, price, quantity, aggressor_side,
+                                          buy_order_id, sell_order_id, maker_order_id, taker_order_id, executed_at)
+                SELECT * FROM unnest(%s::bigint[], %s::bigint[], %s::bigint[], %s::numeric[], %s::numeric[],
+                                     %s::text[], %s::uuid[], %s::uuid[], %s::uuid[], %s::uuid[],
+                                     %s::timestamptz[])""",
+                [list(c) for c in cols])
+        if batch.commands:
+            await ex("""
+                UPDATE orders_ordercommand c SET processed = true, result = u.result, processed_at = %(when)s
+                  FROM unnest(%(id)s::bigint[], %(result)s::text[]) AS u(id, result) WHERE c.id = u.id""",
+                {"id": [c[0] for c in batch.commands], "result": [c[1] for c in batch.commands], "when": when})
+        if instruments:
+            await ex("""
+                UPDATE orders_instrument i SET last_seq = u.seq, last_trade_id = u.trade_id
+                  FROM unnest(%s::bigint[], %s::bigint[], %s::bigint[]) AS u(id, seq, trade_id)
+                 WHERE i.id = u.id""",
+                [[i[0] for i in instruments], [i[1] for i in instruments], [i[2] for i in instruments]])
+        # NOTIFY inside the transaction: delivered only if, and when, it commits.
+        if outcomes:
+            await ex("SELECT count(pg_notify('pgb_outcome', p)) FROM unnest(%s::text[]) AS p", [outcomes])
+        if market:
+            await ex("SELECT count(pg_notify('pgb_market', p)) FROM unnest(%s::text[]) AS p", [market])
+
+    # -- periodic -------------------------------------------------------------------------
+    async def publish_snapshots(self) -> None:
+        """The `snapshot` feed: top 5 levels per side, every second, from committed state."""
+        async with self.lock:
+            assert self.conn is not None
+            ts_ns = time.time_ns()
+            payloads: list[str] = []
+            for book in self.books.values():
+                payloads.extend(pack(book.symbol, [book.feed.snapshot(ts_ns)]))
+            if payloads:
+                async with self.conn.transaction():
+                    await self.conn.execute("SELECT count(pg_notify('pgb_market', p)) FROM unnest(%s::text[]) AS p",
+                                            [payloads])
+
+    async def persist_snapshots(self, source: str = "worker") -> int:
+        """Store each book's full engine snapshot (restorable) with its levels."""
+        async with self.lock:
+            assert self.conn is not None
+            ts = from_ns(time.time_ns())
+            rows = []
+            for book in self.books.values():
+                depth = book.engine.depth(10**9)
+                rows.append((book.id, book.engine.seq, ts, source,
+                             orjson.dumps([[str(book.spec.ticks_to_price(lv.price_ticks)),
+                                            str(book.spec.lots_to_qty(lv.qty_lots)), lv.order_count]
+                                           for lv in depth.bids]).decode(),
+                             orjson.dumps([[str(book.spec.ticks_to_price(lv.price_ticks)),
+                                            str(book.spec.lots_to_qty(lv.qty_lots)), lv.order_count]
+                                           for lv in depth.asks]).decode(),
+                             orjson.dumps(book.engine.snapshot()).decode()))
+            if rows:
+                async with self.conn.transaction():
+                    async with self.conn.cursor() as cur:
+                        await cur.executemany(
+                            "INSERT INTO marketdata_booksnapshot (instrument_id, seq, taken_at, source, bids, asks, "
+                            "engine_snapshot) VALUES (%s, %s, %s, %s, %s::jsonb, %s::jsonb, %s::jsonb)", rows)
+            return len(rows)
+
+    async def close(self) -> None:
+        if self.conn is not None:
+            await self.conn.close()
+
+
+def _exact_lots(spec: InstrumentSpec, value: Decimal) -> int:
+    """Lots for a filled quantity, which may be below the instrument's minimum order size."""
+    lots = value / spec.lot_size
+    assert lots == lots.to_integral_value(), f"filled quantity {value} is off the lot grid"
+    return int(lots)
+
+
+def _feed_for(spec: InstrumentSpec, engine: Engine) -> FeedBuilder:
+    depth = engine.depth(10**9)
+    levels = [("buy", lv.price_ticks, lv.qty_lots) for lv in depth.bids]
+    levels += [("sell", lv.price_ticks, lv.qty_lots) for lv in depth.asks]
+    return FeedBuilder(spec, levels, seq=engine.seq)
+
+
+def exit_on_failure(exc: BaseException) -> None:
+    """A failure the worker cannot reason about: log it and end the process so the supervisor
+    restarts it and the books are rebuilt from PostgreSQL."""
+    log.critical("matching worker failed; exiting so it restarts from PostgreSQL", exc_info=exc)
+    logging.shutdown()
+    os._exit(70)
+
+
+__all__ = ["MatchingWorker", "Reason", "exit_on_failure"]

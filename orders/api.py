@@ -1,0 +1,188 @@
+"""REST views: one per operation. They parse, call one service or selector, and answer.
+
+These are DRF views (browsable API, OpenAPI schema, one error shape). POST /orders with JSON
+normally takes the lean path in orders.fastpath; the same validation and service run here for
+the browsable API's forms, so both answer identically.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from asgiref.sync import async_to_sync
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import generics
+from rest_framework.pagination import CursorPagination
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from . import services
+from .errors import ApiError
+from .instruments import by_symbol_sync
+from .models import Instrument, Order, Status, Trade
+from .representation import fmt, fmt_time, trade_json
+from .selectors import ORDER_COLUMNS, orderbook_sync, orders_json_sync
+from .serializers import (
+    ErrorSerializer,
+    InstrumentSerializer,
+    OrderBookSerializer,
+    OrderCreateSerializer,
+    OrderModifySerializer,
+    OrderSerializer,
+    TradeSerializer,
+)
+from .validation import instrument_symbol, place_request
+
+ERRORS = {400: ErrorSerializer, 404: ErrorSerializer, 409: ErrorSerializer, 503: ErrorSerializer}
+
+
+def _data(request: Request) -> Any:
+    data = request.data
+    if hasattr(data, "dict"):  # a form (QueryDict): plain values, blanks as absent
+        data = {k: v for k, v in data.dict().items() if v not in ("", None) and k != "csrfmiddlewaretoken"}
+    return data
+
+
+def _instrument_or_400(symbol: str | None):  # type: ignore[no-untyped-def]
+    if not symbol:
+        raise ApiError(400, "required", "instrument: this query parameter is required",
+                       {"instrument": [{"code": "required", "detail": "this query parameter is required"}]})
+    instrument = by_symbol_sync(symbol)
+    if instrument is None:
+        raise ApiError(400, "unknown_instrument", f"instrument: no instrument {symbol!r}",
+                       {"instrument": [{"code": "unknown_instrument", "detail": f"no instrument {symbol!r}"}]})
+    return instrument
+
+
+def _int_param(request: Request, name: str, default: int, low: int, high: int) -> int:
+    raw = request.query_params.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = low - 1
+    if not low <= value <= high:
+        raise ApiError(400, "out_of_range", f"{name}: must be an integer from {low} to {high}",
+                       {name: [{"code": "out_of_range", "detail": f"must be an integer from {low} to {high}"}]})
+    return value
+
+
+class NewestFirst(CursorPagination):
+    ordering = "-id"
+    page_size = 50
+    page_size_query_param = "limit"
+    max_page_size = 1000
+
+
+class OrderCollection(generics.GenericAPIView):
+    """List orders (newest first, cursor-paginated) or place one."""
+
+    serializer_class = OrderCreateSerializer
+    pagination_class = NewestFirst
+
+    @extend_schema(parameters=[OpenApiParameter("client_id", str), OpenApiParameter("status", str),
+                               OpenApiParameter("instrument", str), OpenApiParameter("limit", int)],
+                   responses={200: OrderSerializer(many=True), **ERRORS})
+    def get(self, request: Request) -> Response:
+        qs = Order.objects.all()
+        if client_id := request.query_params.get("client_id"):
+            qs = qs.filter(client_id=client_id)
+        if status := request.query_params.get("status"):
+            if status not in Status.values:
+                raise ApiError(400, "invalid_choice", f"status: must be one of {', '.join(Status.values)}",
+                               {"status": [{"code": "invalid_choice", "detail": "unknown status"}]})
+            qs = qs.filter(status=status)
+        if symbol := request.query_params.get("instrument"):
+            qs = qs.filter(instrument=_instrument_or_400(symbol).id)
+        _int_param(request, "limit", 50, 1, 1000)
+        page = self.paginate_queryset(qs.values(*ORDER_COLUMNS, "id"))
+        assert page is not None
+        return self.get_paginated_response(orders_json_sync(list(page)))
+
+    @extend_schema(request=OrderCreateSerializer,
+                   responses={201: OrderSerializer, 200: OrderSerializer, 202: OrderSerializer, **ERRORS})
+    def post(self, request: Request) -> Response:
+        data = _data(request)
+        symbol = instrument_symbol(data)
+        order = place_request(data, by_symbol_sync(symbol) if symbol else None)
+        (result,) = async_to_sync(services.orders_place)([order])
+        return Response(result.body, status=result.status)
+
+
+class OrderDetail(generics.GenericAPIView):
+    """One order: read it, modify it (PATCH/PUT: new price and/or new total quantity), cancel it (DELETE)."""
+
+    serializer_class = OrderModifySerializer
+
+    @extend_schema(responses={200: OrderSerializer, **ERRORS})
+    def get(self, request: Request, order_id: str) -> Response:
+        return Response(async_to_sync(services.order_get)(order_id))
+
+    @extend_schema(request=OrderModifySerializer, responses={200: OrderSerializer, 202: OrderSerializer, **ERRORS})
+    def patch(self, request: Request, order_id: str) -> Response:
+        result = async_to_sync(services.order_command)(order_id, "modify", _data(request))
+        return Response(result.body, status=result.status)
+
+    put = patch
+
+    @extend_schema(responses={200: OrderSerializer, 202: OrderSerializer, **ERRORS})
+    def delete(self, request: Request, order_id: str) -> Response:
+        result = async_to_sync(services.order_command)(order_id, "cancel")
+        return Response(result.body, status=result.status)
+
+
+class OrderCancel(APIView):
+    """Cancel an order: the answer is its final state (cancelled, with the remaining quantity)."""
+
+    @extend_schema(request=None, responses={200: OrderSerializer, 202: OrderSerializer, **ERRORS})
+    def post(self, request: Request, order_id: str) -> Response:
+        result = async_to_sync(services.order_command)(order_id, "cancel")
+        return Response(result.body, status=result.status)
+
+
+class TradeList(APIView):
+    """Recent trades of an instrument, newest first."""
+
+    @extend_schema(parameters=[OpenApiParameter("instrument", str, required=True),
+                               OpenApiParameter("limit", int, description="1..1000, default 50")],
+                   responses={200: TradeSerializer(many=True), **ERRORS})
+    def get(self, request: Request) -> Response:
+        instrument = _instrument_or_400(request.query_params.get("instrument"))
+        limit = _int_param(request, "limit", 50, 1, 1000)
+        tick, lot = instrument.spec.tick_size, instrument.spec.lot_size
+        rows = Trade.objects.filter(instrument=instrument.id).order_by("-seq")[:limit]
+        return Response([trade_json(
+            trade_id=t.trade_id, instrument=instrument.symbol, price=fmt(t.price, tick) or "",
+            quantity=fmt(t.quantity, lot) or "", aggressor_side=t.aggressor_side,
+            buy_order_id=str(t.buy_order_id), sell_order_id=str(t.sell_order_id),
+            maker_order_id=str(t.maker_order_id), taker_order_id=str(t.taker_order_id), seq=t.seq,
+            executed_at=fmt_time(t.executed_at)) for t in rows])
+
+
+class OrderBook(APIView):
+    """The order book: bids high to low, asks low to high, with the sequence it reflects."""
+
+    @extend_schema(parameters=[OpenApiParameter("instrument", str, required=True),
+                               OpenApiParameter("levels", int, description="1..1000, default 20")],
+                   responses={200: OrderBookSerializer, **ERRORS})
+    def get(self, request: Request) -> Response:
+        instrument = _instrument_or_400(request.query_params.get("instrument"))
+        levels = _int_param(request, "levels", 20, 1, 1000)
+        return Response(orderbook_sync(instrument, levels))
+
+
+class InstrumentList(APIView):
+    """Tradable instruments and their grids."""
+
+    @extend_schema(responses={200: InstrumentSerializer(many=True)})
+    def get(self, request: Request) -> Response:
+        return Response([{
+            "symbol": i.symbol, "tick_size": str(i.tick_size.normalize()), "lot_size": str(i.lot_size.normalize()),
+            "min_qty": str(i.min_qty.normalize()), "max_qty": str(i.max_qty.normalize()),
+            "max_price": str(i.max_price.normalize()),
+            "min_notional": None if i.min_notional is None else str(i.min_notional.normalize()),
+            "is_active": i.is_active} for i in Instrument.objects.all()])
+
+
+

@@ -1,0 +1,72 @@
+"""One error shape for every 4xx/5xx the API gives: {"code", "detail", "fields"}.
+
+Expected failures are values: validation raises ApiError with a machine-readable code; the DRF
+exception handler and the raw ASGI fast path both render it the same way.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+from django.db import DatabaseError, InterfaceError, OperationalError
+from django.http import Http404
+from rest_framework import exceptions, status
+from rest_framework.response import Response
+
+
+class ApiError(Exception):
+    def __init__(self, status_code: int, code: str, detail: str, fields: dict[str, Any] | None = None,
+                 extra: dict[str, Any] | None = None) -> None:
+        super().__init__(detail)
+        self.status_code = status_code
+        self.code = code
+        self.detail = detail
+        self.fields = fields or {}
+        self.extra = extra or {}
+
+    def body(self) -> dict[str, Any]:
+        return {"code": self.code, "detail": self.detail, "fields": self.fields, **self.extra}
+
+
+def invalid(field: str, code: str, detail: str) -> ApiError:
+    return ApiError(400, code, f"{field}: {detail}", {field: [{"code": code, "detail": detail}]})
+
+
+def database_unavailable() -> ApiError:
+    return ApiError(503, "database_unavailable", "PostgreSQL is unreachable; try again shortly.")
+
+
+def _flatten(detail: Any) -> dict[str, Any]:
+    if isinstance(detail, dict):
+        out: dict[str, Any] = {}
+        for key, value in detail.items():
+            items = value if isinstance(value, list) else [value]
+            out[str(key)] = [{"code": getattr(v, "code", "invalid"), "detail": str(v)} for v in items]
+        return out
+    return {}
+
+
+def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    if isinstance(exc, ApiError):
+        return Response(exc.body(), status=exc.status_code)
+    if isinstance(exc, (OperationalError, InterfaceError, psycopg.OperationalError)):
+        return Response(database_unavailable().body(), status=503)
+    if isinstance(exc, Http404):
+        return Response({"code": "not_found", "detail": "Not found.", "fields": {}}, status=404)
+    if isinstance(exc, exceptions.ParseError):
+        return Response({"code": "invalid_json", "detail": str(exc.detail), "fields": {}}, status=400)
+    if isinstance(exc, exceptions.ValidationError):
+        fields = _flatten(exc.detail)
+        first = next(iter(fields.values()), [{"code": "invalid"}])[0]["code"]
+        return Response({"code": first if first != "invalid" else "validation_error",
+                         "detail": "Invalid request.", "fields": fields}, status=400)
+    if isinstance(exc, exceptions.APIException):
+        code = exc.get_codes() if isinstance(exc.get_codes(), str) else exc.default_code
+        return Response({"code": code, "detail": str(exc.detail), "fields": {}}, status=exc.status_code)
+    if isinstance(exc, DatabaseError):
+        # A constraint or data error that validation should have caught: loud in the log, 400 out.
+        return None
+    return None
+
+
+__all__ = ["ApiError", "invalid", "database_unavailable", "exception_handler", "status"]

@@ -1,0 +1,106 @@
+"""The lean HTTP path for order entry, beside Django.
+
+POST /orders with a JSON body is the hot path of the exchange. Through Django it would pay for
+the request object, every middleware (each a thread hop under ASGI) and DRF's negotiation, which
+was measured as the wall (README, "Throughput"). Here it is parsed by orjson, validated by the
+same orders.validation used everywhere, placed by orders.services, and answered; everything
+else (GET, the browsable API's HTML form, admin) goes to Django untouched. POST /orders/test
+validates like a real order and returns it without storing anything (as Binance's
+/order/test): the bare-endpoint ceiling the README compares against.
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+from prometheus_client import Counter, Histogram
+
+from .errors import ApiError
+from .instruments import by_symbol
+from .services import orders_place
+from .validation import instrument_symbol, parse_json, place_request
+
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+ORDERS_TOTAL = Counter("pgbourse_order_requests_total", "Order entry requests on the fast path", ["status"])
+ORDER_LATENCY = Histogram("pgbourse_order_request_seconds", "Fast-path order entry latency",
+                          buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5))
+JSON_HEADERS = [(b"content-type", b"application/json"), (b"vary", b"Accept")]
+MAX_BODY = 64 * 1024
+
+
+def _wants_fast_path(scope: Scope) -> bool:
+    if scope["method"] != "POST" or scope["path"] not in ("/orders", "/orders/", "/orders/test"):
+        return False
+    content_type = b""
+    accept = b""
+    for name, value in scope["headers"]:
+        if name == b"content-type":
+            content_type = value
+        elif name == b"accept":
+            accept = value
+    # The browsable API's HTML form (form-encoded, or asking for HTML back) stays with DRF.
+    if content_type and not content_type.startswith(b"application/json"):
+        return False
+    return b"text/html" not in accept
+
+
+async def _read_body(receive: Receive) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ConnectionError("client went away")
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > MAX_BODY:
+            raise ApiError(413, "body_too_large", f"Request body exceeds {MAX_BODY} bytes.")
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+async def _respond(send: Send, status: int, body: dict[str, Any]) -> None:
+    payload = orjson.dumps(body)
+    await send({"type": "http.response.start", "status": status,
+                "headers": [*JSON_HEADERS, (b"content-length", str(len(payload)).encode())]})
+    await send({"type": "http.response.body", "body": payload})
+
+
+async def place_order(body: bytes, *, test_only: bool = False) -> tuple[int, dict[str, Any]]:
+    data = parse_json(body)
+    instrument = await by_symbol(symbol) if (symbol := instrument_symbol(data)) else None
+    request = place_request(data, instrument)
+    if test_only:
+        return 200, {"instrument": request.instrument.symbol, "side": request.side, "type": request.type,
+                     "price": None if request.price is None else str(request.price),
+                     "quantity": str(request.quantity), "time_in_force": request.time_in_force,
+                     "post_only": request.post_only, "stp": request.stp, "client_id": request.client_id,
+                     "idempotency_key": request.idempotency_key, "valid": True}
+    (result,) = await orders_place([request])
+    return result.status, result.body
+
+
+def http_application(django_app: Callable[..., Awaitable[None]]) -> Callable[..., Awaitable[None]]:
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not _wants_fast_path(scope):
+            await django_app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        try:
+            body = await _read_body(receive)
+            status, payload = await place_order(body, test_only=scope["path"] == "/orders/test")
+        except ApiError as exc:
+            status, payload = exc.status_code, exc.body()
+        except ConnectionError:
+            return
+        ORDERS_TOTAL.labels(str(status)).inc()
+        ORDER_LATENCY.observe(time.perf_counter() - started)
+        await _respond(send, status, payload)
+
+    return app

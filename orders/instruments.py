@@ -1,0 +1,107 @@
+"""Instruments as the order path sees them: cached in the process, refreshed on a miss and every
+few seconds, so validating an order costs no query."""
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from decimal import Decimal
+
+from matching.types import InstrumentSpec
+
+from .db import pool
+
+REFRESH_S = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class CachedInstrument:
+    id: int
+    symbol: str
+    spec: InstrumentSpec
+    is_active: bool
+
+    @property
+    def price_step(self) -> Decimal:
+        return self.spec.tick_size
+
+    @property
+    def qty_step(self) -> Decimal:
+        return self.spec.lot_size
+
+
+_by_symbol: dict[str, CachedInstrument] = {}
+_by_id: dict[int, CachedInstrument] = {}
+_loaded_at = 0.0
+_lock: asyncio.Lock | None = None
+
+SQL = ("SELECT id, symbol, tick_size, lot_size, min_qty, max_qty, max_price, min_notional, is_active "
+       "FROM orders_instrument")
+
+
+def _build(row: tuple) -> CachedInstrument:
+    iid, symbol, tick, lot, min_qty, max_qty, max_price, min_notional, active = row
+    spec = InstrumentSpec(symbol=symbol, tick_size=tick.normalize(), lot_size=lot.normalize(),
+                          min_qty=min_qty.normalize(), max_qty=max_qty.normalize(),
+                          max_price=max_price.normalize(),
+                          min_notional=None if min_notional is None else min_notional.normalize())
+    return CachedInstrument(id=iid, symbol=symbol, spec=spec, is_active=active)
+
+
+def _install(rows: list[tuple]) -> None:
+    global _by_symbol, _by_id, _loaded_at
+    built = [_build(r) for r in rows]
+    _by_symbol = {i.symbol: i for i in built}
+    _by_id = {i.id: i for i in built}
+    _loaded_at = time.monotonic()
+
+
+async def refresh() -> None:
+    global _lock
+    if _lock is None:
+        _lock = asyncio.Lock()
+    async with _lock:
+        async with (await pool()).connection() as conn:
+            cur = await conn.execute(SQL)
+            _install(await cur.fetchall())
+
+
+async def by_symbol(symbol: str) -> CachedInstrument | None:
+    found = _by_symbol.get(symbol)
+    if found is None or time.monotonic() - _loaded_at > REFRESH_S:
+        await refresh()
+        found = _by_symbol.get(symbol)
+    return found
+
+
+async def by_id(instrument_id: int) -> CachedInstrument | None:
+    found = _by_id.get(instrument_id)
+    if found is None:
+        await refresh()
+        found = _by_id.get(instrument_id)
+    return found
+
+
+def by_symbol_sync(symbol: str) -> CachedInstrument | None:
+    """For sync code (ORM views): read through Django's connection."""
+    from django.db import connection
+
+    found = _by_symbol.get(symbol)
+    if found is None or time.monotonic() - _loaded_at > REFRESH_S:
+        with connection.cursor() as cur:
+            cur.execute(SQL)
+            _install(cur.fetchall())
+        found = _by_symbol.get(symbol)
+    return found
+
+
+def by_id_sync(instrument_id: int) -> CachedInstrument | None:
+    from django.db import connection
+
+    found = _by_id.get(instrument_id)
+    if found is None:
+        with connection.cursor() as cur:
+            cur.execute(SQL)
+            _install(cur.fetchall())
+        found = _by_id.get(instrument_id)
+    return found

@@ -1,0 +1,152 @@
+"""The web process's one LISTEN connection.
+
+The matching worker NOTIFYs inside its batch transaction, so a notification is delivered only
+after the batch has committed. This hub receives:
+  - `pgb_outcome`: the result of each command (place/cancel/modify), resolving the request
+    waiting for it (keyed by order id, or "cmd:<id>" for cancel/modify);
+  - `pgb_market`: market-data events, handed to the subscribers registered by the feeds
+    (which fan them out to Channels groups).
+If the connection drops, it reconnects with backoff, wakes every waiting request (they then read
+PostgreSQL, the record of truth) and tells the feed subscribers to make their clients resync.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+import psycopg
+
+from .db import conninfo_kwargs
+
+log = logging.getLogger(__name__)
+
+OUTCOME_CHANNEL = "pgb_outcome"
+MARKET_CHANNEL = "pgb_market"
+INBOX_CHANNEL = "pgb_inbox"
+
+MarketCallback = Callable[[dict[str, Any]], None]
+ResyncCallback = Callable[[], Awaitable[None] | None]
+
+
+class Hub:
+    def __init__(self) -> None:
+        self._waiters: dict[str, list[asyncio.Future[Any]]] = {}
+        self._market: list[MarketCallback] = []
+        self._resync: list[ResyncCallback] = []
+        self._task: asyncio.Task[None] | None = None
+        self._ready: asyncio.Event | None = None
+        self._conn: psycopg.AsyncConnection[Any] | None = None
+        self.connected_once = False
+        self.reconnects = 0
+
+    # -- lifecycle ------------------------------------------------------------------------
+    async def ensure_started(self, timeout: float = 2.0) -> None:
+        """Start the LISTEN task on this loop and wait until LISTEN is active."""
+        if self._task is None or self._task.done():
+            self._ready = asyncio.Event()
+            self._task = asyncio.get_running_loop().create_task(self._run(), name="pgbourse-listener")
+        assert self._ready is not None
+        if not self._ready.is_set():
+            await asyncio.wait_for(self._ready.wait(), timeout)
+
+    @property
+    def is_listening(self) -> bool:
+        return self._ready is not None and self._ready.is_set()
+
+    async def _run(self) -> None:
+        backoff = 0.1
+        while True:
+            try:
+                conn = await psycopg.AsyncConnection.connect(**conninfo_kwargs(), autocommit=True)
+                self._conn = conn
+                async with conn:
+                    await conn.execute(f"LISTEN {OUTCOME_CHANNEL}")
+                    await conn.execute(f"LISTEN {MARKET_CHANNEL}")
+                    assert self._ready is not None
+                    if self.connected_once:
+                        # Whatever was notified while we were away is lost to us: resync.
+                        self.reconnects += 1
+                        self._wake_all_waiters()
+                        await self._notify_resync()
+                    self.connected_once = True
+                    self._ready.set()
+                    backoff = 0.1
+                    async for note in conn.notifies():
+                        self._dispatch(note.channel, note.payload)
+            except asyncio.CancelledError:
+                raise
+            except (psycopg.Error, OSError) as exc:
+                log.warning("LISTEN connection lost (%s); reconnecting in %.1fs", exc, backoff)
+            if self._ready is not None:
+                self._ready.clear()
+            self._conn = None
+            self._wake_all_waiters()
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, 2.0)
+
+    async def kill_connection_for_test(self) -> None:
+        """Close the LISTEN connection abruptly (fault injection for the tests)."""
+        if self._conn is not None:
+            await self._conn.close()
+
+    # -- outcomes -------------------------------------------------------------------------
+    def expect(self, key: str) -> asyncio.Future[Any]:
+        """Register interest in a command's outcome; call BEFORE the command can commit."""
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._waiters.setdefault(key, []).append(fut)
+        return fut
+
+    def forget(self, key: str, fut: asyncio.Future[Any]) -> None:
+        waiting = self._waiters.get(key)
+        if waiting is not None:
+            try:
+                waiting.remove(fut)
+            except ValueError:
+                pass
+            if not waiting:
+                del self._waiters[key]
+
+    def _wake_all_waiters(self) -> None:
+        # None means "no outcome seen; read PostgreSQL".
+        for futs in self._waiters.values():
+            for fut in futs:
+                if not fut.done():
+                    fut.set_result(None)
+        self._waiters.clear()
+
+    def _dispatch(self, channel: str, payload: str) -> None:
+        if channel == OUTCOME_CHANNEL:
+            for item in orjson.loads(payload):
+                futs = self._waiters.pop(item["k"], None)
+                if futs:
+                    for fut in futs:
+                        if not fut.done():
+                            fut.set_result(item)
+        elif channel == MARKET_CHANNEL:
+            message = orjson.loads(payload)
+            for callback in list(self._market):
+                try:
+                    callback(message)
+                except Exception:  # one broken subscriber must not stop the others or the hub
+                    log.exception("market subscriber failed")
+
+    # -- market data ----------------------------------------------------------------------
+    def add_market_subscriber(self, callback: MarketCallback) -> None:
+        if callback not in self._market:
+            self._market.append(callback)
+
+    def add_resync_subscriber(self, callback: ResyncCallback) -> None:
+        if callback not in self._resync:
+            self._resync.append(callback)
+
+    async def _notify_resync(self) -> None:
+        for callback in list(self._resync):
+            result = callback()
+            if asyncio.iscoroutine(result):
+                await result
+
+
+hub = Hub()

@@ -1,0 +1,95 @@
+"""`make run`: the whole exchange in one command.
+
+Starts the embedded PostgreSQL (when DATABASE_URL is unset), migrates, creates BTC-USD if
+missing, then runs and supervises the matching worker and the ASGI server: a crashed worker is
+restarted (it rebuilds its books from PostgreSQL), Ctrl-C stops everything cleanly.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from decimal import Decimal
+from typing import Any
+
+from django.core.management import call_command
+from django.core.management.base import BaseCommand
+
+from exchange_project import pgembed
+from exchange_project.processes import SERVERS, child_env, server_command, worker_command
+
+BTC_USD = {"tick_size": Decimal("0.01"), "lot_size": Decimal("0.0001"), "min_qty": Decimal("0.0001"),
+           "max_qty": Decimal("1000"), "max_price": Decimal("10000000")}
+
+
+def ensure_default_instrument() -> bool:
+    from orders.models import Instrument
+
+    _, created = Instrument.objects.get_or_create(symbol="BTC-USD", defaults=BTC_USD)
+    return created
+
+
+class Command(BaseCommand):
+    help = "Run the exchange: embedded PostgreSQL (if no DATABASE_URL), migrations, matching worker, ASGI server."
+
+    def add_arguments(self, parser: Any) -> None:
+        parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
+        parser.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
+        parser.add_argument("--server", choices=SERVERS, default=os.environ.get("ASGI_SERVER", "daphne"))
+        parser.add_argument("--web-workers", type=int, default=int(os.environ.get("WEB_WORKERS", "1")))
+
+    def handle(self, *args: Any, **opts: Any) -> None:
+        if not os.environ.get("DATABASE_URL"):
+            pgembed.ensure_running()
+        call_command("migrate", interactive=False, verbosity=0)
+        if ensure_default_instrument():
+            self.stdout.write("created instrument BTC-USD (tick 0.01, lot 0.0001)")
+        env = child_env()
+        specs = {
+            "worker": worker_command(),
+            "server": server_command(opts["port"], opts["server"], opts["web_workers"], opts["host"]),
+        }
+        children: dict[str, subprocess.Popen[bytes]] = {name: subprocess.Popen(cmd, env=env)
+                                                         for name, cmd in specs.items()}
+        base = f"http://{opts['host']}:{opts['port']}"
+        self.stdout.write(self.style.SUCCESS(
+            f"pgbourse is up ({opts['server']}, {opts['web_workers']} web process(es)):\n"
+            f"  API (browsable)  {base}/orders  {base}/orderbook?instrument=BTC-USD  {base}/trades?instrument=BTC-USD\n"
+            f"  OpenAPI / docs   {base}/schema  {base}/docs\n"
+            f"  admin            {base}/admin/   (python manage.py createsuperuser)\n"
+            f"  WebSocket        ws://{opts['host']}:{opts['port']}/stream\n"
+            f"  metrics          {base}/metrics\n"
+            f"Ctrl-C stops everything."))
+        stopping = False
+
+        def stop(signum: int, frame: Any) -> None:
+            nonlocal stopping
+            stopping = True
+
+        signal.signal(signal.SIGINT, stop)
+        signal.signal(signal.SIGTERM, stop)
+        restarts: dict[str, list[float]] = {name: [] for name in specs}
+        while not stopping:
+            time.sleep(0.2)
+            for name, proc in list(children.items()):
+                code = proc.poll()
+                if code is None or stopping:
+                    continue
+                recent = [t for t in restarts[name] if time.monotonic() - t < 60]
+                delay = min(0.2 * 2 ** len(recent), 10.0)
+                self.stderr.write(f"{name} exited with code {code}; restarting in {delay:.1f}s")
+                time.sleep(delay)
+                restarts[name] = [*recent, time.monotonic()]
+                children[name] = subprocess.Popen(specs[name], env=env)
+        self.stdout.write("stopping...")
+        for proc in children.values():
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 10
+        for proc in children.values():
+            try:
+                proc.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        self.stdout.write("stopped.")

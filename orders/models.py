@@ -1,0 +1,212 @@
+"""The record of truth. Every rule that must never break is a database constraint here.
+
+Prices and quantities are NUMERIC(30, 12): wide enough for BTC prices with 8 decimals and
+sizes in satoshis, exact, never float. The matching engine works in integer ticks/lots; the
+instrument converts.
+"""
+from __future__ import annotations
+
+from decimal import Decimal
+
+from django.db import models
+from django.db.models import F, Q
+
+from matching.types import InstrumentSpec
+
+MONEY = {"max_digits": 30, "decimal_places": 12}
+INBOX_SEQUENCE = "orders_inbox_seq"
+
+
+class NextVal(models.Func):
+    """nextval() of the one inbox sequence shared by place and cancel/modify commands, so the
+    worker can process them in arrival order across both tables."""
+
+    template = f"nextval('{INBOX_SEQUENCE}')"
+    output_field = models.BigIntegerField()
+
+
+class Instrument(models.Model):
+    symbol = models.CharField(max_length=32, unique=True)
+    tick_size = models.DecimalField(**MONEY)
+    lot_size = models.DecimalField(**MONEY)
+    min_qty = models.DecimalField(**MONEY)
+    max_qty = models.DecimalField(**MONEY)
+    max_price = models.DecimalField(**MONEY)
+    min_notional = models.DecimalField(**MONEY, null=True, blank=True)
+    is_active = models.BooleanField(default=True)
+    # Written only by the matching worker, inside its batch transaction.
+    last_seq = models.BigIntegerField(default=0, editable=False)
+    last_trade_id = models.BigIntegerField(default=0, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["symbol"]
+        constraints = [
+            models.CheckConstraint(condition=Q(tick_size__gt=0), name="instrument_tick_positive"),
+            models.CheckConstraint(condition=Q(lot_size__gt=0), name="instrument_lot_positive"),
+            models.CheckConstraint(condition=Q(min_qty__gt=0) & Q(max_qty__gte=F("min_qty")),
+                                   name="instrument_qty_bounds"),
+            models.CheckConstraint(condition=Q(max_price__gt=0), name="instrument_max_price_positive"),
+        ]
+
+    def __str__(self) -> str:
+        return self.symbol
+
+    def spec(self) -> InstrumentSpec:
+        return InstrumentSpec(
+            symbol=self.symbol,
+            tick_size=self.tick_size.normalize(),
+            lot_size=self.lot_size.normalize(),
+            min_qty=self.min_qty.normalize(),
+            max_qty=self.max_qty.normalize(),
+            max_price=self.max_price.normalize(),
+            min_notional=None if self.min_notional is None else self.min_notional.normalize(),
+        )
+
+
+class Side(models.TextChoices):
+    BUY = "buy"
+    SELL = "sell"
+
+
+class OrderType(models.TextChoices):
+    LIMIT = "limit"
+    MARKET = "market"
+
+
+class TimeInForce(models.TextChoices):
+    GTC = "GTC"
+    IOC = "IOC"
+    FOK = "FOK"
+
+
+class Stp(models.TextChoices):
+    NONE = "none"
+    CANCEL_TAKER = "cancel_taker"
+    CANCEL_MAKER = "cancel_maker"
+    CANCEL_BOTH = "cancel_both"
+
+
+class Status(models.TextChoices):
+    PENDING = "pending"
+    OPEN = "open"
+    PARTIALLY_FILLED = "partially_filled"
+    FILLED = "filled"
+    CANCELLED = "cancelled"
+    REJECTED = "rejected"
+
+
+OPEN_STATUSES = (Status.OPEN, Status.PARTIALLY_FILLED)
+FINAL_STATUSES = (Status.FILLED, Status.CANCELLED, Status.REJECTED)
+
+
+class Order(models.Model):
+    order_id = models.UUIDField(unique=True)
+    client_id = models.CharField(max_length=64)
+    idempotency_key = models.CharField(max_length=128)
+    # sha256 of the canonical request, so a reused key with a different body is a 409.
+    request_hash = models.CharField(max_length=64)
+    instrument = models.ForeignKey(Instrument, on_delete=models.PROTECT, related_name="orders")
+    side = models.CharField(max_length=4, choices=Side.choices)
+    type = models.CharField(max_length=6, choices=OrderType.choices)
+    time_in_force = models.CharField(max_length=3, choices=TimeInForce.choices, default=TimeInForce.GTC)
+    post_only = models.BooleanField(default=False)
+    stp = models.CharField(max_length=12, choices=Stp.choices, default=Stp.CANCEL_TAKER)
+    price = models.DecimalField(**MONEY, null=True, blank=True)
+    quantity = models.DecimalField(**MONEY)
+    filled_quantity = models.DecimalField(**MONEY, default=Decimal(0))
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    reason = models.CharField(max_length=64, null=True, blank=True)
+    # The engine's arrival sequence while the order rests: rebuilding a book sorts by it.
+    priority = models.BigIntegerField(null=True, blank=True)
+    inbox_seq = models.BigIntegerField(db_default=NextVal(), editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["client_id", "idempotency_key"], name="order_idempotency"),
+            models.CheckConstraint(condition=Q(quantity__gt=0), name="order_quantity_positive"),
+            models.CheckConstraint(condition=Q(filled_quantity__gte=0) & Q(filled_quantity__lte=F("quantity")),
+                                   name="order_filled_within_quantity"),
+            models.CheckConstraint(condition=Q(price__isnull=True) | Q(price__gt=0), name="order_price_positive"),
+            models.CheckConstraint(condition=Q(type="market", price__isnull=True) | Q(type="limit", price__isnull=False),
+                                   name="order_price_matches_type"),
+            models.CheckConstraint(condition=Q(status__in=[s.value for s in Status]), name="order_status_valid"),
+        ]
+        indexes = [
+            models.Index(fields=["inbox_seq"], condition=Q(status="pending"), name="order_pending_inbox"),
+            models.Index(fields=["instrument", "priority"], condition=Q(status__in=["open", "partially_filled"]),
+                         name="order_resting"),
+            models.Index(fields=["client_id", "-created_at", "-id"], name="order_client_recent"),
+            models.Index(fields=["-created_at", "-id"], name="order_recent"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.order_id} {self.side} {self.quantity} {self.instrument_id} {self.status}"
+
+
+class CommandKind(models.TextChoices):
+    CANCEL = "cancel"
+    MODIFY = "modify"
+
+
+class OrderCommand(models.Model):
+    """A cancel or modify waiting for (or answered by) the matching worker."""
+
+    inbox_seq = models.BigIntegerField(db_default=NextVal(), editable=False)
+    kind = models.CharField(max_length=8, choices=CommandKind.choices)
+    order = models.ForeignKey(Order, to_field="order_id", db_column="order_id", on_delete=models.PROTECT,
+                              related_name="commands")
+    new_price = models.DecimalField(**MONEY, null=True, blank=True)
+    new_quantity = models.DecimalField(**MONEY, null=True, blank=True)
+    processed = models.BooleanField(default=False)
+    result = models.CharField(max_length=64, null=True, blank=True)  # "ok" or a reject reason
+    created_at = models.DateTimeField(auto_now_add=True)
+    processed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["inbox_seq"], condition=Q(processed=False), name="command_pending_inbox")]
+
+
+class Trade(models.Model):
+    instrument = models.ForeignKey(Instrument, on_delete=models.PROTECT, related_name="trades")
+    trade_id = models.BigIntegerField()
+    seq = models.BigIntegerField()
+    price = models.DecimalField(**MONEY)
+    quantity = models.DecimalField(**MONEY)
+    aggressor_side = models.CharField(max_length=4, choices=Side.choices)
+    buy_order_id = models.UUIDField(db_index=True)
+    sell_order_id = models.UUIDField(db_index=True)
+    maker_order_id = models.UUIDField()
+    taker_order_id = models.UUIDField()
+    executed_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-seq"]
+        constraints = [
+            models.UniqueConstraint(fields=["instrument", "trade_id"], name="trade_id_per_instrument"),
+            models.UniqueConstraint(fields=["instrument", "seq"], name="trade_seq_per_instrument"),
+            models.CheckConstraint(condition=Q(quantity__gt=0) & Q(price__gt=0), name="trade_positive"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.instrument_id}#{self.trade_id} {self.quantity}@{self.price}"
+
+
+class OrderEvent(models.Model):
+    """Append-only: one row for every state change of every order, in the order they happened."""
+
+    order_id = models.UUIDField(db_index=True)
+    instrument = models.ForeignKey(Instrument, on_delete=models.PROTECT, related_name="+")
+    status = models.CharField(max_length=16, choices=Status.choices)
+    price = models.DecimalField(**MONEY, null=True, blank=True)
+    quantity = models.DecimalField(**MONEY)
+    filled_quantity = models.DecimalField(**MONEY)
+    reason = models.CharField(max_length=64, null=True, blank=True)
+    trade_id = models.BigIntegerField(null=True, blank=True)
+    created_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["id"]

@@ -1,0 +1,271 @@
+"""Writes on the order path: place, cancel, modify. Every entry point (fast REST path, DRF
+views, WebSocket order entry) calls these.
+
+The path of an order (README, "Design"):
+  1. register interest in the outcome with the process's LISTEN hub;
+  2. one short statement inserts the order (the (client_id, idempotency_key) unique constraint
+     decides duplicates), its first OrderEvent, and NOTIFYs the matching worker;
+  3. the worker matches a batch and commits it in one SERIALIZABLE transaction that also
+     NOTIFYs each outcome; the hub resolves the waiting request, which answers 201.
+  4. No outcome within ORDER_ACK_TIMEOUT_S: answer 202 pending, once the order is durable.
+The insert runs with synchronous_commit off: nothing is acknowledged on it alone. The worker's
+synchronous commit flushes the WAL past it before any 201, and the 202 path flushes explicitly.
+"""
+from __future__ import annotations
+
+import asyncio
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+from django.conf import settings
+from psycopg_pool import PoolTimeout
+
+from .db import pool
+from .errors import ApiError, database_unavailable
+from .instruments import by_id
+from .listener import INBOX_CHANNEL, hub
+from .selectors import orders_by_id
+from .validation import ModifyRequest, PlaceRequest, modify_request
+
+INSERT_ORDERS = """
+WITH ins AS (
+    INSERT INTO orders_order (order_id, client_id, idempotency_key, request_hash, instrument_id, side, type,
+                              time_in_force, post_only, stp, price, quantity, filled_quantity, status,
+                              created_at, updated_at)
+    SELECT r.order_id, r.client_id, r.idempotency_key, r.request_hash, r.instrument_id, r.side, r.type,
+           r.tif, r.post_only, r.stp, r.price, r.quantity, 0, 'pending', now(), now()
+    FROM unnest(%(order_id)s::uuid[], %(client_id)s::text[], %(key)s::text[], %(hash)s::text[],
+                %(instrument_id)s::bigint[], %(side)s::text[], %(type)s::text[], %(tif)s::text[],
+                %(post_only)s::bool[], %(stp)s::text[], %(price)s::numeric[], %(quantity)s::numeric[])
+         WITH ORDINALITY AS r(order_id, client_id, idempotency_key, request_hash, instrument_id, side, type, tif,
+                              post_only, stp, price, quantity, n)
+    ORDER BY r.n
+    ON CONFLICT DO NOTHING
+    RETURNING order_id, instrument_id, price, quantity, created_at
+), ev AS (
+    INSERT INTO orders_orderevent (order_id, instrument_id, status, price, quantity, filled_quantity, created_at)
+    SELECT order_id, instrument_id, 'pending', price, quantity, 0, created_at FROM ins
+)
+SELECT order_id, (SELECT pg_notify('pgb_inbox', '')) FROM ins
+"""
+
+EXISTING_BY_KEY = """
+SELECT r.client_id, r.idempotency_key, o.order_id, o.request_hash
+FROM unnest(%(client_id)s::text[], %(key)s::text[]) AS r(client_id, idempotency_key)
+JOIN orders_order o ON o.client_id = r.client_id AND o.idempotency_key = r.idempotency_key
+"""
+
+INSERT_COMMAND = """
+WITH ins AS (
+    INSERT INTO orders_ordercommand (kind, order_id, new_price, new_quantity, processed, created_at)
+    VALUES (%(kind)s, %(order_id)s, %(price)s, %(quantity)s, false, now())
+    RETURNING id
+)
+SELECT id, (SELECT pg_notify('pgb_inbox', '')) FROM ins
+"""
+
+
+@dataclass(slots=True)
+class Result:
+    """What an entry point answers: HTTP-style status and a JSON body."""
+
+    status: int
+    body: dict[str, Any]
+    idempotency_key: str | None = None
+
+
+async def _configure(conn: psycopg.AsyncConnection[Any]) -> None:
+    await conn.execute("SET synchronous_commit = off")
+
+
+async def _make_durable(conn: psycopg.AsyncConnection[Any]) -> None:
+    """Flush the WAL up to now with one synchronous commit (the 202 path)."""
+    async with conn.transaction():
+        await conn.execute("SET LOCAL synchronous_commit = on")
+        await conn.execute("SELECT pg_current_xact_id()")
+
+
+async def _await_outcomes(keys: list[str], futures: list[asyncio.Future[Any]]) -> list[Any]:
+    if not futures:
+        return []
+    timeout = settings.ORDER_ACK_TIMEOUT_S
+    done, pending = await asyncio.wait(futures, timeout=timeout)
+    results = [f.result() if f in done else None for f in futures]
+    for key, fut in zip(keys, futures):
+        if fut in pending:
+            hub.forget(key, fut)
+    return results
+
+
+def _db_errors(exc: BaseException) -> ApiError:
+    return database_unavailable()
+
+
+async def orders_place(requests: list[PlaceRequest]) -> list[Result]:
+    """Place a batch of validated orders; answers in the order given."""
+    try:
+        await hub.ensure_started()
+    except (TimeoutError, psycopg.Error, OSError) as exc:
+        raise _db_errors(exc) from exc
+    ids = [r.order_id or uuid.uuid4() for r in requests]
+    keys = [str(i) for i in ids]
+    futures = [hub.expect(k) for k in keys]
+    try:
+        async with (await pool()).connection() as conn:
+            await _configure(conn)
+            cur = await conn.execute(INSERT_ORDERS, {
+                "order_id": ids, "client_id": [r.client_id for r in requests],
+                "key": [r.idempotency_key for r in requests], "hash": [r.request_hash for r in requests],
+                "instrument_id": [r.instrument.id for r in requests], "side": [r.side for r in requests],
+                "type": [r.type for r in requests], "tif": [r.time_in_force for r in requests],
+                "post_only": [r.post_only for r in requests], "stp": [r.stp for r in requests],
+                "price": [r.price for r in requests], "quantity": [r.quantity for r in requests],
+            })
+            inserted = {str(row[0]) for row in await cur.fetchall()}
+            await conn.commit()
+            results: list[Result | None] = [None] * len(requests)
+            dup_idx = [n for n, k in enumerate(keys) if k not in inserted]
+            if dup_idx:
+                for n in dup_idx:
+                    hub.forget(keys[n], futures[n])
+                await _answer_duplicates(conn, requests, dup_idx, results)
+            live = [n for n in range(len(requests)) if results[n] is None]
+            outcomes = await _await_outcomes([keys[n] for n in live], [futures[n] for n in live])
+            # No outcome in time, or one too large for a NOTIFY: PostgreSQL has the answer.
+            unresolved = [keys[n] for n, o in zip(live, outcomes) if o is None or "o" not in o]
+            from_db = await orders_by_id(conn, unresolved) if unresolved else {}
+            if any(v["row"]["status"] == "pending" for v in from_db.values()):
+                await _make_durable(conn)
+            for n, outcome in zip(live, outcomes):
+                if outcome is not None and "o" in outcome:
+                    results[n] = Result(201, outcome["o"])
+                else:
+                    current = from_db[keys[n]]["json"]
+                    results[n] = Result(202 if current["status"] == "pending" else 201, current)
+    except (psycopg.OperationalError, PoolTimeout) as exc:
+        for k, f in zip(keys, futures):
+            hub.forget(k, f)
+        raise _db_errors(exc) from exc
+    out: list[Result] = []
+    for req, res in zip(requests, results):
+        assert res is not None
+        res.idempotency_key = req.idempotency_key
+        out.append(res)
+    return out
+
+
+async def _answer_duplicates(conn: psycopg.AsyncConnection[Any], requests: list[PlaceRequest],
+                             dup_idx: list[int], results: list[Result | None]) -> None:
+    cur = await conn.execute(EXISTING_BY_KEY, {"client_id": [requests[n].client_id for n in dup_idx],
+                                               "key": [requests[n].idempotency_key for n in dup_idx]})
+    existing = {(c, k): (oid, h) for c, k, oid, h in await cur.fetchall()}
+    current = await orders_by_id(conn, [oid for oid, _ in existing.values()])
+    for n in dup_idx:
+        req = requests[n]
+        found = existing.get((req.client_id, req.idempotency_key))
+        if found is None:
+            # No row under this key, so the conflict was on order_id: another order owns it.
+            results[n] = Result(409, ApiError(409, "duplicate_order_id",
+                                              f"order_id {req.order_id} is already used by another order.",
+                                              {"order_id": [{"code": "duplicate_order_id",
+                                                             "detail": "already used"}]}).body())
+        elif found[1] != req.request_hash:
+            results[n] = Result(409, ApiError(
+                409, "idempotency_key_reused",
+                "This idempotency_key was already used with a different request body.",
+                {"idempotency_key": [{"code": "idempotency_key_reused", "detail": "different body"}]},
+                {"order": current[str(found[0])]["json"]}).body())
+        else:
+            results[n] = Result(200, current[str(found[0])]["json"])
+
+
+async def order_get(order_id: str) -> dict[str, Any]:
+    oid = _parse_uuid(order_id)
+    try:
+        async with (await pool()).connection() as conn:
+            found = await orders_by_id(conn, [oid])
+    except (psycopg.OperationalError, PoolTimeout) as exc:
+        raise _db_errors(exc) from exc
+    if not found:
+        raise ApiError(404, "order_not_found", f"No order {order_id}.")
+    return found[str(oid)]["json"]
+
+
+def _parse_uuid(order_id: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(str(order_id))
+    except ValueError:
+        raise ApiError(404, "order_not_found", f"No order {order_id}: order ids are UUIDs.") from None
+
+
+async def order_command(order_id: str, kind: str, data: Any = None) -> Result:
+    """Cancel or modify an order through the matching worker; the final state comes back."""
+    oid = _parse_uuid(order_id)
+    try:
+        await hub.ensure_started()
+    except (TimeoutError, psycopg.Error, OSError) as exc:
+        raise _db_errors(exc) from exc
+    try:
+        async with (await pool()).connection() as conn:
+            await _configure(conn)
+            found = await orders_by_id(conn, [oid])
+            if not found:
+                raise ApiError(404, "order_not_found", f"No order {order_id}.")
+            current = found[str(oid)]["json"]
+            await conn.commit()
+            if current["status"] in ("filled", "cancelled", "rejected"):
+                raise ApiError(409, "order_not_open", f"The order is already {current['status']}.",
+                               extra={"order": current})
+            change: ModifyRequest | None = None
+            if kind == "modify":
+                instrument = await by_id(found[str(oid)]["row"]["instrument_id"])
+                assert instrument is not None
+                change = modify_request(data, instrument)
+            cur = await conn.execute(INSERT_COMMAND, {
+                "kind": kind, "order_id": oid,
+                "price": change.price if change else None, "quantity": change.quantity if change else None})
+            row = await cur.fetchone()
+            assert row is not None
+            key = f"cmd:{row[0]}"
+            fut = hub.expect(key)
+            await conn.commit()
+            (outcome,) = await _await_outcomes([key], [fut])
+            if outcome is None:
+                # The outcome may have come while the LISTEN was being set up; PostgreSQL knows.
+                outcome = await _command_outcome_from_db(conn, row[0], oid)
+                if outcome is None:
+                    await _make_durable(conn)
+                    latest = (await orders_by_id(conn, [oid]))[str(oid)]["json"]
+                    return Result(202, {**latest, "command_id": row[0], "command_status": "pending"})
+    except (psycopg.OperationalError, PoolTimeout) as exc:
+        raise _db_errors(exc) from exc
+    try:
+        async with (await pool()).connection() as conn:
+            latest = (await orders_by_id(conn, [oid]))[str(oid)]["json"]
+    except (psycopg.OperationalError, PoolTimeout) as exc:
+        raise _db_errors(exc) from exc
+    if outcome["r"] != "ok":
+        code = outcome["r"]
+        raise ApiError(409, code, _REFUSALS.get(code, f"The {kind} was refused: {code}."),
+                       extra={"order": latest})
+    return Result(200, latest)
+
+
+_REFUSALS = {
+    "unknown_order": "The order is no longer open.",
+    "order_not_open": "The order is no longer open.",
+    "modify_quantity_at_or_below_filled": "The new quantity must be above the filled quantity.",
+    "post_only_would_take": "A post-only order cannot move to a price that would take liquidity.",
+}
+
+
+async def _command_outcome_from_db(conn: psycopg.AsyncConnection[Any], command_id: int,
+                                   oid: uuid.UUID) -> dict[str, Any] | None:
+    cur = await conn.execute("SELECT processed, result FROM orders_ordercommand WHERE id = %s", (command_id,))
+    row = await cur.fetchone()
+    if row is None or not row[0]:
+        return None
+    return {"k": f"cmd:{command_id}", "r": row[1]}
+

@@ -1,0 +1,278 @@
+"""Turns a request body into a validated order command, or an ApiError listing every bad field.
+
+Used by every entry point (fast REST path, DRF views, WebSocket order entry) so they accept and
+refuse exactly the same things. Numbers may arrive as JSON numbers or strings; they become
+Decimal exactly (never through float) and then integer ticks/lots, refusing instead of rounding.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import uuid
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+import orjson
+
+from matching.types import InvalidNumber, OrderType, Reason, STP, TimeInForce
+
+from .errors import ApiError
+from .instruments import CachedInstrument
+
+MAX_BODY_BYTES = 64 * 1024
+_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d{1,4})?")
+
+PLACE_FIELDS = frozenset({"idempotency_key", "client_id", "instrument", "side", "type", "price", "quantity",
+                          "order_id", "time_in_force", "post_only", "stp"})
+SIDES = {"buy": "buy", "sell": "sell", "BUY": "buy", "SELL": "sell"}
+TYPES = {"limit": "limit", "market": "market", "LIMIT": "limit", "MARKET": "market"}
+TIFS = {t.value: t.value for t in TimeInForce} | {t.value.lower(): t.value for t in TimeInForce}
+STPS = {s.value: s.value for s in STP}
+
+# Which request field an engine reason code is about.
+REASON_FIELD = {
+    Reason.INVALID_PRICE: "price", Reason.PRICE_OFF_TICK: "price", Reason.PRICE_TOO_MANY_DECIMALS: "price",
+    Reason.PRICE_TOO_HIGH: "price", Reason.PRICE_REQUIRED: "price", Reason.PRICE_NOT_ALLOWED: "price",
+    Reason.INVALID_QUANTITY: "quantity", Reason.QUANTITY_OFF_LOT: "quantity",
+    Reason.QUANTITY_TOO_MANY_DECIMALS: "quantity", Reason.QUANTITY_TOO_SMALL: "quantity",
+    Reason.QUANTITY_TOO_LARGE: "quantity", Reason.NOTIONAL_TOO_SMALL: "quantity",
+    Reason.POST_ONLY_NOT_ALLOWED: "post_only",
+}
+REASON_TEXT = {
+    Reason.INVALID_PRICE: "must be a positive decimal number",
+    Reason.PRICE_OFF_TICK: "is not a multiple of the tick size",
+    Reason.PRICE_TOO_MANY_DECIMALS: "has more decimals than the tick size allows",
+    Reason.PRICE_TOO_HIGH: "is above the instrument's maximum price",
+    Reason.PRICE_REQUIRED: "is required for a limit order",
+    Reason.PRICE_NOT_ALLOWED: "must not be given for a market order",
+    Reason.INVALID_QUANTITY: "must be a positive decimal number",
+    Reason.QUANTITY_OFF_LOT: "is not a multiple of the lot size",
+    Reason.QUANTITY_TOO_MANY_DECIMALS: "has more decimals than the lot size allows",
+    Reason.QUANTITY_TOO_SMALL: "is below the instrument's minimum quantity",
+    Reason.QUANTITY_TOO_LARGE: "is above the instrument's maximum quantity",
+    Reason.NOTIONAL_TOO_SMALL: "price x quantity is below the instrument's minimum notional",
+    Reason.POST_ONLY_NOT_ALLOWED: "post-only needs a GTC limit order",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class PlaceRequest:
+    order_id: uuid.UUID | None
+    client_id: str
+    idempotency_key: str
+    instrument: CachedInstrument
+    side: str
+    type: str
+    time_in_force: str
+    post_only: bool
+    stp: str
+    price: Decimal | None
+    quantity: Decimal
+    request_hash: str
+
+
+@dataclass(frozen=True, slots=True)
+class ModifyRequest:
+    price: Decimal | None
+    quantity: Decimal | None
+
+
+class _Errors:
+    def __init__(self) -> None:
+        self.fields: dict[str, list[dict[str, str]]] = {}
+
+    def add(self, field: str, code: str, detail: str) -> None:
+        self.fields.setdefault(field, []).append({"code": code, "detail": detail})
+
+    def raise_if_any(self) -> None:
+        if self.fields:
+            field, problems = next(iter(self.fields.items()))
+            raise ApiError(400, problems[0]["code"], f"{field}: {problems[0]['detail']}", self.fields)
+
+
+def parse_json(body: bytes) -> Any:
+    """Parse a JSON body; numbers with a fraction or exponent come back as exact Decimal."""
+    if len(body) > MAX_BODY_BYTES:
+        raise ApiError(413, "body_too_large", f"Request body exceeds {MAX_BODY_BYTES} bytes.")
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        # orjson refuses numbers beyond float range; the stdlib parser with Decimal does not.
+        try:
+            return json.loads(body, parse_float=Decimal, parse_constant=_reject_constant)
+        except (ValueError, RecursionError):
+            raise ApiError(400, "invalid_json", f"Request body is not valid JSON: {exc}") from None
+    if _has_float(data):
+        # orjson made floats; re-read so 0.1 stays exactly 0.1 (and 30000.123456789 stays itself).
+        return json.loads(body, parse_float=Decimal, parse_constant=_reject_constant)
+    return data
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a number")
+
+
+def _has_float(data: Any) -> bool:
+    if isinstance(data, float):
+        return True
+    if isinstance(data, dict):
+        return any(_has_float(v) for v in data.values())
+    if isinstance(data, list):
+        return any(_has_float(item) for item in data)
+    return False
+
+
+def _decimal(value: Any, field: str, errors: _Errors) -> Decimal | None:
+    if isinstance(value, bool) or value is None:
+        errors.add(field, "invalid_type", "must be a decimal number or a string holding one")
+        return None
+    if isinstance(value, (int, Decimal)):
+        return Decimal(value)
+    if isinstance(value, str) and len(value) <= 64 and _NUMBER.fullmatch(value):
+        try:
+            return Decimal(value)
+        except InvalidOperation:
+            pass
+    errors.add(field, "invalid_number", "must be a decimal number or a string holding one")
+    return None
+
+
+def _string(data: dict[str, Any], field: str, errors: _Errors, max_len: int, required: bool = True) -> str | None:
+    value = data.get(field)
+    if value is None:
+        if required:
+            errors.add(field, "required", "this field is required")
+        return None
+    if not isinstance(value, str) or not value.strip():
+        errors.add(field, "invalid_type", "must be a non-empty string")
+        return None
+    if len(value) > max_len:
+        errors.add(field, "too_long", f"must be at most {max_len} characters")
+        return None
+    return value
+
+
+def _choice(data: dict[str, Any], field: str, choices: dict[str, str], default: str | None,
+            errors: _Errors) -> str | None:
+    value = data.get(field, default)
+    if value is None:
+        errors.add(field, "required", "this field is required")
+        return None
+    if not isinstance(value, str) or value not in choices:
+        allowed = sorted(set(choices.values()))
+        errors.add(field, "invalid_choice", f"must be one of {', '.join(allowed)}")
+        return None
+    return choices[value]
+
+
+def _boolean(data: dict[str, Any], field: str, errors: _Errors) -> bool:
+    value = data.get(field, False)
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in {"true", "false", "1", "0", "on", "off"}:
+        return value.lower() in {"true", "1", "on"}
+    errors.add(field, "invalid_type", "must be true or false")
+    return False
+
+
+def _reason(errors: _Errors, reason: Reason) -> None:
+    errors.add(REASON_FIELD.get(reason, "non_field"), reason.value, REASON_TEXT.get(reason, reason.value))
+
+
+def instrument_symbol(data: Any) -> str | None:
+    """The instrument named by a body, if it is a plausible symbol (for the cache lookup)."""
+    if isinstance(data, dict):
+        value = data.get("instrument")
+        if isinstance(value, str) and 0 < len(value) <= 32:
+            return value
+    return None
+
+
+def place_request(data: Any, instrument: CachedInstrument | None) -> PlaceRequest:
+    if not isinstance(data, dict):
+        raise ApiError(400, "invalid_body", "The request body must be a JSON object.")
+    errors = _Errors()
+    for field in data:
+        if field not in PLACE_FIELDS:
+            errors.add(str(field), "unknown_field", "is not a field of an order")
+    key = _string(data, "idempotency_key", errors, 128)
+    client_id = _string(data, "client_id", errors, 64)
+    symbol = _string(data, "instrument", errors, 32)
+    side = _choice(data, "side", SIDES, None, errors)
+    order_type = _choice(data, "type", TYPES, "limit", errors)
+    tif = _choice(data, "time_in_force", TIFS, "GTC", errors)
+    stp = _choice(data, "stp", STPS, STP.CANCEL_TAKER.value, errors)
+    post_only = _boolean(data, "post_only", errors)
+    order_id: uuid.UUID | None = None
+    if data.get("order_id") is not None:
+        try:
+            order_id = uuid.UUID(str(data["order_id"]))
+        except ValueError:
+            errors.add("order_id", "invalid_uuid", "must be a UUID")
+    if symbol is not None and instrument is None:
+        errors.add("instrument", "unknown_instrument", f"no instrument {symbol!r}")
+    elif instrument is not None and not instrument.is_active:
+        errors.add("instrument", "instrument_inactive", f"{symbol} is not trading")
+    quantity = _decimal(data["quantity"], "quantity", errors) if "quantity" in data else None
+    if "quantity" not in data:
+        errors.add("quantity", "required", "this field is required")
+    raw_price = data.get("price")
+    price = None if raw_price is None else _decimal(raw_price, "price", errors)
+    if order_type == "market" and raw_price is not None:
+        _reason(errors, Reason.PRICE_NOT_ALLOWED)
+    elif order_type == "limit" and raw_price is None:
+        _reason(errors, Reason.PRICE_REQUIRED)
+    errors.raise_if_any()
+    assert instrument is not None and quantity is not None and side and order_type and tif and stp
+    spec = instrument.spec
+    price_ticks: int | None = None
+    qty_lots = 0
+    if price is not None:
+        try:
+            price_ticks = spec.price_to_ticks(price)
+        except InvalidNumber as exc:
+            _reason(errors, exc.reason)
+    try:
+        qty_lots = spec.qty_to_lots(quantity)
+    except InvalidNumber as exc:
+        _reason(errors, exc.reason)
+    errors.raise_if_any()
+    problem = spec.check_order(OrderType(order_type), price_ticks, qty_lots, TimeInForce(tif), post_only)
+    if problem is not None:
+        _reason(errors, problem)
+        errors.raise_if_any()
+    norm_price = None if price_ticks is None else spec.ticks_to_price(price_ticks)
+    norm_qty = spec.lots_to_qty(qty_lots)
+    canonical = "|".join([client_id or "", instrument.symbol, side, order_type, str(norm_price), str(norm_qty),
+                          tif, str(post_only), stp, str(order_id or "")])
+    return PlaceRequest(order_id=order_id, client_id=client_id or "", idempotency_key=key or "",
+                        instrument=instrument, side=side, type=order_type, time_in_force=tif, post_only=post_only,
+                        stp=stp, price=norm_price, quantity=norm_qty,
+                        request_hash=hashlib.sha256(canonical.encode()).hexdigest())
+
+
+def modify_request(data: Any, instrument: CachedInstrument) -> ModifyRequest:
+    if not isinstance(data, dict):
+        raise ApiError(400, "invalid_body", "The request body must be a JSON object.")
+    errors = _Errors()
+    for field in data:
+        if field not in {"price", "quantity"}:
+            errors.add(str(field), "unknown_field", "only price and quantity can be modified")
+    price = None if data.get("price") is None else _decimal(data["price"], "price", errors)
+    quantity = None if data.get("quantity") is None else _decimal(data["quantity"], "quantity", errors)
+    if not errors.fields and price is None and quantity is None:
+        errors.add("non_field", Reason.MODIFY_NOTHING.value, "give a new price and/or a new quantity")
+    errors.raise_if_any()
+    spec = instrument.spec
+    try:
+        price = None if price is None else spec.ticks_to_price(spec.price_to_ticks(price))
+    except InvalidNumber as exc:
+        _reason(errors, exc.reason)
+    try:
+        quantity = None if quantity is None else spec.lots_to_qty(spec.qty_to_lots(quantity))
+    except InvalidNumber as exc:
+        _reason(errors, exc.reason)
+    errors.raise_if_any()
+    return ModifyRequest(price=price, quantity=quantity)
