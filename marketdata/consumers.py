@@ -1,0 +1,389 @@
+"""WS /stream: market data feeds and streaming order entry, one Channels consumer per socket.
+
+Client messages (JSON objects; an optional "id" is echoed in the reply):
+  {"op": "subscribe",   "instrument": X, "channels": [...], "client_id": C (for "orders")}
+  {"op": "unsubscribe", "instrument": X, "channels": [...] (default: all)}
+  {"op": "ping"}
+  {"op": "order", ...the body of POST /orders}          -> order_ack | error
+  {"op": "orders", "orders": [body, ...]}               -> one orders_ack with a result per body
+  {"op": "cancel", "order_id": O}                       -> cancel_ack | error
+Channels: trades, book, ticker, snapshot, orders. Subscribing to `book` sends the full book read
+from PostgreSQL as `book_snapshot` with the seq it reflects, after the subscription is live.
+A client mistake is answered with {"event": "error", "code": ...}; the socket stays open.
+
+Events reach the socket through this connection's bounded outbox (marketdata.fanout): a client
+that falls behind gets `resync_required` instead of silently missing events.
+Connect with `?batch=1` to receive frames that are JSON arrays of events (everything queued
+for the socket at once), which costs the server and the client far less per event.
+"""
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import logging
+from collections.abc import Callable
+from decimal import Decimal
+from typing import Any
+from urllib.parse import parse_qs
+
+import orjson
+import psycopg
+from channels.generic.websocket import AsyncWebsocketConsumer
+from psycopg_pool import PoolTimeout
+
+from orders import db, instruments
+from orders.errors import ApiError, database_unavailable
+from orders.selectors import orderbook
+from orders.services import Result, order_command, orders_place
+from orders.validation import PlaceRequest, instrument_symbol, place_request
+
+from .fanout import CHANNELS, Outbox, ensure_listening, fanout
+
+log = logging.getLogger(__name__)
+
+MAX_MESSAGE_BYTES = 512 * 1024  # daphne itself closes the socket beyond 1 MiB
+MAX_ORDERS_PER_MESSAGE = 1000
+MAX_INFLIGHT_ORDERS = 20_000  # per connection: placed but not yet acknowledged
+PLACE_BATCH = 500  # pipelined single orders are submitted together, up to this many per call
+PLACE_CONCURRENCY = 4  # per connection: orders_place calls in flight at once
+CLOSE_SLOW_CONSUMER = 4008
+
+
+class BadMessage(Exception):
+    def __init__(self, code: str, detail: str, **extra: Any) -> None:
+        super().__init__(detail)
+        self.code = code
+        self.detail = detail
+        self.extra = extra
+
+
+def parse_message(text: str) -> Any:
+    """JSON with exact decimals: a number with a fraction becomes Decimal, never float."""
+    try:
+        data = orjson.loads(text)
+    except orjson.JSONDecodeError as exc:
+        try:
+            return json.loads(text, parse_float=Decimal, parse_constant=_reject_constant)
+        except (ValueError, RecursionError):
+            raise BadMessage("invalid_json", f"The message is not valid JSON: {exc}") from None
+    if _has_float(data):
+        return json.loads(text, parse_float=Decimal, parse_constant=_reject_constant)
+    return data
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a number")
+
+
+def _has_float(data: Any) -> bool:
+    if isinstance(data, float):
+        return True
+    if isinstance(data, dict):
+        return any(_has_float(v) for v in data.values())
+    if isinstance(data, list):
+        return any(_has_float(v) for v in data)
+    return False
+
+
+def _dumps_default(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return str(value)
+    raise TypeError
+
+
+def transport_backlog(send: Any) -> Callable[[], int] | None:
+    """Unsent bytes in the server's socket buffer, when the server is daphne.
+
+    Daphne's ASGI `send` never waits: it hands every frame to Twisted, which buffers without
+    limit while a client does not read. Reading the transport's buffer lets the outbox stop
+    writing and bound its own queue instead. Other servers (uvicorn) make `send` wait.
+    """
+    protocol = send.args[0] if isinstance(send, functools.partial) and send.args else None
+    transport = getattr(protocol, "transport", None)
+    if transport is None or not all(hasattr(transport, a) for a in ("dataBuffer", "offset", "_tempDataLen")):
+        return None
+
+    def backlog() -> int:
+        return len(transport.dataBuffer) - transport.offset + transport._tempDataLen
+
+    return backlog
+
+
+class StreamConsumer(AsyncWebsocketConsumer):
+    box: Outbox
+    _pending: list[tuple[PlaceRequest, Any]]
+    _inflight: int
+    _placers: int
+    _tasks: set[asyncio.Task[Any]]
+
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        # Channels' default closes stale Django DB connections in a thread before every
+        # message; this consumer never uses the ORM, and that hop would cap order entry.
+        handler = getattr(self, message["type"].replace(".", "_"), None)
+        if handler is None:
+            raise ValueError(f"No handler for message type {message['type']}")
+        await handler(message)
+
+    async def connect(self) -> None:
+        query = parse_qs(self.scope.get("query_string", b"").decode("latin-1"))
+        batch = query.get("batch", ["0"])[-1].lower() in {"1", "true", "yes"}
+        self._pending = []
+        self._inflight = 0
+        self._placers = 0
+        self._tasks = set()
+        self.box = Outbox(send=self._send_text, batch=batch, backlog=transport_backlog(self.base_send),
+                          on_stalled=self._close_slow)
+        await self.accept()
+        self.box.start()
+
+    async def disconnect(self, code: int) -> None:
+        box = getattr(self, "box", None)
+        if box is not None:
+            fanout.drop(box)
+            box.stop()
+
+    async def _send_text(self, text: str) -> None:
+        await self.send(text_data=text)
+
+    def _close_slow(self) -> None:
+        fanout.drop(self.box)
+        self._spawn(self.close(code=CLOSE_SLOW_CONSUMER, reason="slow consumer: resubscribe to resync"))
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # -- replies --------------------------------------------------------------------------
+    def reply(self, message: dict[str, Any]) -> None:
+        self.box.reply_text(orjson.dumps(message, default=_dumps_default).decode())
+
+    def error(self, code: str, detail: str, request: dict[str, Any] | None = None, **extra: Any) -> None:
+        message: dict[str, Any] = {"event": "error", "code": code, "detail": detail}
+        if request is not None:
+            if "op" in request:
+                message["op"] = request["op"]
+            if "id" in request:
+                message["id"] = request["id"]
+        message.update(extra)
+        self.reply(message)
+
+    # -- receive --------------------------------------------------------------------------
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        size = len(text_data.encode()) if text_data is not None else len(bytes_data or b"")
+        if size > MAX_MESSAGE_BYTES:
+            self.error("message_too_large", f"Messages are limited to {MAX_MESSAGE_BYTES} bytes.")
+            return
+        if text_data is None:
+            try:
+                text_data = (bytes_data or b"").decode()
+            except UnicodeDecodeError:
+                self.error("invalid_json", "Binary messages must be UTF-8 JSON.")
+                return
+        request: Any = None
+        try:
+            request = parse_message(text_data)
+            if not isinstance(request, dict):
+                raise BadMessage("invalid_message", "A message must be a JSON object with an \"op\".")
+            op = request.get("op")
+            handler = self.OPS.get(op) if isinstance(op, str) else None
+            if handler is None:
+                raise BadMessage("unknown_op", f"Unknown op {op!r}; use one of {', '.join(sorted(self.OPS))}.")
+            await handler(self, request)
+        except BadMessage as exc:
+            self.error(exc.code, exc.detail, request if isinstance(request, dict) else None, **exc.extra)
+
+    async def op_ping(self, request: dict[str, Any]) -> None:
+        reply: dict[str, Any] = {"event": "pong"}
+        if "id" in request:
+            reply["id"] = request["id"]
+        self.reply(reply)
+
+    # -- subscriptions --------------------------------------------------------------------
+    async def _target(self, request: dict[str, Any], default_all: bool) -> tuple[str, list[str]]:
+        symbol = request.get("instrument")
+        if not isinstance(symbol, str) or not 0 < len(symbol) <= 32:
+            raise BadMessage("invalid_message", "\"instrument\" must be an instrument symbol.")
+        channels = request.get("channels")
+        if channels is None and default_all:
+            channels = list(CHANNELS)
+        if not isinstance(channels, list) or not channels or not all(isinstance(c, str) for c in channels):
+            raise BadMessage("invalid_message", "\"channels\" must be a non-empty list of channel names.")
+        unknown = [c for c in channels if c not in CHANNELS]
+        if unknown:
+            raise BadMessage("unknown_channel", f"Unknown channel(s) {', '.join(map(repr, unknown))}; "
+                             f"use {', '.join(CHANNELS)}.", channels=unknown)
+        try:
+            found = await instruments.by_symbol(symbol)
+        except (psycopg.OperationalError, PoolTimeout):
+            raise BadMessage("database_unavailable", database_unavailable().detail) from None
+        if found is None:
+            raise BadMessage("unknown_instrument", f"No instrument {symbol!r}.", instrument=symbol)
+        return symbol, list(dict.fromkeys(channels))
+
+    async def op_subscribe(self, request: dict[str, Any]) -> None:
+        symbol, channels = await self._target(request, default_all=False)
+        client_id = request.get("client_id")
+        if "orders" in channels and (not isinstance(client_id, str) or not 0 < len(client_id) <= 64):
+            raise BadMessage("client_id_required", "The orders channel needs \"client_id\": whose orders.")
+        try:
+            await ensure_listening()
+        except (TimeoutError, psycopg.Error, OSError):
+            raise BadMessage("feed_unavailable", "The market data feed is reconnecting; try again shortly.") \
+                from None
+        # Live first (events start queuing behind this reply), then read the book: a delta that
+        # committed before the read carries seq <= the snapshot's and the client drops it.
+        fanout.subscribe(self.box, symbol, channels, client_id if "orders" in channels else None)
+        reply: dict[str, Any] = {"event": "subscribed", "instrument": symbol, "channels": channels}
+        if "orders" in channels:
+            reply["client_id"] = client_id
+        if "id" in request:
+            reply["id"] = request["id"]
+        self.reply(reply)
+        if "book" in channels:
+            await self._send_book(symbol, request)
+
+    async def _send_book(self, symbol: str, request: dict[str, Any]) -> None:
+        instrument = await instruments.by_symbol(symbol)
+        assert instrument is not None
+        try:
+            async with (await db.pool()).connection() as conn:
+                book = await orderbook(conn, instrument)
+        except (psycopg.OperationalError, PoolTimeout):
+            self.error("database_unavailable", "Could not read the book; subscribe to book again.", request,
+                       instrument=symbol)
+            return
+        self.reply({"event": "book_snapshot", "instrument": symbol, "seq": book["seq"],
+                    "bids": [[lv["price"], lv["quantity"]] for lv in book["bids"]],
+                    "asks": [[lv["price"], lv["quantity"]] for lv in book["asks"]]})
+
+    async def op_unsubscribe(self, request: dict[str, Any]) -> None:
+        symbol, channels = await self._target(request, default_all=True)
+        client_id = request.get("client_id")
+        fanout.unsubscribe(self.box, symbol, channels, client_id if isinstance(client_id, str) else None)
+        reply: dict[str, Any] = {"event": "unsubscribed", "instrument": symbol, "channels": channels}
+        if "id" in request:
+            reply["id"] = request["id"]
+        self.reply(reply)
+
+    # -- order entry ----------------------------------------------------------------------
+    async def _validate(self, body: Any) -> PlaceRequest:
+        symbol = instrument_symbol(body)
+        try:
+            found = await instruments.by_symbol(symbol) if symbol is not None else None
+        except (psycopg.OperationalError, PoolTimeout):
+            raise database_unavailable() from None
+        return place_request(body, found)
+
+    async def op_order(self, request: dict[str, Any]) -> None:
+        body = {k: v for k, v in request.items() if k not in ("op", "id")}
+        key = body.get("idempotency_key")
+        if self._inflight >= MAX_INFLIGHT_ORDERS:
+            self.error("too_many_inflight", f"At most {MAX_INFLIGHT_ORDERS} orders may await their ack.",
+                       request, idempotency_key=key)
+            return
+        try:
+            place = await self._validate(body)
+        except ApiError as exc:
+            self.reply(self._error_body(exc.status_code, exc.body(), key, request))
+            return
+        self._inflight += 1
+        self._pending.append((place, request.get("id")))
+        if self._placers < PLACE_CONCURRENCY:
+            self._placers += 1
+            self._spawn(self._placer())
+
+    async def _placer(self) -> None:
+        """Submit pipelined orders in batches: whatever arrived while the last batch was out."""
+        try:
+            while self._pending:
+                batch = self._pending[:PLACE_BATCH]
+                del self._pending[:PLACE_BATCH]
+                results = await self._place([p for p, _ in batch])
+                self._inflight -= len(batch)
+                for (place, req_id), result in zip(batch, results):
+                    self.reply(self._ack(result, place.idempotency_key, req_id))
+        finally:
+            self._placers -= 1
+
+    async def _place(self, requests: list[PlaceRequest]) -> list[Result | ApiError]:
+        try:
+            return list(await orders_place(requests))
+        except ApiError as exc:
+            return [exc] * len(requests)
+
+    def _ack(self, result: Result | ApiError, key: str | None, req_id: Any) -> dict[str, Any]:
+        request = {"op": "order"} if req_id is None else {"op": "order", "id": req_id}
+        if isinstance(result, ApiError):
+            return self._error_body(result.status_code, result.body(), key, request)
+        if result.status >= 400:
+            return self._error_body(result.status, result.body, key, request)
+        ack: dict[str, Any] = {"event": "order_ack", "status": result.status, "idempotency_key": key,
+                               "order": result.body}
+        if req_id is not None:
+            ack["id"] = req_id
+        return ack
+
+    @staticmethod
+    def _error_body(status: int, body: dict[str, Any], key: Any, request: dict[str, Any]) -> dict[str, Any]:
+        message: dict[str, Any] = {"event": "error", "status": status, **body, "op": request.get("op", "order")}
+        if key is not None:
+            message["idempotency_key"] = key
+        if "id" in request:
+            message["id"] = request["id"]
+        return message
+
+    async def op_orders(self, request: dict[str, Any]) -> None:
+        bodies = request.get("orders")
+        if not isinstance(bodies, list) or not bodies:
+            raise BadMessage("invalid_message", "\"orders\" must be a non-empty list of order bodies.")
+        if len(bodies) > MAX_ORDERS_PER_MESSAGE:
+            raise BadMessage("too_many_orders", f"At most {MAX_ORDERS_PER_MESSAGE} orders per message.")
+        if self._inflight + len(bodies) > MAX_INFLIGHT_ORDERS:
+            raise BadMessage("too_many_inflight", f"At most {MAX_INFLIGHT_ORDERS} orders may await their ack.")
+        acks: list[dict[str, Any] | None] = [None] * len(bodies)
+        places: list[tuple[int, PlaceRequest]] = []
+        for n, body in enumerate(bodies):
+            key = body.get("idempotency_key") if isinstance(body, dict) else None
+            try:
+                places.append((n, await self._validate(body)))
+            except ApiError as exc:
+                acks[n] = self._error_body(exc.status_code, exc.body(), key, {"op": "order"})
+        self._inflight += len(places)
+        self._spawn(self._place_list(request.get("id"), acks, places))
+
+    async def _place_list(self, req_id: Any, acks: list[dict[str, Any] | None],
+                          places: list[tuple[int, PlaceRequest]]) -> None:
+        try:
+            if places:
+                results = await self._place([p for _, p in places])
+                for (n, place), result in zip(places, results):
+                    acks[n] = self._ack(result, place.idempotency_key, None)
+        finally:
+            self._inflight -= len(places)
+        reply: dict[str, Any] = {"event": "orders_ack", "acks": acks}
+        if req_id is not None:
+            reply["id"] = req_id
+        self.reply(reply)
+
+    async def op_cancel(self, request: dict[str, Any]) -> None:
+        order_id = request.get("order_id")
+        if not isinstance(order_id, str):
+            raise BadMessage("invalid_message", "\"order_id\" must be the order's id.")
+        self._spawn(self._cancel(order_id, request))
+
+    async def _cancel(self, order_id: str, request: dict[str, Any]) -> None:
+        try:
+            result = await order_command(order_id, "cancel")
+        except ApiError as exc:
+            self.reply(self._error_body(exc.status_code, exc.body(), None, request) | {"order_id": order_id})
+            return
+        ack: dict[str, Any] = {"event": "cancel_ack", "status": result.status, "order_id": order_id,
+                               "order": result.body}
+        if "id" in request:
+            ack["id"] = request["id"]
+        self.reply(ack)
+
+    OPS = {"ping": op_ping, "subscribe": op_subscribe, "unsubscribe": op_unsubscribe, "order": op_order,
+           "orders": op_orders, "cancel": op_cancel}
