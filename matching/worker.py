@@ -52,6 +52,7 @@ MAX_OUTCOME_BYTES = 7000
 SNAPSHOT_EVERY_S = 1.0
 PERSIST_SNAPSHOT_EVERY_S = 60.0
 MAX_RETRIES = 20
+SLOW_BATCH_S = 0.25
 
 
 @dataclass(slots=True)
@@ -171,14 +172,20 @@ class MatchingWorker:
     # -- one batch ------------------------------------------------------------------------
     async def handle_rows(self, rows: list[dict[str, Any]]) -> None:
         async with self.lock:
+            started = time.perf_counter()
             batch = Batch(ts_ns=time.time_ns())
             for row in rows:
                 book = await self._book(row["instrument_id"])
                 batch.books[book.id] = book
                 events = self._apply(book, row, batch.ts_ns)
                 self._collect(batch, book, row, events)
+            matched = time.perf_counter()
             await self.commit(batch)
             self.batches += 1
+            done = time.perf_counter()
+            if done - started > SLOW_BATCH_S:
+                log.info("slow batch: %d commands, %d trades: match %.1f ms, commit %.1f ms", len(rows),
+                         len(batch.trades), (matched - started) * 1e3, (done - matched) * 1e3)
 
     def _apply(self, book: Book, row: dict[str, Any], ts_ns: int) -> list[Any]:
         spec, oid = book.spec, str(row["order_id"])

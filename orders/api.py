@@ -80,12 +80,13 @@ class OrderCollection(generics.GenericAPIView):
 
     serializer_class = OrderCreateSerializer
     pagination_class = NewestFirst
+    queryset = Order.objects.all()
 
     @extend_schema(parameters=[OpenApiParameter("client_id", str), OpenApiParameter("status", str),
                                OpenApiParameter("instrument", str), OpenApiParameter("limit", int)],
                    responses={200: OrderSerializer(many=True), **ERRORS})
     def get(self, request: Request) -> Response:
-        qs = Order.objects.all()
+        qs = self.get_queryset()
         if client_id := request.query_params.get("client_id"):
             qs = qs.filter(client_id=client_id)
         if status := request.query_params.get("status"):
@@ -114,6 +115,7 @@ class OrderDetail(generics.GenericAPIView):
     """One order: read it, modify it (PATCH/PUT: new price and/or new total quantity), cancel it (DELETE)."""
 
     serializer_class = OrderModifySerializer
+    queryset = Order.objects.all()
 
     @extend_schema(responses={200: OrderSerializer, **ERRORS})
     def get(self, request: Request, order_id: str) -> Response:

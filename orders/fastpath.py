@@ -15,9 +15,11 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
+import psycopg
 from prometheus_client import Counter, Histogram
+from psycopg_pool import PoolTimeout
 
-from .errors import ApiError
+from .errors import ApiError, database_unavailable
 from .instruments import by_symbol
 from .services import orders_place
 from .validation import instrument_symbol, parse_json, place_request
@@ -97,6 +99,8 @@ def http_application(django_app: Callable[..., Awaitable[None]]) -> Callable[...
             status, payload = await place_order(body, test_only=scope["path"] == "/orders/test")
         except ApiError as exc:
             status, payload = exc.status_code, exc.body()
+        except (psycopg.Error, PoolTimeout, TimeoutError):
+            status, payload = 503, database_unavailable().body()
         except ConnectionError:
             return
         ORDERS_TOTAL.labels(str(status)).inc()

@@ -135,10 +135,24 @@ class Exchange:
 
 
 @pytest.fixture(scope="session")
+def django_db_setup(django_db_blocker: Any) -> Iterator[None]:
+    """Always create the throwaway test database. (pytest-django's own fixture creates it only
+    for tests marked django_db; these tests reach the database through the live processes.)"""
+    from django.test.utils import setup_databases, teardown_databases
+
+    with django_db_blocker.unblock():
+        old = setup_databases(verbosity=0, interactive=False, aliases={"default"})
+    yield
+    with django_db_blocker.unblock():
+        teardown_databases(old, verbosity=0)
+
+
+@pytest.fixture(scope="session")
 def exchange(django_db_setup: Any, django_db_blocker: Any) -> Iterator[Exchange]:
     from django.conf import settings
 
     db = settings.DATABASES["default"]
+    assert db["NAME"].startswith("test_"), f"refusing to run the live tests against {db['NAME']}"
     url = database_url(db)
     port = free_port()
     log_dir = LOG_DIR / f"run-{os.getpid()}"
