@@ -1,0 +1,22 @@
+# pgbourse: the exchange (ASGI server + matching worker, supervised by manage.py runexchange).
+# PostgreSQL is external here (docker-compose.yml runs one); DATABASE_URL must be set.
+FROM python:3.12-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    DJANGO_SETTINGS_MODULE=exchange_project.settings \
+    HOST=0.0.0.0 \
+    PORT=8000
+
+WORKDIR /app
+COPY requirements.txt .
+RUN pip install --no-cache-dir -r requirements.txt
+
+COPY . .
+
+RUN useradd --create-home --uid 1000 exchange && chown -R exchange /app
+USER exchange
+
+EXPOSE 8000
+# runexchange migrates, creates BTC-USD if missing, then runs and supervises the worker and server.
+CMD ["python", "manage.py", "runexchange"]
