@@ -346,7 +346,7 @@ class MatchingWorker:
                 UPDATE orders_order o SET status = u.status, filled_quantity = u.filled,
                        quantity = CASE WHEN u.set_pq THEN u.qty ELSE o.quantity END,
                        price = CASE WHEN u.set_pq THEN u.price ELSE o.price END,
-                       reason = u.reason, priority = u.prio, updated_at = %(when)s
+                       reason = u.reason, priority = coalesce(u.prio, o.priority), updated_at = %(when)s
                   FROM unnest(%(id)s::uuid[], %(status)s::text[], %(filled)s::numeric[], %(qty)s::numeric[],
                               %(price)s::numeric[], %(reason)s::text[], %(prio)s::bigint[], %(set_pq)s::bool[])
                        AS u(order_id, status, filled, qty, price, reason, prio, set_pq)

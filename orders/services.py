@@ -112,6 +112,7 @@ async def orders_place(requests: list[PlaceRequest]) -> list[Result]:
     ids = [r.order_id or uuid.uuid4() for r in requests]
     keys = [str(i) for i in ids]
     futures = [hub.expect(k) for k in keys]
+    results: list[Result | None] = [None] * len(requests)
     try:
         async with (await pool()).connection() as conn:
             await _configure(conn)
@@ -125,25 +126,28 @@ async def orders_place(requests: list[PlaceRequest]) -> list[Result]:
             })
             inserted = {str(row[0]) for row in await cur.fetchall()}
             await conn.commit()
-            results: list[Result | None] = [None] * len(requests)
             dup_idx = [n for n, k in enumerate(keys) if k not in inserted]
             if dup_idx:
                 for n in dup_idx:
                     hub.forget(keys[n], futures[n])
                 await _answer_duplicates(conn, requests, dup_idx, results)
-            live = [n for n in range(len(requests)) if results[n] is None]
-            outcomes = await _await_outcomes([keys[n] for n in live], [futures[n] for n in live])
-            # No outcome in time, or one too large for a NOTIFY: PostgreSQL has the answer.
-            unresolved = [keys[n] for n, o in zip(live, outcomes) if o is None or "o" not in o]
-            from_db = await orders_by_id(conn, unresolved) if unresolved else {}
-            if any(v["row"]["status"] == "pending" for v in from_db.values()):
-                await _make_durable(conn)
-            for n, outcome in zip(live, outcomes):
-                if outcome is not None and "o" in outcome:
-                    results[n] = Result(201, outcome["o"])
-                else:
-                    current = from_db[keys[n]]["json"]
-                    results[n] = Result(202 if current["status"] == "pending" else 201, current)
+        # The connection goes back to the pool while we wait for the worker.
+        live = [n for n in range(len(requests)) if results[n] is None]
+        outcomes = await _await_outcomes([keys[n] for n in live], [futures[n] for n in live])
+        # No outcome in time, or one too large for a NOTIFY: PostgreSQL has the answer.
+        unresolved = [keys[n] for n, o in zip(live, outcomes) if o is None or "o" not in o]
+        from_db: dict[str, Any] = {}
+        if unresolved:
+            async with (await pool()).connection() as conn:
+                from_db = await orders_by_id(conn, unresolved)
+                if any(v["row"]["status"] == "pending" for v in from_db.values()):
+                    await _make_durable(conn)
+        for n, outcome in zip(live, outcomes):
+            if outcome is not None and "o" in outcome:
+                results[n] = Result(201, outcome["o"])
+            else:
+                current = from_db[keys[n]]["json"]
+                results[n] = Result(202 if current["status"] == "pending" else 201, current)
     except (psycopg.OperationalError, PoolTimeout) as exc:
         for k, f in zip(keys, futures):
             hub.forget(k, f)
@@ -231,9 +235,10 @@ async def order_command(order_id: str, kind: str, data: Any = None) -> Result:
             key = f"cmd:{row[0]}"
             fut = hub.expect(key)
             await conn.commit()
-            (outcome,) = await _await_outcomes([key], [fut])
-            if outcome is None:
-                # The outcome may have come while the LISTEN was being set up; PostgreSQL knows.
+        (outcome,) = await _await_outcomes([key], [fut])
+        if outcome is None:
+            async with (await pool()).connection() as conn:
+                # The outcome may have come while the LISTEN was reconnecting; PostgreSQL knows.
                 outcome = await _command_outcome_from_db(conn, row[0], oid)
                 if outcome is None:
                     await _make_durable(conn)
@@ -247,14 +252,14 @@ async def order_command(order_id: str, kind: str, data: Any = None) -> Result:
     except (psycopg.OperationalError, PoolTimeout) as exc:
         raise _db_errors(exc) from exc
     if outcome["r"] != "ok":
-        code = outcome["r"]
+        # The engine forgets finished orders; the order exists, so it is simply no longer open.
+        code = "order_not_open" if outcome["r"] == "unknown_order" else outcome["r"]
         raise ApiError(409, code, _REFUSALS.get(code, f"The {kind} was refused: {code}."),
                        extra={"order": latest})
     return Result(200, latest)
 
 
 _REFUSALS = {
-    "unknown_order": "The order is no longer open.",
     "order_not_open": "The order is no longer open.",
     "modify_quantity_at_or_below_filled": "The new quantity must be above the filled quantity.",
     "post_only_would_take": "A post-only order cannot move to a price that would take liquidity.",
