@@ -95,6 +95,8 @@ from matching.types import (
 
 SNAPSHOT_VERSION = 1
 
+_alloc = object.__new__
+
 # Events are built with tuple.__new__ directly: a NamedTuple's own __new__ is a
 # Python-level function, and skipping it is a measurable share of the hot path.
 _new = tuple.__new__
@@ -204,47 +206,58 @@ class Engine:
     # ------------------------------------------------------------------
 
     def apply(self, cmd: Place | Cancel | Modify) -> list[Event]:
-        kind = cmd.__class__
-        if kind is Place:
-            return self.place(cmd)  # type: ignore[arg-type]
-        if kind is Cancel:
-            return self.cancel(cmd)  # type: ignore[arg-type]
-        if kind is Modify:
-            return self.modify(cmd)  # type: ignore[arg-type]
-        raise TypeError(f"not a command: {cmd!r}")
+        handler = _DISPATCH.get(cmd.__class__)
+        if handler is None:
+            raise TypeError(f"not a command: {cmd!r}")
+        return handler(self, cmd)
 
     def place(self, cmd: Place) -> list[Event]:
-        side = cmd.side
-        tif = cmd.tif
-        stp = cmd.stp
-        order_type = cmd.order_type
-        if (
-            side.__class__ is not Side
-            or tif.__class__ is not TimeInForce
-            or stp.__class__ is not STP
-            or order_type.__class__ is not OrderType
-        ):
-            return self.place(_normalize_place(cmd))
         oid = cmd.order_id
         ts = cmd.ts_ns
         price = cmd.price_ticks
         qty = cmd.qty_lots
+        tif = cmd.tif
+        stp = cmd.stp
         post_only = cmd.post_only
-        reason = check_order_limits(self._limits, order_type, price, qty, tif, post_only)
-        if reason is not None:
-            return [_new(Rejected, (oid, reason, ts))]
+        lim = self._limits
+        # Fast accept for the common case (a well-formed GTC limit with enum
+        # members); anything else takes the full, shared check. The condition
+        # implies check_order_limits(...) is None, never the other way round.
+        if not (
+            cmd.order_type is _LIMIT
+            and tif is _GTC
+            and stp.__class__ is STP
+            and type(price) is int
+            and 0 < price <= lim.max_price_ticks
+            and type(qty) is int
+            and lim.min_qty_lots <= qty <= lim.max_qty_lots
+            and price * qty >= lim.min_notional_ticks_lots
+        ):
+            if (
+                cmd.side.__class__ is not Side
+                or tif.__class__ is not TimeInForce
+                or stp.__class__ is not STP
+                or cmd.order_type.__class__ is not OrderType
+            ):
+                return self.place(_normalize_place(cmd))
+            reason = check_order_limits(lim, cmd.order_type, price, qty, tif, post_only)
+            if reason is not None:
+                return [_new(Rejected, (oid, reason, ts))]
         orders = self._orders
         if oid in orders:
             return [_new(Rejected, (oid, _R_DUPLICATE, ts))]
 
+        side = cmd.side
         if side is _BUY:
             own = self._bids
             opp = self._asks
             limit_key = self._no_limit_key if price is None else -price
-        else:
+        elif side is _SELL:
             own = self._asks
             opp = self._bids
             limit_key = self._no_limit_key if price is None else price
+        else:
+            return self.place(_normalize_place(cmd))
         opp_keys = opp.keys
         crosses = bool(opp_keys) and opp_keys[-1] >= limit_key
         if crosses and post_only:
@@ -257,32 +270,42 @@ class Engine:
 
         filled = 0
         end_reason = None
-        if tif is _FOK and not (crosses and self._fok_fillable(opp, limit_key, cid, qty, stp)):
-            events.append(_new(OrderUpdate, (oid, cid, side, _CANCELLED, price, qty, 0, qty, None, _R_FOK, ts)))
-            return events
-        if crosses:
+        if tif is not _GTC or price is None:
+            if tif is _FOK and not (crosses and self._fok_fillable(opp, limit_key, cid, qty, stp)):
+                events.append(_new(OrderUpdate, (oid, cid, side, _CANCELLED, price, qty, 0, qty, None, _R_FOK, ts)))
+                return events
+            if crosses:
+                filled, end_reason = self._match(events, opp, limit_key, oid, cid, side, qty, stp, ts)
+            if filled != qty and end_reason is None:
+                end_reason = _R_MARKET if price is None else _R_IOC
+        elif crosses:
             filled, end_reason = self._match(events, opp, limit_key, oid, cid, side, qty, stp, ts)
 
         remaining = qty - filled
         if remaining == 0:
             events.append(_new(OrderUpdate, (oid, cid, side, _FILLED, price, qty, qty, 0, None, None, ts)))
             return events
-        if end_reason is None:
-            if price is None:
-                end_reason = _R_MARKET
-            elif tif is _IOC:
-                end_reason = _R_IOC
         if end_reason is not None:
             events.append(
                 _new(OrderUpdate, (oid, cid, side, _CANCELLED, price, qty, filled, remaining, None, end_reason, ts))
             )
             return events
 
-        # Rest the remainder at the back of its level (inlined BookSide.append).
-        order = RestingOrder(oid, cid, side, price, qty, filled, priority, stp, post_only)
+        # Rest the remainder at the back of its level (BookSide.append, inlined;
+        # so is RestingOrder.__init__: this is the most frequent path).
+        order = _alloc(RestingOrder)
+        order.order_id = oid
+        order.client_id = cid
+        order.side = side
+        order.price_ticks = price
+        order.qty_lots = qty
+        order.filled_lots = filled
+        order.priority = priority
+        order.stp = stp
+        order.post_only = post_only
+        order.next = None
         orders[oid] = order
-        key = price if side is _BUY else -price
-        lvl = own.levels.get(key)
+        lvl = own.levels.get(-limit_key)  # own key = -(the key this order crosses at)
         if lvl is None:
             lvl = own.level_for(price)
             lvl.head = lvl.tail = order
@@ -311,19 +334,36 @@ class Engine:
         order = self._orders.pop(oid, None)
         if order is None:
             return [_new(Rejected, (oid, _R_UNKNOWN, ts))]
-        side = order.side
-        lvl = (self._bids if side is _BUY else self._asks).unlink(order)
-        seq = self._seq = self._seq + 1
+        # BookSide.unlink, inlined.
+        lvl = order.level
+        prev = order.prev
+        nxt = order.next
+        if prev is None:
+            lvl.head = nxt
+        else:
+            prev.next = nxt
+        if nxt is None:
+            lvl.tail = prev
+        else:
+            nxt.prev = prev
+        order.prev = order.next = order.level = None
         qty = order.qty_lots
         filled = order.filled_lots
+        remaining = qty - filled
+        total = lvl.qty_lots = lvl.qty_lots - remaining
+        lvl.order_count -= 1
+        side = order.side
+        if not lvl.order_count:
+            (self._bids if side is _BUY else self._asks).drop_level(lvl)
+        seq = self._seq = self._seq + 1
         price = order.price_ticks
         return [
             _new(Accepted, (oid, ts)),
             _new(
                 OrderUpdate,
-                (oid, order.client_id, side, _CANCELLED, price, qty, filled, qty - filled, None, _R_BY_USER, ts),
+                (oid, order.client_id, side, _CANCELLED, price, qty, filled, remaining, None, _R_BY_USER, ts),
             ),
-            _new(BookDelta, (seq, side, price, lvl.qty_lots, ts)),
+            _new(BookDelta, (seq, side, price, total, ts)),
         ]
 
     def modify(self, cmd: Modify) -> list[Event]:
@@ -706,5 +746,7 @@ class Engine:
         assert bid is None or ask is None or bid[0] < ask[0], f"book crossed at rest: {bid} / {ask}"
         assert self._seq >= 0 and self._next_trade_id >= 1, "counters went negative"
 
+
+_DISPATCH: dict[type, Any] = {Place: Engine.place, Cancel: Engine.cancel, Modify: Engine.modify}
 
 __all__ = ["Engine", "PriceLevel", "SNAPSHOT_VERSION"]
