@@ -30,6 +30,7 @@ from urllib.parse import parse_qs
 import orjson
 import psycopg
 from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
 from psycopg_pool import PoolTimeout
 
 from orders import db, instruments
@@ -47,7 +48,25 @@ MAX_ORDERS_PER_MESSAGE = 1000
 MAX_INFLIGHT_ORDERS = 20_000  # per connection: placed but not yet acknowledged
 PLACE_BATCH = 500  # pipelined single orders are submitted together, up to this many per call
 PLACE_CONCURRENCY = 4  # per connection: orders_place calls in flight at once
+CANCEL_CONCURRENCY = 4  # per connection: cancels in flight at once (more wait their turn)
 CLOSE_SLOW_CONSUMER = 4008
+
+
+_service_slots: dict[int, asyncio.Semaphore] = {}
+
+
+def service_slots() -> asyncio.Semaphore:
+    """Order-path calls in flight from all of this process's sockets together.
+
+    orders_place and order_command hold a pooled connection while they wait for the matching
+    worker; without a bound, one pipelining client could take the whole pool and make REST
+    answer 503. Half the pool is left to everything else.
+    """
+    loop_id = id(asyncio.get_running_loop())
+    found = _service_slots.get(loop_id)
+    if found is None:
+        found = _service_slots[loop_id] = asyncio.Semaphore(max(1, settings.DB_POOL_MAX // 2))
+    return found
 
 
 class BadMessage(Exception):
@@ -116,6 +135,7 @@ class StreamConsumer(AsyncWebsocketConsumer):
     _inflight: int
     _placers: int
     _tasks: set[asyncio.Task[Any]]
+    _cancel_slots: asyncio.Semaphore
 
     async def dispatch(self, message: dict[str, Any]) -> None:
         # Channels' default closes stale Django DB connections in a thread before every
@@ -132,6 +152,7 @@ class StreamConsumer(AsyncWebsocketConsumer):
         self._inflight = 0
         self._placers = 0
         self._tasks = set()
+        self._cancel_slots = asyncio.Semaphore(CANCEL_CONCURRENCY)
         self.box = Outbox(send=self._send_text, batch=batch, backlog=transport_backlog(self.base_send),
                           on_stalled=self._close_slow)
         await self.accept()
@@ -309,7 +330,8 @@ class StreamConsumer(AsyncWebsocketConsumer):
 
     async def _place(self, requests: list[PlaceRequest]) -> list[Result | ApiError]:
         try:
-            return list(await orders_place(requests))
+            async with service_slots():
+                return list(await orders_place(requests))
         except ApiError as exc:
             return [exc] * len(requests)
 
@@ -371,14 +393,21 @@ class StreamConsumer(AsyncWebsocketConsumer):
         order_id = request.get("order_id")
         if not isinstance(order_id, str):
             raise BadMessage("invalid_message", "\"order_id\" must be the order's id.")
+        if self._inflight >= MAX_INFLIGHT_ORDERS:
+            raise BadMessage("too_many_inflight", f"At most {MAX_INFLIGHT_ORDERS} commands may await their ack.",
+                             order_id=order_id)
+        self._inflight += 1
         self._spawn(self._cancel(order_id, request))
 
     async def _cancel(self, order_id: str, request: dict[str, Any]) -> None:
         try:
-            result = await order_command(order_id, "cancel")
+            async with self._cancel_slots, service_slots():
+                result = await order_command(order_id, "cancel")
         except ApiError as exc:
             self.reply(self._error_body(exc.status_code, exc.body(), None, request) | {"order_id": order_id})
             return
+        finally:
+            self._inflight -= 1
         ack: dict[str, Any] = {"event": "cancel_ack", "status": result.status, "order_id": order_id,
                                "order": result.body}
         if "id" in request:

@@ -79,7 +79,7 @@ async def following(url: str, instrument: str, **kwargs: Any) -> AsyncIterator[B
 
 
 async def rest_book(http: str, instrument: str) -> dict[str, Any]:
-    status, book = await acall(http, "GET", f"/orderbook?instrument={instrument}")
+    status, book = await acall(http, "GET", f"/orderbook?instrument={instrument}&levels=1000")
     assert status == 200, book
     return book
 
@@ -91,9 +91,15 @@ def levels(book: dict[str, Any]) -> dict[str, list[tuple[Decimal, Decimal]]]:
 async def assert_client_matches_rest(client: BookClient, http: str, instrument: str) -> dict[str, Any]:
     """Wait for the client to reach the REST book's seq; then both books must be equal."""
     book = await rest_book(http, instrument)
+    assert book["bid_level_count"] == len(book["bids"]) and book["ask_level_count"] == len(book["asks"])
     await client.wait_seq(book["seq"], timeout=20)
     assert client.seq == book["seq"], "the book moved after the test stopped trading"
-    assert client.book() == levels(book)
+    mine, theirs = client.book(), levels(book)
+    for side in ("bids", "asks"):
+        extra = sorted(set(mine[side]) - set(theirs[side]))
+        missing = sorted(set(theirs[side]) - set(mine[side]))
+        assert (extra, missing) == ([], []), f"{side}: only in the client {extra[:5]}, only in REST {missing[:5]}"
+    assert mine == theirs
     return book
 
 
