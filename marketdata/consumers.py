@@ -22,6 +22,7 @@ import asyncio
 import functools
 import json
 import logging
+import socket
 from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
@@ -50,6 +51,7 @@ PLACE_BATCH = 500  # pipelined single orders are submitted together, up to this 
 PLACE_CONCURRENCY = 4  # per connection: orders_place calls in flight at once
 CANCEL_CONCURRENCY = 4  # per connection: cancels in flight at once (more wait their turn)
 CLOSE_SLOW_CONSUMER = 4008
+KERNEL_SEND_BUFFER_BYTES = 128 * 1024  # per socket (Linux doubles it for bookkeeping)
 
 
 _service_slots: dict[int, asyncio.Semaphore] = {}
@@ -117,11 +119,16 @@ def transport_backlog(send: Any) -> Callable[[], int] | None:
     Daphne's ASGI `send` never waits: it hands every frame to Twisted, which buffers without
     limit while a client does not read. Reading the transport's buffer lets the outbox stop
     writing and bound its own queue instead. Other servers (uvicorn) make `send` wait.
+    The kernel's send buffer is fixed too: left to autotuning it grows to megabytes per socket
+    (tcp_wmem), all of it stale data that a slow client would still have to read.
     """
     protocol = send.args[0] if isinstance(send, functools.partial) and send.args else None
     transport = getattr(protocol, "transport", None)
     if transport is None or not all(hasattr(transport, a) for a in ("dataBuffer", "offset", "_tempDataLen")):
         return None
+    handle = transport.getHandle() if hasattr(transport, "getHandle") else None
+    if isinstance(handle, socket.socket):
+        handle.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, KERNEL_SEND_BUFFER_BYTES)
 
     def backlog() -> int:
         return len(transport.dataBuffer) - transport.offset + transport._tempDataLen

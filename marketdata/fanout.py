@@ -33,9 +33,9 @@ EVENT_CHANNEL = {"new_trade": "trades", "book_delta": "book", "ticker": "ticker"
                  "order_update": "orders"}
 
 # Outbox bound, counted in events (a market event is ~200-300 bytes on the wire).
-OUTBOX_MAX_EVENTS = 4096
+OUTBOX_MAX_EVENTS = 2048
 # Stop writing to a socket whose unsent bytes exceed this (the server buffers without limit).
-TRANSPORT_HIGH_WATER_BYTES = 256 * 1024
+TRANSPORT_HIGH_WATER_BYTES = 128 * 1024
 # A connection that cannot take even its replies for this long is closed.
 STALLED_CLOSE_AFTER_S = 30.0
 # In batch mode, at most this many events per frame.
