@@ -147,6 +147,10 @@ class Engine:
     __slots__ = (
         "_spec",
         "_limits",
+        "_max_price_ticks",
+        "_min_qty_lots",
+        "_max_qty_lots",
+        "_min_pq",
         "_bids",
         "_asks",
         "_orders",
@@ -166,6 +170,11 @@ class Engine:
     ) -> None:
         self._spec = spec
         self._limits = limits_of(spec)
+        # Copied out of the NamedTuple: slot reads are cheaper on the hot path.
+        self._max_price_ticks = self._limits.max_price_ticks
+        self._min_qty_lots = self._limits.min_qty_lots
+        self._max_qty_lots = self._limits.max_qty_lots
+        self._min_pq = self._limits.min_notional_ticks_lots
         self._bids = BookSide(_BUY)
         self._asks = BookSide(_SELL)
         self._orders: dict[str, RestingOrder] = {}
@@ -219,19 +228,25 @@ class Engine:
         tif = cmd.tif
         stp = cmd.stp
         post_only = cmd.post_only
-        lim = self._limits
-        # Fast accept for the common case (a well-formed GTC limit with enum
-        # members); anything else takes the full, shared check. The condition
-        # implies check_order_limits(...) is None, never the other way round.
+        # Fast accept for well-formed orders carrying enum members; anything
+        # else takes the full, shared check. The condition implies
+        # check_order_limits(...) is None, never the other way round.
+        order_type = cmd.order_type
         if not (
-            cmd.order_type is _LIMIT
-            and tif is _GTC
+            tif.__class__ is TimeInForce
             and stp.__class__ is STP
-            and type(price) is int
-            and 0 < price <= lim.max_price_ticks
             and type(qty) is int
-            and lim.min_qty_lots <= qty <= lim.max_qty_lots
-            and price * qty >= lim.min_notional_ticks_lots
+            and self._min_qty_lots <= qty <= self._max_qty_lots
+            and (
+                (
+                    order_type is _LIMIT
+                    and type(price) is int
+                    and 0 < price <= self._max_price_ticks  # type: ignore[operator]
+                    and price * qty >= self._min_pq  # type: ignore[operator]
+                    and (tif is _GTC or not post_only)
+                )
+                or (order_type is _MARKET and price is None and not post_only)
+            )
         ):
             if (
                 cmd.side.__class__ is not Side
@@ -240,7 +255,7 @@ class Engine:
                 or cmd.order_type.__class__ is not OrderType
             ):
                 return self.place(_normalize_place(cmd))
-            reason = check_order_limits(lim, cmd.order_type, price, qty, tif, post_only)
+            reason = check_order_limits(self._limits, cmd.order_type, price, qty, tif, post_only)
             if reason is not None:
                 return [_new(Rejected, (oid, reason, ts))]
         orders = self._orders
@@ -266,8 +281,17 @@ class Engine:
         priority = self._next_priority
         self._next_priority = priority + 1
         cid = cmd.client_id
-        events: list[Event] = [_new(Accepted, (oid, ts))]
+        if not crosses and tif is _GTC and price is not None:
+            # The most frequent case by far: a passive GTC limit. Rest it whole.
+            order = self._rest(own, oid, cid, side, price, qty, 0, priority, stp, post_only)
+            seq = self._seq = self._seq + 1
+            return [
+                _new(Accepted, (oid, ts)),
+                _new(OrderUpdate, (oid, cid, side, _OPEN, price, qty, 0, qty, priority, None, ts)),
+                _new(BookDelta, (seq, side, price, order.level.qty_lots, ts)),  # type: ignore[union-attr]
+            ]
 
+        events: list[Event] = [_new(Accepted, (oid, ts))]
         filled = 0
         end_reason = None
         if tif is not _GTC or price is None:
@@ -278,21 +302,37 @@ class Engine:
                 filled, end_reason = self._match(events, opp, limit_key, oid, cid, side, qty, stp, ts)
             if filled != qty and end_reason is None:
                 end_reason = _R_MARKET if price is None else _R_IOC
-        elif crosses:
+        else:
             filled, end_reason = self._match(events, opp, limit_key, oid, cid, side, qty, stp, ts)
 
         remaining = qty - filled
         if remaining == 0:
             events.append(_new(OrderUpdate, (oid, cid, side, _FILLED, price, qty, qty, 0, None, None, ts)))
-            return events
-        if end_reason is not None:
+        elif end_reason is not None:
             events.append(
                 _new(OrderUpdate, (oid, cid, side, _CANCELLED, price, qty, filled, remaining, None, end_reason, ts))
             )
-            return events
+        else:
+            order = self._rest(own, oid, cid, side, price, qty, filled, priority, stp, post_only)  # type: ignore[arg-type]
+            seq = self._seq = self._seq + 1
+            events.append(
+                _new(
+                    OrderUpdate,
+                    (oid, cid, side, _PARTIAL if filled else _OPEN, price, qty, filled, remaining, priority, None, ts),
+                )
+            )
+            events.append(_new(BookDelta, (seq, side, price, order.level.qty_lots, ts)))  # type: ignore[union-attr]
+        return events
 
-        # Rest the remainder at the back of its level (BookSide.append, inlined;
-        # so is RestingOrder.__init__: this is the most frequent path).
+    def _rest(
+        self, own: BookSide, oid: str, cid: str, side: Side, price: int, qty: int, filled: int,
+        priority: int, stp: STP, post_only: bool,
+    ) -> RestingOrder:
+        """Index a new resting order and put it at the back of its level.
+
+        BookSide.append and RestingOrder.__init__, inlined: this is the most
+        frequent path of all.
+        """
         order = _alloc(RestingOrder)
         order.order_id = oid
         order.client_id = cid
@@ -304,8 +344,8 @@ class Engine:
         order.stp = stp
         order.post_only = post_only
         order.next = None
-        orders[oid] = order
-        lvl = own.levels.get(-limit_key)  # own key = -(the key this order crosses at)
+        self._orders[oid] = order
+        lvl = own.levels.get(price * own.sign)
         if lvl is None:
             lvl = own.level_for(price)
             lvl.head = lvl.tail = order
@@ -317,16 +357,8 @@ class Engine:
             lvl.tail = order
         order.level = lvl
         lvl.order_count += 1
-        total = lvl.qty_lots = lvl.qty_lots + remaining
-        seq = self._seq = self._seq + 1
-        events.append(
-            _new(
-                OrderUpdate,
-                (oid, cid, side, _PARTIAL if filled else _OPEN, price, qty, filled, remaining, priority, None, ts),
-            )
-        )
-        events.append(_new(BookDelta, (seq, side, price, total, ts)))
-        return events
+        lvl.qty_lots += qty - filled
+        return order
 
     def cancel(self, cmd: Cancel) -> list[Event]:
         oid = cmd.order_id

@@ -460,3 +460,26 @@ def test_check_invariants_catches_a_corrupted_book() -> None:
     del engine._orders["b"]  # id index out of step with the book
     with pytest.raises(AssertionError):
         engine.check_invariants()
+
+
+def test_engine_place_checks_agree_with_spec_check_order_on_a_grid_of_inputs() -> None:
+    # given a spec with a min notional, and every combination of edge values
+    spec = InstrumentSpec("N-USD", D("0.5"), D("0.01"), D("0.02"), D("5"), D("100"), D("2"))
+    prices = [None, -1, 0, 1, 7, 8, 200, 201, True, D("3")]
+    qtys = [-1, 0, 1, 2, 3, 29, 500, 501, False]
+    n = 0
+    for order_type in OrderType:
+        for tif in TimeInForce:
+            for post_only in (False, True):
+                for price in prices:
+                    for qty in qtys:
+                        engine = Engine(spec)
+                        expected = spec.check_order(order_type, price, qty, tif, post_only)
+                        events = engine.place(Place(f"o{n}", "c", BUY, order_type, price, qty, tif, post_only))
+                        n += 1
+                        # then the engine rejects exactly when the edge would, with the same code
+                        if expected is None:
+                            assert type(events[0]) is Accepted, (order_type, tif, post_only, price, qty)
+                        else:
+                            assert events == [Rejected(f"o{n - 1}", expected, 0)], (order_type, tif, post_only, price, qty)
+    assert n == 2 * 3 * 2 * len(prices) * len(qtys)
