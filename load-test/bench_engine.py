@@ -74,6 +74,14 @@ def cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
+def load_average() -> str:
+    # Other processes on this machine share the cores; say how busy it was.
+    try:
+        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    except OSError:
+        return "unknown"
+
+
 class LiveSet:
     """Resting order ids with O(1) add, remove and uniform random pick."""
 
@@ -177,7 +185,7 @@ class MixGen:
             # Passive: at or behind our own touch, mostly within a few ticks but
             # with a tail that keeps a few hundred levels populated.
             ref = bid[0] if side is Side.BUY and bid else ask[0] if side is Side.SELL and ask else MID_TICKS
-            offset = min(int(rng.expovariate(1 / 12)), self.max_offset)
+            offset = min(int(rng.expovariate(1 / 30)), self.max_offset)
             price = ref - offset if side is Side.BUY else ref + offset
             tif = TimeInForce.GTC
         return Place(f"l{self.n}", client, side, OrderType.LIMIT, max(1, price), rng.randint(1, 5_000), tif, False, STP.CANCEL_TAKER, ts)
@@ -199,7 +207,10 @@ def main() -> None:
 
     rng = random.Random(args.seed)
     pre = prepopulate(rng, args.resting, args.levels)
-    print(f"python {platform.python_version()} ({platform.python_implementation()}) on {cpu_model()}, pid {os.getpid()}")
+    print(
+        f"python {platform.python_version()} ({platform.python_implementation()}) on {cpu_model()}, "
+        f"{os.cpu_count()} cpus, load average {load_average()}"
+    )
 
     # Phase 0: generate the command stream against a live engine (untimed).
     gen_engine, live = fresh_engine(pre)
@@ -267,12 +278,18 @@ def main() -> None:
     # Phase 2: bare replay, no per-op timing.
     engine = ready_engine()
     apply = engine.apply
+    c0 = time.process_time()
     t0 = time.perf_counter()
     for cmd in cmds:
         apply(cmd)
     elapsed = time.perf_counter() - t0
+    cpu = time.process_time() - c0
     assert engine.snapshot() == final_snapshot, "replay diverged: engine is not deterministic"
-    print(f"replay: {args.ops / elapsed:>9,.0f} ops/s ({args.ops} ops in {elapsed:.3f} s, no per-op timing)")
+    print(
+        f"replay: {args.ops / elapsed:>9,.0f} ops/s wall ({args.ops} ops in {elapsed:.3f} s, no per-op timing); "
+        f"{args.ops / cpu:,.0f} ops/s per CPU-second"
+    )
+    print(f"load average during the run: {load_average()}")
 
 
 if __name__ == "__main__":
