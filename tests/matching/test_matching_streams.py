@@ -17,7 +17,7 @@ from matching.types import Side
 from tests.matching.reference import Reference, make_stream
 
 STREAMS = 2000
-OPS_PER_STREAM = 100
+OPS_PER_STREAM = 80
 BATCH = 100  # seeds per test case: keeps failure reports readable and the run fast
 
 
@@ -65,4 +65,4 @@ def test_engine_matches_reference_on_seeded_streams(first_seed: int) -> None:
 def test_long_stream_with_deep_book() -> None:
     # A few long streams so books get deep and old priorities matter.
     for seed in (10_001, 10_002, 10_003, 10_004):
-        run_stream(seed, 2_500)
+        run_stream(seed, 2_000)
