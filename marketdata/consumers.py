@@ -47,7 +47,7 @@ log = logging.getLogger(__name__)
 MAX_MESSAGE_BYTES = 512 * 1024  # daphne itself closes the socket beyond 1 MiB
 MAX_ORDERS_PER_MESSAGE = 1000
 MAX_INFLIGHT_ORDERS = 20_000  # per connection: placed but not yet acknowledged
-PLACE_BATCH = 500  # pipelined single orders are submitted together, up to this many per call
+PLACE_BATCH = 500  # queued orders (singles and lists) go to orders_place together, up to this many
 PLACE_CONCURRENCY = 4  # per connection: orders_place calls in flight at once
 CANCEL_CONCURRENCY = 4  # per connection: cancels in flight at once (more wait their turn)
 CLOSE_SLOW_CONSUMER = 4008
@@ -138,7 +138,7 @@ def transport_backlog(send: Any) -> Callable[[], int] | None:
 
 class StreamConsumer(AsyncWebsocketConsumer):
     box: Outbox
-    _pending: list[tuple[PlaceRequest, Any]]
+    _pending: list[tuple[PlaceRequest, Callable[[Result | ApiError], None]]]
     _inflight: int
     _placers: int
     _tasks: set[asyncio.Task[Any]]
@@ -316,22 +316,30 @@ class StreamConsumer(AsyncWebsocketConsumer):
         except ApiError as exc:
             self.reply(self._error_body(exc.status_code, exc.body(), key, request))
             return
-        self._inflight += 1
-        self._pending.append((place, request.get("id")))
+        req_id = request.get("id")
+        self._submit([(place, lambda result: self.reply(self._ack(result, place.idempotency_key, req_id)))])
+
+    def _submit(self, items: list[tuple[PlaceRequest, Callable[[Result | ApiError], None]]]) -> None:
+        """Queue validated orders; each callback gets its order's result."""
+        self._inflight += len(items)
+        self._pending.extend(items)
         if self._placers < PLACE_CONCURRENCY:
             self._placers += 1
             self._spawn(self._placer())
 
     async def _placer(self) -> None:
-        """Submit pipelined orders in batches: whatever arrived while the last batch was out."""
+        """Submit queued orders in batches: whatever arrived (single orders and lists alike)
+        while the previous batch was out, so a pipelining client costs one INSERT per batch."""
         try:
             while self._pending:
                 batch = self._pending[:PLACE_BATCH]
                 del self._pending[:PLACE_BATCH]
-                results = await self._place([p for p, _ in batch])
-                self._inflight -= len(batch)
-                for (place, req_id), result in zip(batch, results):
-                    self.reply(self._ack(result, place.idempotency_key, req_id))
+                try:
+                    results = await self._place([p for p, _ in batch])
+                finally:
+                    self._inflight -= len(batch)
+                for (_, deliver), result in zip(batch, results):
+                    deliver(result)
         finally:
             self._placers -= 1
 
@@ -379,22 +387,28 @@ class StreamConsumer(AsyncWebsocketConsumer):
                 places.append((n, await self._validate(body)))
             except ApiError as exc:
                 acks[n] = self._error_body(exc.status_code, exc.body(), key, {"op": "order"})
-        self._inflight += len(places)
-        self._spawn(self._place_list(request.get("id"), acks, places))
+        req_id = request.get("id")
+        waiting = len(places)
 
-    async def _place_list(self, req_id: Any, acks: list[dict[str, Any] | None],
-                          places: list[tuple[int, PlaceRequest]]) -> None:
-        try:
-            if places:
-                results = await self._place([p for _, p in places])
-                for (n, place), result in zip(places, results):
-                    acks[n] = self._ack(result, place.idempotency_key, None)
-        finally:
-            self._inflight -= len(places)
-        reply: dict[str, Any] = {"event": "orders_ack", "acks": acks}
-        if req_id is not None:
-            reply["id"] = req_id
-        self.reply(reply)
+        def finish() -> None:
+            reply: dict[str, Any] = {"event": "orders_ack", "acks": acks}
+            if req_id is not None:
+                reply["id"] = req_id
+            self.reply(reply)
+
+        def deliver_to(n: int, key: str) -> Callable[[Result | ApiError], None]:
+            def deliver(result: Result | ApiError) -> None:
+                nonlocal waiting
+                acks[n] = self._ack(result, key, None)
+                waiting -= 1
+                if waiting == 0:
+                    finish()
+            return deliver
+
+        if not places:
+            finish()
+            return
+        self._submit([(place, deliver_to(n, place.idempotency_key)) for n, place in places])
 
     async def op_cancel(self, request: dict[str, Any]) -> None:
         order_id = request.get("order_id")

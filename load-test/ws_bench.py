@@ -1,0 +1,209 @@
+"""WebSocket benchmark: market-data delivery latency under load, and order-entry throughput.
+
+Needs a running exchange (`python manage.py runexchange`) and an instrument (default BTC-USD).
+
+  fanout:  N subscribers (default 500, batch frames) on --channels of one instrument, spread
+           over --procs client processes, while a feeder places --rate orders/s over one
+           WebSocket. Latency = receipt time - the event's `time`, which the matching worker
+           stamps when it matches the batch, before its commit: it over-states commit -> client
+           by the commit itself. Same host, same clock. Measured on new_trade and ticker events
+           (book_delta has no time; it travels in the same NOTIFY and frame as its batch's trades).
+  entry:   one client pipelines `orders` messages (--batch orders each, --window in flight)
+           for --duration seconds; throughput = acknowledged orders / elapsed.
+
+  python load-test/ws_bench.py fanout --subscribers 500 --rate 1000 --duration 20
+  python load-test/ws_bench.py entry --batch 500 --window 8 --duration 15
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import multiprocessing as mp
+import random
+import statistics
+import sys
+import time
+import uuid
+from decimal import Decimal
+from typing import Any
+
+import orjson
+import websockets
+
+
+def order(instrument: str, rng: random.Random, client: str) -> dict[str, Any]:
+    """Limit orders around 30,000 that keep a two-sided book, with some crossing ones."""
+    side = rng.choice(("buy", "sell"))
+    offset = rng.randint(-20, 40)  # negative: crosses the spread and trades
+    ticks = 3_000_000 - offset if side == "buy" else 3_000_000 + offset
+    return {"idempotency_key": uuid.uuid4().hex, "client_id": client, "instrument": instrument, "side": side,
+            "type": "limit", "price": str(Decimal(ticks) / 100), "quantity": str(Decimal(rng.randint(1, 20)) / 1000)}
+
+
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))]
+
+
+def parse_time(text: str) -> float:
+    return dt.datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
+# -- fanout ----------------------------------------------------------------------------------
+async def _subscribers(url: str, instrument: str, channels: list[str], count: int, duration: float,
+                       warmup: float) -> dict[str, Any]:
+    latencies: list[float] = []
+    counts = {"events": 0, "frames": 0, "resync_required": 0, "closed": 0}
+    start_measure = time.time() + warmup
+    stop_at = time.time() + warmup + duration
+
+    async def one() -> None:
+        try:
+            async with websockets.connect(url + "?batch=1", max_size=2**24, open_timeout=30,
+                                          ping_interval=None) as ws:
+                await ws.send(orjson.dumps({"op": "subscribe", "instrument": instrument, "channels": channels}))
+                while True:
+                    left = stop_at - time.time()
+                    if left <= 0:
+                        return
+                    try:
+                        raw = await asyncio.wait_for(ws.recv(), left)
+                    except TimeoutError:
+                        return
+                    now = time.time()
+                    frame = orjson.loads(raw)
+                    counts["frames"] += 1
+                    for ev in frame if isinstance(frame, list) else [frame]:
+                        kind = ev.get("event")
+                        if kind == "resync_required":
+                            counts["resync_required"] += 1
+                        elif now >= start_measure and kind != "book_snapshot":
+                            counts["events"] += 1
+                            if "time" in ev:  # new_trade, ticker (a book_delta has no time of its own)
+                                latencies.append(now - parse_time(ev["time"]))
+        except websockets.ConnectionClosed:
+            counts["closed"] += 1
+
+    await asyncio.gather(*(one() for _ in range(count)))
+    return {"latencies": latencies, **counts}
+
+
+def _subscriber_proc(args: tuple[Any, ...], out: Any) -> None:
+    out.put(asyncio.run(_subscribers(*args)))
+
+
+async def _feeder(url: str, instrument: str, rate: float, seconds: float) -> dict[str, Any]:
+    """Places `rate` orders/s in 10 ms slices over one pipelining socket."""
+    rng = random.Random(1)
+    sent = acked = 0
+    async with websockets.connect(url, max_size=2**24) as ws:
+        async def read() -> None:
+            nonlocal acked
+            async for raw in ws:
+                ev = orjson.loads(raw)
+                if ev.get("event") == "orders_ack":
+                    acked += len(ev["acks"])
+        reader = asyncio.create_task(read())
+        start = time.monotonic()
+        while (elapsed := time.monotonic() - start) < seconds:
+            due = int(elapsed * rate) - sent
+            if due > 0:
+                await ws.send(orjson.dumps({"op": "orders",
+                                            "orders": [order(instrument, rng, "bench-feed") for _ in range(due)]}))
+                sent += due
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(2)
+        reader.cancel()
+    return {"sent": sent, "acked": acked, "rate": sent / seconds}
+
+
+def fanout(args: argparse.Namespace) -> None:
+    channels = args.channels.split(",")
+    per = [args.subscribers // args.procs + (1 if i < args.subscribers % args.procs else 0) for i in range(args.procs)]
+    warmup = 3.0 + args.subscribers / 200  # connect everyone first
+    ctx = mp.get_context("spawn")
+    queue: Any = ctx.Queue()
+    procs = [ctx.Process(target=_subscriber_proc,
+                         args=((args.url, args.instrument, channels, n, args.duration, warmup), queue))
+             for n in per]
+    for p in procs:
+        p.start()
+    time.sleep(warmup - 1)
+    feed = asyncio.run(_feeder(args.url, args.instrument, args.rate, args.duration + 1))
+    results = [queue.get(timeout=args.duration + warmup + 60) for _ in procs]
+    for p in procs:
+        p.join(10)
+    lat = [x for r in results for x in r["latencies"]]
+    total = {k: sum(r[k] for r in results) for k in ("events", "frames", "resync_required", "closed")}
+    print(f"fanout: {args.subscribers} subscribers on {channels} of {args.instrument} over {args.procs} "
+          f"client processes; feeder {feed['rate']:.0f} orders/s offered, {feed['acked']} acked")
+    if not lat:
+        print("  no events received")
+        return
+    print(f"  delivered {total['events']} events in {total['frames']} frames "
+          f"({total['events'] / args.duration:.0f} events/s to all clients), resync_required={total['resync_required']}, "
+          f"closed={total['closed']}")
+    print(f"  latency worker-match -> client: p50 {statistics.median(lat) * 1000:.1f} ms, "
+          f"p99 {percentile(lat, 99) * 1000:.1f} ms, max {max(lat) * 1000:.1f} ms")
+
+
+# -- order entry -----------------------------------------------------------------------------
+async def entry(args: argparse.Namespace) -> None:
+    rng = random.Random(2)
+    statuses: dict[str, int] = {}
+    acked = 0
+    async with websockets.connect(args.url, max_size=2**26) as ws:
+        window = asyncio.Semaphore(args.window)
+
+        async def read() -> None:
+            nonlocal acked
+            async for raw in ws:
+                ev = orjson.loads(raw)
+                if ev.get("event") == "orders_ack":
+                    for ack in ev["acks"]:
+                        key = str(ack.get("status")) if ack["event"] == "order_ack" else ack.get("code", "error")
+                        statuses[key] = statuses.get(key, 0) + 1
+                    acked += len(ev["acks"])
+                    window.release()
+
+        reader = asyncio.create_task(read())
+        start = time.monotonic()
+        sent = 0
+        while time.monotonic() - start < args.duration:
+            await window.acquire()
+            batch = [order(args.instrument, rng, f"bench-{n % 8}") for n in range(args.batch)]
+            await ws.send(orjson.dumps({"op": "orders", "orders": batch}))
+            sent += len(batch)
+        while acked < sent and time.monotonic() - start < args.duration + 30:
+            await asyncio.sleep(0.01)
+        elapsed = time.monotonic() - start
+        reader.cancel()
+    print(f"entry: one client, {args.batch} orders per message, {args.window} messages in flight: "
+          f"{acked} orders acknowledged in {elapsed:.2f}s = {acked / elapsed:.0f} orders/s; statuses {statuses}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--url", default="ws://127.0.0.1:8000/stream")
+    parser.add_argument("--instrument", default="BTC-USD")
+    sub = parser.add_subparsers(dest="mode", required=True)
+    f = sub.add_parser("fanout")
+    f.add_argument("--subscribers", type=int, default=500)
+    f.add_argument("--procs", type=int, default=2)
+    f.add_argument("--rate", type=float, default=1000)
+    f.add_argument("--duration", type=float, default=20)
+    f.add_argument("--channels", default="trades,ticker,book")
+    e = sub.add_parser("entry")
+    e.add_argument("--batch", type=int, default=500)
+    e.add_argument("--window", type=int, default=8)
+    e.add_argument("--duration", type=float, default=15)
+    args = parser.parse_args()
+    if args.mode == "fanout":
+        fanout(args)
+    else:
+        asyncio.run(entry(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
