@@ -151,7 +151,7 @@ SPECTACULAR_SETTINGS = {
 
 # How long a POST waits for the matching worker before answering 202 pending.
 ORDER_ACK_TIMEOUT_S = env_float("ORDER_ACK_TIMEOUT_S", 2.0)
-DB_POOL_MAX = int(os.environ.get("DB_POOL_MAX", "8"))
+DB_POOL_MAX = int(os.environ.get("DB_POOL_MAX", "16"))
 
 LOGGING = {
     "version": 1,

@@ -114,22 +114,12 @@ async def orders_place(requests: list[PlaceRequest]) -> list[Result]:
     futures = [hub.expect(k) for k in keys]
     results: list[Result | None] = [None] * len(requests)
     try:
-        async with (await pool()).connection() as conn:
-            await _configure(conn)
-            cur = await conn.execute(INSERT_ORDERS, {
-                "order_id": ids, "client_id": [r.client_id for r in requests],
-                "key": [r.idempotency_key for r in requests], "hash": [r.request_hash for r in requests],
-                "instrument_id": [r.instrument.id for r in requests], "side": [r.side for r in requests],
-                "type": [r.type for r in requests], "tif": [r.time_in_force for r in requests],
-                "post_only": [r.post_only for r in requests], "stp": [r.stp for r in requests],
-                "price": [r.price for r in requests], "quantity": [r.quantity for r in requests],
-            })
-            inserted = {str(row[0]) for row in await cur.fetchall()}
-            await conn.commit()
-            dup_idx = [n for n, k in enumerate(keys) if k not in inserted]
-            if dup_idx:
-                for n in dup_idx:
-                    hub.forget(keys[n], futures[n])
+        inserted = await _inserter().insert(list(zip(ids, requests)))
+        dup_idx = [n for n, k in enumerate(keys) if k not in inserted]
+        if dup_idx:
+            for n in dup_idx:
+                hub.forget(keys[n], futures[n])
+            async with (await pool()).connection() as conn:
                 await _answer_duplicates(conn, requests, dup_idx, results)
         # The connection goes back to the pool while we wait for the worker.
         live = [n for n in range(len(requests)) if results[n] is None]
@@ -158,6 +148,82 @@ async def orders_place(requests: list[PlaceRequest]) -> list[Result]:
         res.idempotency_key = req.idempotency_key
         out.append(res)
     return out
+
+
+class _Inserter:
+    """Group commit for order entry: concurrent requests of this process share one INSERT
+    statement (and one transaction). While a flush is in flight new orders queue up, so the
+    batch grows with the load and the per-order cost of a PostgreSQL round trip and commit
+    shrinks with it. The idempotency constraint still decides each order on its own row."""
+
+    MAX_BATCH = 1000
+    MAX_IN_FLIGHT = 2
+
+    def __init__(self) -> None:
+        self._queue: list[tuple[list[tuple[uuid.UUID, PlaceRequest]], asyncio.Future[set[str]]]] = []
+        self._flushing = 0
+
+    async def insert(self, items: list[tuple[uuid.UUID, PlaceRequest]]) -> set[str]:
+        fut: asyncio.Future[set[str]] = asyncio.get_running_loop().create_future()
+        self._queue.append((items, fut))
+        if self._flushing < self.MAX_IN_FLIGHT:
+            self._flushing += 1
+            asyncio.get_running_loop().create_task(self._flush())
+        return await fut
+
+    async def _flush(self) -> None:
+        try:
+            while self._queue:
+                taken: list[tuple[list[tuple[uuid.UUID, PlaceRequest]], asyncio.Future[set[str]]]] = []
+                size = 0
+                while self._queue and size < self.MAX_BATCH:
+                    entry = self._queue.pop(0)
+                    taken.append(entry)
+                    size += len(entry[0])
+                rows = [item for items, _ in taken for item in items]
+                try:
+                    inserted = await _insert_orders(rows)
+                except BaseException as exc:  # every waiter of this statement gets its failure
+                    for _, fut in taken:
+                        if not fut.done():
+                            fut.set_exception(exc)
+                    if not isinstance(exc, Exception):
+                        raise
+                    continue
+                for _, fut in taken:
+                    if not fut.done():
+                        fut.set_result(inserted)
+        finally:
+            self._flushing -= 1
+
+
+async def _insert_orders(rows: list[tuple[uuid.UUID, PlaceRequest]]) -> set[str]:
+    """One statement: the orders, their first OrderEvent, and a NOTIFY to the worker."""
+    requests = [r for _, r in rows]
+    async with (await pool()).connection() as conn:
+        await _configure(conn)
+        cur = await conn.execute(INSERT_ORDERS, {
+            "order_id": [i for i, _ in rows], "client_id": [r.client_id for r in requests],
+            "key": [r.idempotency_key for r in requests], "hash": [r.request_hash for r in requests],
+            "instrument_id": [r.instrument.id for r in requests], "side": [r.side for r in requests],
+            "type": [r.type for r in requests], "tif": [r.time_in_force for r in requests],
+            "post_only": [r.post_only for r in requests], "stp": [r.stp for r in requests],
+            "price": [r.price for r in requests], "quantity": [r.quantity for r in requests],
+        })
+        inserted = {str(row[0]) for row in await cur.fetchall()}
+        await conn.commit()
+    return inserted
+
+
+_inserters: dict[int, _Inserter] = {}
+
+
+def _inserter() -> _Inserter:
+    loop_id = id(asyncio.get_running_loop())
+    found = _inserters.get(loop_id)
+    if found is None:
+        found = _inserters[loop_id] = _Inserter()
+    return found
 
 
 async def _answer_duplicates(conn: psycopg.AsyncConnection[Any], requests: list[PlaceRequest],
