@@ -24,7 +24,7 @@ from __future__ import annotations
 from bisect import bisect_left, insort
 from collections.abc import Iterator
 
-from matching.types import Level, Side
+from matching.types import STP, Level, Side
 
 
 class RestingOrder:
@@ -52,7 +52,7 @@ class RestingOrder:
         qty_lots: int,
         filled_lots: int,
         priority: int,
-        stp: object,
+        stp: STP,
         post_only: bool,
     ) -> None:
         self.order_id = order_id
@@ -199,7 +199,7 @@ class BookSide:
             total = 0
             last_priority = 0
             prev: RestingOrder | None = None
-            node = lvl.head
+            node: RestingOrder | None = lvl.head
             while node is not None:
                 oid = node.order_id
                 assert node.prev is prev, f"{where}: broken back link at {oid}"

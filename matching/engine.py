@@ -68,6 +68,7 @@ modify  Rejected(reason), order unchanged, or
 from __future__ import annotations
 
 from dataclasses import replace
+from collections.abc import Callable
 from typing import Any
 
 from matching.book import BookSide, PriceLevel, RestingOrder
@@ -241,8 +242,8 @@ class Engine:
                 (
                     order_type is _LIMIT
                     and type(price) is int
-                    and 0 < price <= self._max_price_ticks  # type: ignore[operator]
-                    and price * qty >= self._min_pq  # type: ignore[operator]
+                    and 0 < price <= self._max_price_ticks
+                    and price * qty >= self._min_pq
                     and (tif is _GTC or not post_only)
                 )
                 or (order_type is _MARKET and price is None and not post_only)
@@ -368,6 +369,7 @@ class Engine:
             return [_new(Rejected, (oid, _R_UNKNOWN, ts))]
         # BookSide.unlink, inlined.
         lvl = order.level
+        assert lvl is not None  # indexed orders always rest in a level
         prev = order.prev
         nxt = order.next
         if prev is None:
@@ -779,6 +781,6 @@ class Engine:
         assert self._seq >= 0 and self._next_trade_id >= 1, "counters went negative"
 
 
-_DISPATCH: dict[type, Any] = {Place: Engine.place, Cancel: Engine.cancel, Modify: Engine.modify}
+_DISPATCH: dict[type, Callable[[Engine, Any], list[Event]]] = {Place: Engine.place, Cancel: Engine.cancel, Modify: Engine.modify}
 
 __all__ = ["Engine", "PriceLevel", "SNAPSHOT_VERSION"]

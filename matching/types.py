@@ -101,6 +101,12 @@ class InvalidNumber(Exception):
 # --------------------------------------------------------------------------
 
 
+def _pow10(n: int) -> int:
+    # int ** int is typed as Any (a negative exponent gives a float); n >= 0 here.
+    assert n >= 0
+    return int(10**n)
+
+
 class _Grid(NamedTuple):
     """A step as ``units * 10**exp`` with ``exp <= 0``: all grid math is on ints."""
 
@@ -114,12 +120,12 @@ def _grid(step: Decimal) -> _Grid:
     units = int("".join(map(str, digits)) or "0")
     if exp > 0:
         # Steps like 1E+1 are shown without exponent: scale to exp 0.
-        units *= 10**exp
+        units *= _pow10(exp)
         exp = 0
     return _Grid(units, exp)
 
 
-def _scaled(value: Decimal, exp: int, bad: Reason, too_many: Reason, magnitude_cap: int) -> int:
+def _scaled(value: object, exp: int, bad: Reason, too_many: Reason, magnitude_cap: int) -> int:
     """``value`` as an exact integer number of ``10**exp`` units.
 
     Uses ``as_tuple`` rather than ``normalize``/``quantize``: those obey the
@@ -147,7 +153,7 @@ def _scaled(value: Decimal, exp: int, bad: Reason, too_many: Reason, magnitude_c
     shift = vexp - exp
     if shift + len(str(coefficient)) > len(str(magnitude_cap)) + 1:
         return magnitude_cap + 1
-    return coefficient * 10**shift
+    return coefficient * _pow10(shift)
 
 
 class _Limits(NamedTuple):
@@ -169,9 +175,9 @@ def _exact_steps(value: Decimal, grid: _Grid, what: str) -> int:
     assert isinstance(vexp, int)
     coefficient = int("".join(map(str, digits)) or "0")
     if vexp >= grid.exp:
-        units = coefficient * 10 ** (vexp - grid.exp)
+        units = coefficient * _pow10(vexp - grid.exp)
     else:
-        scale = 10 ** (grid.exp - vexp)
+        scale = _pow10(grid.exp - vexp)
         if coefficient % scale:
             raise ValueError(f"{what} {value} is not on the grid")
         units = coefficient // scale
@@ -193,9 +199,9 @@ def limits_of(spec: InstrumentSpec) -> _Limits:
         e = m.exp - tick.exp - lot.exp
         num, den = m.units, tick.units * lot.units
         if e >= 0:
-            num *= 10**e
+            num *= _pow10(e)
         else:
-            den *= 10 ** (-e)
+            den *= _pow10(-e)
         min_pq = -(-num // den)
     limits = _Limits(
         tick=tick,
@@ -223,7 +229,8 @@ def check_order_limits(
     post_only: bool,
 ) -> Reason | None:
     """Integer-level order checks shared by the REST edge and the engine."""
-    if order_type is OrderType.MARKET or order_type == "market":
+    # == rather than "is": the edge may pass the plain strings of these str enums.
+    if order_type == OrderType.MARKET:
         if price_ticks is not None:
             return Reason.PRICE_NOT_ALLOWED
     else:
@@ -239,7 +246,7 @@ def check_order_limits(
         return Reason.QUANTITY_TOO_SMALL
     if qty_lots > limits.max_qty_lots:
         return Reason.QUANTITY_TOO_LARGE
-    if post_only and (price_ticks is None or tif != "GTC"):
+    if post_only and (price_ticks is None or tif != TimeInForce.GTC):
         return Reason.POST_ONLY_NOT_ALLOWED
     if price_ticks is not None and price_ticks * qty_lots < limits.min_notional_ticks_lots:
         return Reason.NOTIONAL_TOO_SMALL
