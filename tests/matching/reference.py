@@ -16,6 +16,7 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass
 from decimal import Decimal
+from random import Random
 from typing import Any
 
 from matching.types import (
@@ -23,6 +24,7 @@ from matching.types import (
     Accepted,
     BookDelta,
     Cancel,
+    InstrumentSpec,
     Level,
     Modify,
     OrderType,
@@ -330,20 +332,15 @@ class Reference:
 # Seeded random command streams (shared by the stream, stateful and snapshot tests)
 # ---------------------------------------------------------------------------
 
-from decimal import Decimal as _D  # noqa: E402
-from random import Random  # noqa: E402
-
-from matching.types import InstrumentSpec  # noqa: E402
-
 #: (name, spec, mid price in ticks). Integer lots, fractional lots, a coarse
 #: tick, and a min-notional instrument whose boundary random orders straddle.
 STREAM_SPECS: list[tuple[str, InstrumentSpec, int]] = [
-    ("int-lots", InstrumentSpec("INT-USD", _D("1"), _D("1"), _D("1"), _D("50"), _D("1000")), 100),
-    ("frac-lots", InstrumentSpec("BTC-USD", _D("0.01"), _D("0.001"), _D("0.002"), _D("0.040"), _D("500.00")), 10_000),
-    ("coarse-tick", InstrumentSpec("ETH-USD", _D("0.05"), _D("0.5"), _D("0.5"), _D("20"), _D("100.00")), 1000),
+    ("int-lots", InstrumentSpec("INT-USD", Decimal("1"), Decimal("1"), Decimal("1"), Decimal("50"), Decimal("1000")), 100),
+    ("frac-lots", InstrumentSpec("BTC-USD", Decimal("0.01"), Decimal("0.001"), Decimal("0.002"), Decimal("0.040"), Decimal("500.00")), 10_000),
+    ("coarse-tick", InstrumentSpec("ETH-USD", Decimal("0.05"), Decimal("0.5"), Decimal("0.5"), Decimal("20"), Decimal("100.00")), 1000),
     (
         "min-notional",
-        InstrumentSpec("SOL-USD", _D("0.5"), _D("0.01"), _D("0.01"), _D("0.5"), _D("1000"), _D("2")),
+        InstrumentSpec("SOL-USD", Decimal("0.5"), Decimal("0.01"), Decimal("0.01"), Decimal("0.5"), Decimal("1000"), Decimal("2")),
         100,
     ),
 ]
@@ -376,7 +373,7 @@ class StreamGen:
             return self.rng.choice([0, -1, self.min_lots - 1, self.max_lots + 1])
         # Fractional instruments: go through the Decimal edge on purpose.
         lots = self.rng.randint(self.min_lots, min(self.max_lots, self.min_lots * 12))
-        qty = _D(lots) * self.spec.lot_size
+        qty = Decimal(lots) * self.spec.lot_size
         return self.spec.qty_to_lots(qty)
 
     def _price(self, side: Side | None = None) -> int:
