@@ -14,10 +14,10 @@ p50 < 100 ms and a completed rate of at least 97% of the offered one. Between ru
 until the worker has no pending order, so one run's backlog does not land in the next.
 
 Beside the generator's own report it measures, from /proc, the CPU time each part used during
-the run (server processes, matching worker, PostgreSQL backends, the generator) and how busy the
-whole machine was. PostgreSQL is shared with whatever else uses the cluster (a concurrent test
-suite, for one): the machine's busy share and the load average before each run tell whether
-the box was quiet. Everything it started is stopped when it ends, on error or Ctrl-C too.
+the run (server processes, matching worker, the PostgreSQL backends connected to the benchmark
+database, the generator) and how busy the whole machine was. PostgreSQL's own background
+processes (WAL writer, checkpointer) are not counted. The machine's busy share and the load
+average before each run tell whether the box was quiet (a concurrent test suite is not). Everything it started is stopped when it ends, on error or Ctrl-C too.
 """
 from __future__ import annotations
 
@@ -107,11 +107,14 @@ def machine_busy() -> tuple[float, float]:
     return sum(vals) - idle, sum(vals)
 
 
-def postmaster_pid() -> int | None:
-    try:
-        return int((pgembed.PGDATA / "postmaster.pid").read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        return None
+def backend_pids(db: str) -> list[int]:
+    """PostgreSQL backends connected to the benchmark database (not other users of the cluster)."""
+    import psycopg
+
+    with psycopg.connect(**pgembed.connection_params(db)) as conn:  # type: ignore[arg-type]
+        rows = conn.execute("SELECT pid FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
+                            (db,)).fetchall()
+    return [int(r[0]) for r in rows]
 
 
 def free_port() -> int:
@@ -187,7 +190,7 @@ def prepare_database(db: str, fresh: bool, env: dict[str, str]) -> None:
     subprocess.run([PY, str(ROOT / "manage.py"), "migrate", "--verbosity", "0"], env=env, check=True)
     subprocess.run([PY, str(ROOT / "manage.py"), "shell", "-c",
                     "from orders.management.commands.runexchange import ensure_default_instrument;"
-                    "ensure_default_instrument()"], env=env, check=True)
+                    "ensure_default_instrument()"], env=env, check=True, stdout=subprocess.DEVNULL)
 
 
 def pending_orders(db: str) -> int:
@@ -277,10 +280,10 @@ def run_load(stack: Stack, endpoint: str, rate: float, duration: float, warmup: 
            "--seed", str(a.seed), "--json", str(out), "--allow-errors", *extra]
     if a.mix:
         cmd += ["--mix", a.mix]
-    pg = postmaster_pid()
     gen = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
     # Sample over the measured window only (after warm-up), like the generator's statistics.
     time.sleep(warmup + 0.1)
+    pg = backend_pids(a.db)
     t0, m0 = _proc_table(), machine_busy()
     w0 = time.monotonic()
     time.sleep(duration)
@@ -293,10 +296,13 @@ def run_load(stack: Stack, endpoint: str, rate: float, duration: float, warmup: 
     def cpu(root: int | None) -> float:
         return 0.0 if root is None else tree_cpu(t1, root) - tree_cpu(t0, root)
 
+    # Backends alive at both ends of the window (the pools keep theirs open).
+    pg_cpu = sum(t1[p][1] - t0[p][1] for p in pg if p in t0 and p in t1)
+
     done = max(1, result["completed_rate"] * duration)
     result["cpu"] = {
         "server": cpu(stack.procs["server"].pid), "worker": cpu(stack.procs["worker"].pid),
-        "postgres": cpu(pg), "generator": cpu(gen.pid), "wall": wall,
+        "postgres": pg_cpu, "generator": cpu(gen.pid), "wall": wall,
     }
     result["cpu_ms_per_req"] = {k: 1000 * v / done for k, v in result["cpu"].items() if k != "wall"}
     result["machine_busy_pct"] = 100 * (m1[0] - m0[0]) / max(1e-9, m1[1] - m0[1])
