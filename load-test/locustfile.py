@@ -60,7 +60,9 @@ class Trader(FastHttpUser):
             target.price_ticks = max(1, target.price_ticks + away)
             self._command("PATCH", target, {"price": ticks_str(target.price_ticks)}, "PATCH /orders/{id}")
         else:
-            self._place(op.body or {}, op.kind)
+            # A cancel/modify with no known resting order places its drawn limit order instead.
+            body = op.body or {}
+            self._place(body, str(body.get("type", "limit")))
 
     def _place(self, body: dict[str, object], kind: str) -> None:
         path = "/orders/test" if ENDPOINT == "test" else "/orders"
