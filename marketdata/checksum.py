@@ -13,7 +13,8 @@ from collections.abc import Iterable
 DEPTH = 10
 
 
-def _digits(value: str) -> str:
+def level_digits(value: str) -> str:
+    """Kraken: the decimal string without its point and leading zeros."""
     return value.replace(".", "").lstrip("0")
 
 
@@ -24,6 +25,6 @@ def book_checksum(asks: Iterable[tuple[str, str]], bids: Iterable[tuple[str, str
         for n, (price, qty) in enumerate(levels):
             if n == DEPTH:
                 break
-            parts.append(_digits(price))
-            parts.append(_digits(qty))
+            parts.append(level_digits(price))
+            parts.append(level_digits(qty))
     return zlib.crc32("".join(parts).encode()) & 0xFFFFFFFF

@@ -18,14 +18,16 @@ Every event also carries "event" and "instrument".
 from __future__ import annotations
 
 import bisect
+import zlib
 from collections.abc import Iterable
 from typing import Any
 
 import orjson
 
+from matching.grid import GridFormat
 from matching.types import BookDelta, InstrumentSpec, OrderUpdate, Rejected, Side, Trade
 
-from .checksum import DEPTH, book_checksum
+from .checksum import DEPTH, level_digits
 
 MAX_PAYLOAD_BYTES = 7900  # PostgreSQL's NOTIFY limit is 8000 bytes
 
@@ -39,11 +41,14 @@ def iso_from_ns(ts_ns: int) -> str:
 
 
 class _Side:
-    """Levels of one side, best first, as a client holds them."""
+    """Levels of one side, best first, as a client holds them. Each level also keeps its
+    checksum digits (Kraken's rule) ready, so a checksum per delta is a join and a CRC."""
 
-    def __init__(self, descending: bool) -> None:
+    def __init__(self, descending: bool, grid: GridFormat) -> None:
         self.descending = descending
+        self.grid = grid
         self.qty: dict[int, int] = {}
+        self.digits: dict[int, str] = {}
         self.keys: list[int] = []  # sort keys: -price for bids, price for asks
 
     def set(self, price: int, qty: int) -> None:
@@ -51,11 +56,19 @@ class _Side:
         if qty == 0:
             if price in self.qty:
                 del self.qty[price]
+                del self.digits[price]
                 self.keys.pop(bisect.bisect_left(self.keys, key))
         else:
             if price not in self.qty:
                 bisect.insort(self.keys, key)
             self.qty[price] = qty
+            self.digits[price] = level_digits(self.grid.price(price)) + level_digits(self.grid.qty(qty))
+
+    def top_digits(self, n: int) -> str:
+        digits = self.digits
+        if self.descending:
+            return "".join([digits[-key] for key in self.keys[:n]])
+        return "".join([digits[key] for key in self.keys[:n]])
 
     def top(self, n: int) -> list[tuple[int, int]]:
         out = []
@@ -70,29 +83,28 @@ class FeedBuilder:
         """levels: (side "buy"/"sell", price_ticks, qty_lots) of the book as rebuilt."""
         self.spec = spec
         self.symbol = spec.symbol
-        self.bids = _Side(descending=True)
-        self.asks = _Side(descending=False)
+        grid = GridFormat(spec)
+        self.bids = _Side(descending=True, grid=grid)
+        self.asks = _Side(descending=False, grid=grid)
         for side, price, qty in levels:
             (self.bids if side == "buy" else self.asks).set(price, qty)
         self.seq = seq
         self.last_price: str | None = None
         self._ticker_key: tuple[Any, ...] | None = None
-        self._price_cache: dict[int, str] = {}
+        self._p = grid.price
+        self._q = grid.qty
+        self._iso_ns = -1
+        self._iso = ""
 
-    def _p(self, ticks: int) -> str:
-        text = self._price_cache.get(ticks)
-        if text is None:
-            if len(self._price_cache) > 100_000:
-                self._price_cache.clear()
-            text = self._price_cache[ticks] = str(self.spec.ticks_to_price(ticks))
-        return text
-
-    def _q(self, lots: int) -> str:
-        return str(self.spec.lots_to_qty(lots))
+    def _time(self, ts_ns: int) -> str:
+        # Every event of a batch carries the batch's timestamp: format it once.
+        if ts_ns != self._iso_ns:
+            self._iso_ns, self._iso = ts_ns, iso_from_ns(ts_ns)
+        return self._iso
 
     def checksum(self) -> int:
-        return book_checksum([(self._p(p), self._q(q)) for p, q in self.asks.top(DEPTH)],
-                             [(self._p(p), self._q(q)) for p, q in self.bids.top(DEPTH)])
+        """marketdata.checksum.book_checksum of the top 10 levels, from the cached digits."""
+        return zlib.crc32((self.asks.top_digits(DEPTH) + self.bids.top_digits(DEPTH)).encode()) & 0xFFFFFFFF
 
     def events(self, events: Iterable[Any], client_of: dict[str, str] | None = None) -> list[dict[str, Any]]:
         """Wire events for engine events, in order; then a ticker if the top of book or last
@@ -117,7 +129,7 @@ class FeedBuilder:
                             "price": self.last_price, "quantity": self._q(ev.qty_lots),
                             "aggressor_side": ev.aggressor.value, "buy_order_id": ev.buy_order_id,
                             "sell_order_id": ev.sell_order_id, "maker_order_id": ev.maker_order_id,
-                            "taker_order_id": ev.taker_order_id, "time": iso_from_ns(ev.ts_ns), "seq": ev.seq})
+                            "taker_order_id": ev.taker_order_id, "time": self._time(ev.ts_ns), "seq": ev.seq})
             elif kind is OrderUpdate:
                 last_ts = ev.ts_ns
                 out.append({"event": "order_update", "instrument": sym, "order_id": ev.order_id,
@@ -126,13 +138,13 @@ class FeedBuilder:
                             "quantity": self._q(ev.qty_lots), "filled_quantity": self._q(ev.filled_lots),
                             "remaining_quantity": self._q(ev.remaining_lots),
                             "reason": None if ev.reason is None else ev.reason.value,
-                            "time": iso_from_ns(ev.ts_ns)})
+                            "time": self._time(ev.ts_ns)})
             elif kind is Rejected and client_of is not None and ev.order_id in client_of:
                 # A rejected place: tell its owner. (A refused cancel/modify changes no order.)
                 last_ts = ev.ts_ns
                 out.append({"event": "order_update", "instrument": sym, "order_id": ev.order_id,
                             "client_id": client_of[ev.order_id], "status": "rejected",
-                            "reason": ev.reason.value, "time": iso_from_ns(ev.ts_ns)})
+                            "reason": ev.reason.value, "time": self._time(ev.ts_ns)})
         if last_ts:
             ticker = self.ticker(last_ts)
             key = (ticker["best_bid"], ticker["best_bid_size"], ticker["best_ask"], ticker["best_ask_size"],

@@ -8,6 +8,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from matching.engine import Engine
+from matching.grid import GridFormat
 from orders.models import Instrument
 
 from .models import BookSnapshot
@@ -41,11 +42,11 @@ def snapshot_from_database(instrument: Instrument, source: str = "admin") -> Boo
             cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
         instrument.refresh_from_db()
         engine = engine_from_database(instrument)
-        spec = instrument.spec()
+        grid = GridFormat(instrument.spec())
         depth = engine.depth(10**9)
 
         def levels(side):  # type: ignore[no-untyped-def]
-            return [[str(spec.ticks_to_price(lv.price_ticks)), str(spec.lots_to_qty(lv.qty_lots)), lv.order_count]
+            return [[grid.price(lv.price_ticks), grid.qty(lv.qty_lots), lv.order_count]
                     for lv in side]
 
         return BookSnapshot.objects.create(

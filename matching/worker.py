@@ -29,6 +29,7 @@ from marketdata.feed import FeedBuilder, pack
 from orders.representation import fill_json, fmt, fmt_time, from_ns, order_json
 
 from .engine import Engine
+from .grid import GridFormat
 from .types import (
     STP,
     Cancel,
@@ -62,6 +63,7 @@ class Book:
     spec: InstrumentSpec
     engine: Engine
     feed: FeedBuilder
+    grid: GridFormat
 
 
 @dataclass(slots=True)
@@ -69,6 +71,7 @@ class Batch:
     """Everything one batch of commands changes, ready to be written."""
 
     ts_ns: int
+    when_iso: str = ""
     final: dict[str, tuple[Book, OrderUpdate | Rejected]] = field(default_factory=dict)
     events: list[tuple[Any, ...]] = field(default_factory=list)
     trades: list[tuple[Any, ...]] = field(default_factory=list)
@@ -140,7 +143,7 @@ class MatchingWorker:
                                                "next_trade_id": last_trade + 1, "next_priority": next_priority,
                                                "orders": orders})
                 engine.check_invariants()
-                self.books[iid] = Book(iid, symbol, spec, engine, _feed_for(spec, engine))
+                self.books[iid] = Book(iid, symbol, spec, engine, _feed_for(spec, engine), GridFormat(spec))
         log.info("rebuilt %d book(s): %s", len(self.books),
                  ", ".join(f"{b.symbol} ({b.engine.open_order_count} open, seq {b.engine.seq})"
                            for b in self.books.values()))
@@ -167,13 +170,14 @@ class MatchingWorker:
                               max_price=max_price.normalize(),
                               min_notional=None if min_notional is None else min_notional.normalize())
         engine = Engine(spec, seq=last_seq, next_trade_id=last_trade + 1)
-        self.books[instrument_id] = Book(instrument_id, symbol, spec, engine, _feed_for(spec, engine))
+        self.books[instrument_id] = Book(instrument_id, symbol, spec, engine, _feed_for(spec, engine), GridFormat(spec))
 
     # -- one batch ------------------------------------------------------------------------
     async def handle_rows(self, rows: list[dict[str, Any]]) -> None:
         async with self.lock:
             started = time.perf_counter()
-            batch = Batch(ts_ns=time.time_ns())
+            ts_ns = time.time_ns()
+            batch = Batch(ts_ns=ts_ns, when_iso=fmt_time(from_ns(ts_ns)))
             for row in rows:
                 book = await self._book(row["instrument_id"])
                 batch.books[book.id] = book
@@ -208,7 +212,9 @@ class MatchingWorker:
             return [Rejected(oid, exc.reason, ts_ns)]
 
     def _collect(self, batch: Batch, book: Book, row: dict[str, Any], events: list[Any]) -> None:
-        spec, iid, when = book.spec, book.id, from_ns(batch.ts_ns)
+        """Turn one command's events into rows to write, fills to answer with, and feed events.
+        Prices and quantities become exact strings here (GridFormat); PostgreSQL parses them."""
+        g, iid = book.grid, book.id
         last_trade: dict[str, int] = {}
         refused: str | None = None
         for ev in events:
@@ -216,26 +222,26 @@ class MatchingWorker:
             if kind is OrderUpdate:
                 batch.final[ev.order_id] = (book, ev)
                 batch.events.append((ev.order_id, iid, ev.status.value,
-                                     None if ev.price_ticks is None else spec.ticks_to_price(ev.price_ticks),
-                                     spec.lots_to_qty(ev.qty_lots), spec.lots_to_qty(ev.filled_lots),
+                                     None if ev.price_ticks is None else g.price(ev.price_ticks),
+                                     g.qty(ev.qty_lots), g.qty(ev.filled_lots),
                                      None if ev.reason is None else ev.reason.value,
-                                     last_trade.pop(ev.order_id, None), when))
+                                     last_trade.pop(ev.order_id, None)))
             elif kind is Trade:
-                price, qty = spec.ticks_to_price(ev.price_ticks), spec.lots_to_qty(ev.qty_lots)
+                price, qty = g.price(ev.price_ticks), g.qty(ev.qty_lots)
                 batch.trades.append((iid, ev.trade_id, ev.seq, price, qty, ev.aggressor.value, ev.buy_order_id,
-                                     ev.sell_order_id, ev.maker_order_id, ev.taker_order_id, when))
+                                     ev.sell_order_id, ev.maker_order_id, ev.taker_order_id))
                 last_trade[ev.maker_order_id] = last_trade[ev.taker_order_id] = ev.trade_id
                 for oid in (ev.buy_order_id, ev.sell_order_id):
                     batch.fills[oid].append(fill_json(
-                        trade_id=ev.trade_id, price=str(price), quantity=str(qty),
+                        trade_id=ev.trade_id, price=price, quantity=qty,
                         role="maker" if oid == ev.maker_order_id else "taker", seq=ev.seq,
-                        executed_at=fmt_time(when)))
+                        executed_at=batch.when_iso))
             elif kind is Rejected:
                 refused = ev.reason.value
                 if row["kind"] == "place":
                     batch.final[ev.order_id] = (book, ev)
-                    batch.events.append((ev.order_id, iid, "rejected", row["price"], row["quantity"], Decimal(0),
-                                         ev.reason.value, None, when))
+                    batch.events.append((ev.order_id, iid, "rejected", _text(row["price"]), _text(row["quantity"]),
+                                         "0", ev.reason.value, None))
         if row["kind"] == "place":
             batch.places.append((row, book))
         else:
@@ -243,49 +249,38 @@ class MatchingWorker:
         client_of = {str(row["order_id"]): row["client_id"]} if row["kind"] == "place" else None
         batch.market[iid].extend(book.feed.events(events, client_of))
 
-    def _order_updates(self, batch: Batch) -> dict[str, list[Any]]:
-        cols: dict[str, list[Any]] = {k: [] for k in ("id", "status", "filled", "qty", "price", "reason", "prio",
-                                                       "set_price_qty")}
+    def _order_updates(self, batch: Batch) -> list[tuple[Any, ...]]:
+        """One row per order the batch touched: its final state (order_id, status, filled,
+        quantity, price, reason, priority, whether quantity/price are to be set)."""
+        rows: list[tuple[Any, ...]] = []
         for oid, (book, ev) in batch.final.items():
-            cols["id"].append(oid)
             if type(ev) is Rejected:
-                cols["status"].append("rejected")
-                cols["filled"].append(Decimal(0))
-                cols["qty"].append(None)
-                cols["price"].append(None)
-                cols["reason"].append(ev.reason.value)
-                cols["prio"].append(None)
-                cols["set_price_qty"].append(False)
+                rows.append((oid, "rejected", "0", None, None, ev.reason.value, None, False))
             else:
-                spec = book.spec
-                cols["status"].append(ev.status.value)
-                cols["filled"].append(spec.lots_to_qty(ev.filled_lots))
-                cols["qty"].append(spec.lots_to_qty(ev.qty_lots))
-                cols["price"].append(None if ev.price_ticks is None else spec.ticks_to_price(ev.price_ticks))
-                cols["reason"].append(None if ev.reason is None else ev.reason.value)
-                cols["prio"].append(ev.priority)
-                cols["set_price_qty"].append(True)
-        return cols
+                g = book.grid
+                rows.append((oid, ev.status.value, g.qty(ev.filled_lots), g.qty(ev.qty_lots),
+                             None if ev.price_ticks is None else g.price(ev.price_ticks),
+                             None if ev.reason is None else ev.reason.value, ev.priority, True))
+        return rows
 
     def _outcomes(self, batch: Batch) -> list[str]:
         """NOTIFY payloads resolving the waiting requests: each place's order as committed (with
         its fills), each cancel/modify's result; packed under the NOTIFY size limit."""
         items: list[bytes] = []
-        when = fmt_time(from_ns(batch.ts_ns))
+        when = batch.when_iso
         for row, book in batch.places:
             oid = str(row["order_id"])
             _, ev = batch.final[oid]
-            spec = book.spec
+            spec, g = book.spec, book.grid
             if type(ev) is Rejected:
-                status, filled, qty, price, reason = "rejected", Decimal(0), row["quantity"], row["price"], ev.reason.value
-                qty_s = fmt(qty, spec.lot_size) or ""
-                price_s = fmt(price, spec.tick_size)
-                filled_s, remaining_s = fmt(filled, spec.lot_size) or "", qty_s
+                status, reason = "rejected", ev.reason.value
+                qty_s = fmt(row["quantity"], spec.lot_size) or ""
+                price_s = fmt(row["price"], spec.tick_size)
+                filled_s, remaining_s = g.qty(0), qty_s
             else:
                 status, reason = ev.status.value, None if ev.reason is None else ev.reason.value
-                qty_s, filled_s = str(spec.lots_to_qty(ev.qty_lots)), str(spec.lots_to_qty(ev.filled_lots))
-                remaining_s = str(spec.lots_to_qty(ev.remaining_lots))
-                price_s = None if ev.price_ticks is None else str(spec.ticks_to_price(ev.price_ticks))
+                qty_s, filled_s, remaining_s = g.qty(ev.qty_lots), g.qty(ev.filled_lots), g.qty(ev.remaining_lots)
+                price_s = None if ev.price_ticks is None else g.price(ev.price_ticks)
             order = order_json(
                 order_id=oid, client_id=row["client_id"], instrument=book.symbol, side=row["side"],
                 type=row["type"], time_in_force=row["time_in_force"], post_only=row["post_only"], stp=row["stp"],
@@ -313,13 +308,22 @@ class MatchingWorker:
 
     async def commit(self, batch: Batch) -> None:
         assert self.conn is not None
-        updates = self._order_updates(batch)
-        outcomes = self._outcomes(batch)
         market: list[str] = []
         for iid, evs in batch.market.items():
             market.extend(pack(batch.books[iid].symbol, evs))
-        instruments = [(b.id, b.engine.seq, b.engine.next_trade_id - 1) for b in batch.books.values()]
-        when = from_ns(batch.ts_ns)
+        # Each row set travels as ONE JSON text parameter: dumping Python lists into PostgreSQL
+        # arrays element by element was the worker's largest cost.
+        params = {
+            "when": from_ns(batch.ts_ns),
+            "orders": orjson.dumps(self._order_updates(batch)).decode(),
+            "events": orjson.dumps(batch.events).decode(),
+            "trades": orjson.dumps(batch.trades).decode(),
+            "commands": orjson.dumps(batch.commands).decode(),
+            "instruments": orjson.dumps([(b.id, b.engine.seq, b.engine.next_trade_id - 1)
+                                         for b in batch.books.values()]).decode(),
+            "outcomes": orjson.dumps(self._outcomes(batch)).decode(),
+            "market": orjson.dumps(market).decode(),
+        }
         attempt = 0
         while True:
             attempt += 1
@@ -327,7 +331,7 @@ class MatchingWorker:
                 async with self.conn.transaction():
                     if self.before_write is not None:
                         await self.before_write(attempt)
-                    await self._write(updates, batch, instruments, outcomes, market, when)
+                    await self._write(batch, params)
                 return
             except pg_errors.SerializationFailure:
                 self.retries += 1
@@ -336,57 +340,46 @@ class MatchingWorker:
                 log.info("batch hit a serialization failure (40001), retrying (attempt %d)", attempt + 1)
                 await asyncio.sleep(0.001 * attempt)
 
-    async def _write(self, updates: dict[str, list[Any]], batch: Batch, instruments: list[tuple[int, int, int]],
-                     outcomes: list[str], market: list[str], when: Any) -> None:
+    async def _write(self, batch: Batch, params: dict[str, Any]) -> None:
         assert self.conn is not None
         ex = self.conn.execute
         # Fixed order of writes (orders, events, trades, commands, instruments) in every batch.
-        if updates["id"]:
+        if batch.final:
             await ex("""
-                UPDATE orders_order o SET status = u.status, filled_quantity = u.filled,
-                       quantity = CASE WHEN u.set_pq THEN u.qty ELSE o.quantity END,
-                       price = CASE WHEN u.set_pq THEN u.price ELSE o.price END,
-                       reason = u.reason, priority = coalesce(u.prio, o.priority), updated_at = %(when)s
-                  FROM unnest(%(id)s::uuid[], %(status)s::text[], %(filled)s::numeric[], %(qty)s::numeric[],
-                              %(price)s::numeric[], %(reason)s::text[], %(prio)s::bigint[], %(set_pq)s::bool[])
-                       AS u(order_id, status, filled, qty, price, reason, prio, set_pq)
-                 WHERE o.order_id = u.order_id""",
-                {"id": updates["id"], "status": updates["status"], "filled": updates["filled"],
-                 "qty": updates["qty"], "price": updates["price"], "reason": updates["reason"],
-                 "prio": updates["prio"], "set_pq": updates["set_price_qty"], "when": when})
+                UPDATE orders_order o
+                   SET status = u->>1, filled_quantity = (u->>2)::numeric,
+                       quantity = CASE WHEN (u->>7)::bool THEN (u->>3)::numeric ELSE o.quantity END,
+                       price = CASE WHEN (u->>7)::bool THEN (u->>4)::numeric ELSE o.price END,
+                       reason = u->>5, priority = coalesce((u->>6)::bigint, o.priority), updated_at = %(when)s
+                  FROM json_array_elements(%(orders)s::json) AS u
+                 WHERE o.order_id = (u->>0)::uuid""", params)
         if batch.events:
-            cols = list(zip(*batch.events))
             await ex("""
                 INSERT INTO orders_orderevent (order_id, instrument_id, status, price, quantity, filled_quantity,
                                                reason, trade_id, created_at)
-                SELECT * FROM unnest(%s::uuid[], %s::bigint[], %s::text[], %s::numeric[], %s::numeric[],
-                                     %s::numeric[], %s::text[], %s::bigint[], %s::timestamptz[])""",
-                [list(c) for c in cols])
+                SELECT (e->>0)::uuid, (e->>1)::bigint, e->>2, (e->>3)::numeric, (e->>4)::numeric,
+                       (e->>5)::numeric, e->>6, (e->>7)::bigint, %(when)s
+                  FROM json_array_elements(%(events)s::json) WITH ORDINALITY AS x(e, n) ORDER BY n""", params)
         if batch.trades:
-            cols = list(zip(*batch.trades))
             await ex("""
                 INSERT INTO orders_trade (instrument_id, trade_id, seq, price, quantity, aggressor_side,
                                           buy_order_id, sell_order_id, maker_order_id, taker_order_id, executed_at)
-                SELECT * FROM unnest(%s::bigint[], %s::bigint[], %s::bigint[], %s::numeric[], %s::numeric[],
-                                     %s::text[], %s::uuid[], %s::uuid[], %s::uuid[], %s::uuid[],
-                                     %s::timestamptz[])""",
-                [list(c) for c in cols])
+                SELECT (t->>0)::bigint, (t->>1)::bigint, (t->>2)::bigint, (t->>3)::numeric, (t->>4)::numeric,
+                       t->>5, (t->>6)::uuid, (t->>7)::uuid, (t->>8)::uuid, (t->>9)::uuid, %(when)s
+                  FROM json_array_elements(%(trades)s::json) WITH ORDINALITY AS x(t, n) ORDER BY n""", params)
         if batch.commands:
             await ex("""
-                UPDATE orders_ordercommand c SET processed = true, result = u.result, processed_at = %(when)s
-                  FROM unnest(%(id)s::bigint[], %(result)s::text[]) AS u(id, result) WHERE c.id = u.id""",
-                {"id": [c[0] for c in batch.commands], "result": [c[1] for c in batch.commands], "when": when})
-        if instruments:
+                UPDATE orders_ordercommand c SET processed = true, result = u->>1, processed_at = %(when)s
+                  FROM json_array_elements(%(commands)s::json) AS u WHERE c.id = (u->>0)::bigint""", params)
+        if batch.books:
             await ex("""
-                UPDATE orders_instrument i SET last_seq = u.seq, last_trade_id = u.trade_id
-                  FROM unnest(%s::bigint[], %s::bigint[], %s::bigint[]) AS u(id, seq, trade_id)
-                 WHERE i.id = u.id""",
-                [[i[0] for i in instruments], [i[1] for i in instruments], [i[2] for i in instruments]])
+                UPDATE orders_instrument i SET last_seq = (u->>1)::bigint, last_trade_id = (u->>2)::bigint
+                  FROM json_array_elements(%(instruments)s::json) AS u WHERE i.id = (u->>0)::bigint""", params)
         # NOTIFY inside the transaction: delivered only if, and when, it commits.
-        if outcomes:
-            await ex("SELECT count(pg_notify('pgb_outcome', p)) FROM unnest(%s::text[]) AS p", [outcomes])
-        if market:
-            await ex("SELECT count(pg_notify('pgb_market', p)) FROM unnest(%s::text[]) AS p", [market])
+        await ex("SELECT count(pg_notify('pgb_outcome', p)) FROM json_array_elements_text(%(outcomes)s::json) AS p",
+                 params)
+        await ex("SELECT count(pg_notify('pgb_market', p)) FROM json_array_elements_text(%(market)s::json) AS p",
+                 params)
 
     # -- periodic -------------------------------------------------------------------------
     async def publish_snapshots(self) -> None:
@@ -410,12 +403,11 @@ class MatchingWorker:
             rows = []
             for book in self.books.values():
                 depth = book.engine.depth(10**9)
+                g = book.grid
                 rows.append((book.id, book.engine.seq, ts, source,
-                             orjson.dumps([[str(book.spec.ticks_to_price(lv.price_ticks)),
-                                            str(book.spec.lots_to_qty(lv.qty_lots)), lv.order_count]
+                             orjson.dumps([[g.price(lv.price_ticks), g.qty(lv.qty_lots), lv.order_count]
                                            for lv in depth.bids]).decode(),
-                             orjson.dumps([[str(book.spec.ticks_to_price(lv.price_ticks)),
-                                            str(book.spec.lots_to_qty(lv.qty_lots)), lv.order_count]
+                             orjson.dumps([[g.price(lv.price_ticks), g.qty(lv.qty_lots), lv.order_count]
                                            for lv in depth.asks]).decode(),
                              orjson.dumps(book.engine.snapshot()).decode()))
             if rows:
@@ -429,6 +421,10 @@ class MatchingWorker:
     async def close(self) -> None:
         if self.conn is not None:
             await self.conn.close()
+
+
+def _text(value: Decimal | None) -> str | None:
+    return None if value is None else format(value, "f")
 
 
 def _exact_lots(spec: InstrumentSpec, value: Decimal) -> int:

@@ -34,7 +34,11 @@ async def pool() -> AsyncConnectionPool:
     loop_id = id(asyncio.get_running_loop())
     found = _pools.get(loop_id)
     if found is None:
-        found = AsyncConnectionPool(kwargs=conninfo_kwargs(), min_size=1, max_size=settings.DB_POOL_MAX,
+        kwargs = conninfo_kwargs()
+        # Order entry commits asynchronously: nothing is acknowledged on these commits alone
+        # (see orders.services). Set once per connection instead of per transaction.
+        kwargs["options"] = (kwargs.get("options", "") + " -c synchronous_commit=off").strip()
+        found = AsyncConnectionPool(kwargs=kwargs, min_size=1, max_size=settings.DB_POOL_MAX,
                                     timeout=CONNECT_TIMEOUT_S, open=False, name="orders")
         _pools[loop_id] = found
         await found.open(wait=False)

@@ -20,7 +20,8 @@ def quantum(step: Decimal) -> Decimal:
 
 
 def fmt(value: Decimal | None, step: Decimal) -> str | None:
-    return None if value is None else str(value.quantize(quantum(step)))
+    # Fixed-point always: str() of a small Decimal would say "5E-8".
+    return None if value is None else format(value.quantize(quantum(step)), "f")
 
 
 def fmt_time(value: dt.datetime) -> str:

@@ -18,6 +18,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 import psycopg
 from django.conf import settings
 from psycopg_pool import PoolTimeout
@@ -34,14 +35,10 @@ WITH ins AS (
     INSERT INTO orders_order (order_id, client_id, idempotency_key, request_hash, instrument_id, side, type,
                               time_in_force, post_only, stp, price, quantity, filled_quantity, status,
                               created_at, updated_at)
-    SELECT r.order_id, r.client_id, r.idempotency_key, r.request_hash, r.instrument_id, r.side, r.type,
-           r.tif, r.post_only, r.stp, r.price, r.quantity, 0, 'pending', now(), now()
-    FROM unnest(%(order_id)s::uuid[], %(client_id)s::text[], %(key)s::text[], %(hash)s::text[],
-                %(instrument_id)s::bigint[], %(side)s::text[], %(type)s::text[], %(tif)s::text[],
-                %(post_only)s::bool[], %(stp)s::text[], %(price)s::numeric[], %(quantity)s::numeric[])
-         WITH ORDINALITY AS r(order_id, client_id, idempotency_key, request_hash, instrument_id, side, type, tif,
-                              post_only, stp, price, quantity, n)
-    ORDER BY r.n
+    SELECT (r->>0)::uuid, r->>1, r->>2, r->>3, (r->>4)::bigint, r->>5, r->>6, r->>7, (r->>8)::bool, r->>9,
+           (r->>10)::numeric, (r->>11)::numeric, 0, 'pending', now(), now()
+      FROM json_array_elements(%(rows)s::json) WITH ORDINALITY AS x(r, n)
+     ORDER BY n
     ON CONFLICT DO NOTHING
     RETURNING order_id, instrument_id, price, quantity, created_at
 ), ev AS (
@@ -74,10 +71,6 @@ class Result:
     status: int
     body: dict[str, Any]
     idempotency_key: str | None = None
-
-
-async def _configure(conn: psycopg.AsyncConnection[Any]) -> None:
-    await conn.execute("SET synchronous_commit = off")
 
 
 async def _make_durable(conn: psycopg.AsyncConnection[Any]) -> None:
@@ -199,17 +192,12 @@ class _Inserter:
 
 async def _insert_orders(rows: list[tuple[uuid.UUID, PlaceRequest]]) -> set[str]:
     """One statement: the orders, their first OrderEvent, and a NOTIFY to the worker."""
-    requests = [r for _, r in rows]
     async with (await pool()).connection() as conn:
-        await _configure(conn)
-        cur = await conn.execute(INSERT_ORDERS, {
-            "order_id": [i for i, _ in rows], "client_id": [r.client_id for r in requests],
-            "key": [r.idempotency_key for r in requests], "hash": [r.request_hash for r in requests],
-            "instrument_id": [r.instrument.id for r in requests], "side": [r.side for r in requests],
-            "type": [r.type for r in requests], "tif": [r.time_in_force for r in requests],
-            "post_only": [r.post_only for r in requests], "stp": [r.stp for r in requests],
-            "price": [r.price for r in requests], "quantity": [r.quantity for r in requests],
-        })
+        # The rows travel as one JSON text: far cheaper to send than twelve typed arrays.
+        cur = await conn.execute(INSERT_ORDERS, {"rows": orjson.dumps([
+            (str(i), r.client_id, r.idempotency_key, r.request_hash, r.instrument.id, r.side, r.type,
+             r.time_in_force, r.post_only, r.stp, None if r.price is None else format(r.price, "f"),
+             format(r.quantity, "f")) for i, r in rows]).decode()})
         inserted = {str(row[0]) for row in await cur.fetchall()}
         await conn.commit()
     return inserted
@@ -279,7 +267,6 @@ async def order_command(order_id: str, kind: str, data: Any = None) -> Result:
         raise _db_errors(exc) from exc
     try:
         async with (await pool()).connection() as conn:
-            await _configure(conn)
             found = await orders_by_id(conn, [oid])
             if not found:
                 raise ApiError(404, "order_not_found", f"No order {order_id}.")
