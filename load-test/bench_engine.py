@@ -6,19 +6,20 @@
 What it does
 1. Pre-populates ~``--resting`` resting orders spread over ~``--levels`` price
    levels (half bids, half asks) around 30000.00 (tick 0.01, lot 0.0001).
-2. Generates the command stream (untimed) against a live engine, steered by
-   its book: 60% limit near the touch (mostly passive, some crossing, 30% of
-   the crossing ones IOC), 15% market, 20% cancel of a random resting order,
-   5% modify (qty down/up or a price move) of a random resting order.
-3. "timed": replays the stream on a fresh engine with the same
-   pre-population, wrapping each ``engine.apply`` in ``time.perf_counter_ns``.
-4. "replay": replays it again in a bare loop, no per-op timing: the ops/s
-   figure without measurement overhead. The engine is deterministic, so all
-   three runs do exactly the same work (checked by comparing snapshots).
-
-Aggressiveness (share of crossing limits, market size) is steered by a simple
-feedback on the book size so the book stays near ``--resting`` orders for the
-whole run, whatever ``--ops`` is.
+2. An untimed generator engine builds the command stream in batches of
+   ``--chunk``, steered by its book: 60% limit near the touch (mostly passive,
+   some crossing, 30% of the crossing ones IOC), 15% market, 20% cancel of a
+   random resting order, 5% modify (qty down/up or a price move) of a random
+   resting order. Aggressiveness (share of crossing limits, market size) is
+   steered by the book size so the book stays near ``--resting`` orders on a
+   few hundred levels however long the run.
+3. Each batch is applied to two more engines with the same pre-population:
+   one with ``time.perf_counter_ns`` around every ``engine.apply`` (latency
+   percentiles), one in a bare loop timed per batch (ops/s). The engine is
+   deterministic, so all three do the same work; their final snapshots are
+   compared.
+4. ``--cold`` also replays the whole stream pre-built in one list (each
+   command then comes cold from memory: a worst case, not a worker's).
 
 GC: by default ``gc.freeze()`` is called after pre-population (what a
 long-running worker does after bootstrap: the resting book is not rescanned by
@@ -196,100 +197,122 @@ def pct(sorted_ns: list[int], p: float) -> float:
     return sorted_ns[i] / 1_000
 
 
+def generate(pre: list[Place], seed_rng: random.Random, ops: int, target: int, chunk: int):
+    """Yield the command stream in chunks, steered by a generator-owned engine."""
+    engine, live = fresh_engine(pre)
+    gen = MixGen(seed_rng, engine, live, target)
+    stats = {"limit": 0, "market": 0, "cancel": 0, "modify": 0, "events": 0, "trades": 0}
+    done = 0
+    while done < ops:
+        cmds: list[Place | Cancel | Modify] = []
+        for _ in range(min(chunk, ops - done)):
+            cmd = gen.next()
+            cmds.append(cmd)
+            evs = engine.apply(cmd)
+            stats["events"] += len(evs)
+            track(evs, live)
+            if type(cmd) is Place:
+                stats["market" if cmd.price_ticks is None else "limit"] += 1
+                stats["trades"] += sum(1 for e in evs if type(e) is Trade)
+            else:
+                stats["cancel" if type(cmd) is Cancel else "modify"] += 1
+        done += len(cmds)
+        yield cmds, engine, stats
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--ops", type=int, default=1_000_000)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--resting", type=int, default=10_000)
     ap.add_argument("--levels", type=int, default=300)
+    ap.add_argument("--chunk", type=int, default=1_000, help="commands generated per batch (fresh, cache-warm)")
+    ap.add_argument("--cold", action="store_true", help="also replay all commands pre-built in one big list")
     ap.add_argument("--no-gc-freeze", action="store_true")
     args = ap.parse_args()
 
-    rng = random.Random(args.seed)
-    pre = prepopulate(rng, args.resting, args.levels)
     print(
         f"python {platform.python_version()} ({platform.python_implementation()}) on {cpu_model()}, "
         f"{os.cpu_count()} cpus, load average {load_average()}"
     )
-
-    # Phase 0: generate the command stream against a live engine (untimed).
-    gen_engine, live = fresh_engine(pre)
-    depth = gen_engine.depth(100_000)
+    pre = prepopulate(random.Random(args.seed), args.resting, args.levels)
+    timed_engine, _ = fresh_engine(pre)
+    bare_engine, _ = fresh_engine(pre)
+    depth = timed_engine.depth(100_000)
     print(
-        f"start book: {gen_engine.open_order_count} resting orders on {len(depth.bids)} bid + "
-        f"{len(depth.asks)} ask levels; ops={args.ops} seed={args.seed} gc.freeze={'no' if args.no_gc_freeze else 'yes'}"
+        f"start book: {timed_engine.open_order_count} resting orders on {len(depth.bids)} bid + "
+        f"{len(depth.asks)} ask levels; ops={args.ops} seed={args.seed} "
+        f"gc.freeze={'no' if args.no_gc_freeze else 'yes'}"
     )
-    gen = MixGen(rng, gen_engine, live, args.resting)
-    cmds: list[Place | Cancel | Modify] = []
-    kinds = {"limit": 0, "market": 0, "cancel": 0, "modify": 0}
-    events = trades = 0
-    for _ in range(args.ops):
-        cmd = gen.next()
-        cmds.append(cmd)
-        evs = gen_engine.apply(cmd)
-        events += len(evs)
-        track(evs, live)
-        if type(cmd) is Place:
-            kinds["market" if cmd.price_ticks is None else "limit"] += 1
-            trades += sum(1 for e in evs if type(e) is Trade)
-        else:
-            kinds["cancel" if type(cmd) is Cancel else "modify"] += 1
+    gc.collect()
+    if not args.no_gc_freeze:
+        # The pre-populated books are long-lived: keep them out of every
+        # collection, as a worker does after bootstrap.
+        gc.freeze()
+
+    # Commands come in batches freshly built by the (untimed) generator, as a
+    # worker's commands are freshly built from its input. Each batch is run on
+    # two engines: one with perf_counter_ns around every call (latency), one in
+    # a bare loop timed per batch (throughput).
+    pc = time.perf_counter_ns
+    timed_apply = timed_engine.apply
+    bare_apply = bare_engine.apply
+    lat: list[int] = []
+    bare_ns = 0
+    bare_cpu = 0.0
+    gen_engine = None
+    stats: dict[str, int] = {}
+    for cmds, gen_engine, stats in generate(pre, random.Random(args.seed + 1_000), args.ops, args.resting, args.chunk):
+        for cmd in cmds:
+            t0 = pc()
+            timed_apply(cmd)
+            lat.append(pc() - t0)
+        c0 = time.process_time()
+        t0 = pc()
+        for cmd in cmds:
+            bare_apply(cmd)
+        bare_ns += pc() - t0
+        bare_cpu += time.process_time() - c0
+    assert gen_engine is not None
     gen_engine.check_invariants()
+    final_snapshot = gen_engine.snapshot()
+    assert timed_engine.snapshot() == final_snapshot == bare_engine.snapshot(), "engines diverged: not deterministic"
+
+    mix = ", ".join(f"{k} {100 * stats[k] / args.ops:.1f}%" for k in ("limit", "market", "cancel", "modify"))
+    print(f"mix: {mix}; {stats['events'] / args.ops:.2f} events/op, {stats['trades'] / args.ops:.2f} trades/op")
     end_depth = gen_engine.depth(100_000)
-    mix = ", ".join(f"{k} {100 * v / args.ops:.1f}%" for k, v in kinds.items())
-    print(f"mix: {mix}; {events / args.ops:.2f} events/op, {trades / args.ops:.2f} trades/op")
     print(
         f"end book: {gen_engine.open_order_count} resting orders on {len(end_depth.bids)} bid + "
         f"{len(end_depth.asks)} ask levels"
     )
-    final_snapshot = gen_engine.snapshot()
-    del gen_engine, gen, live
-
-    def ready_engine() -> Engine:
-        engine, _ = fresh_engine(pre)
-        gc.collect()
-        if not args.no_gc_freeze:
-            # Commands and the pre-populated book are long-lived: keep them out
-            # of every collection, as a worker does after bootstrap.
-            gc.freeze()
-        return engine
-
-    # Phase 1: per-op latency (only the engine call is inside the timer).
-    engine = ready_engine()
-    apply = engine.apply
-    pc = time.perf_counter_ns
-    lat = [0] * args.ops
-    i = 0
-    for cmd in cmds:
-        t0 = pc()
-        apply(cmd)
-        lat[i] = pc() - t0
-        i += 1
-    assert engine.snapshot() == final_snapshot, "timed run diverged: engine is not deterministic"
     total_ns = sum(lat)
     lat.sort()
     print(
-        f"timed:  {args.ops / (total_ns / 1e9):>9,.0f} ops/s (sum of per-op times); latency us: "
-        f"p50 {pct(lat, 50):.2f}  p99 {pct(lat, 99):.2f}  p99.9 {pct(lat, 99.9):.2f}  max {lat[-1] / 1000:.1f}"
+        f"latency (perf_counter_ns around each call): p50 {pct(lat, 50):.2f} us  p99 {pct(lat, 99):.2f} us  "
+        f"p99.9 {pct(lat, 99.9):.2f} us  max {lat[-1] / 1000:.1f} us; {args.ops / (total_ns / 1e9):,.0f} ops/s summed"
     )
-    del lat, engine, apply
-    gc.unfreeze()
-
-    # Phase 2: bare replay, no per-op timing.
-    engine = ready_engine()
-    apply = engine.apply
-    c0 = time.process_time()
-    t0 = time.perf_counter()
-    for cmd in cmds:
-        apply(cmd)
-    elapsed = time.perf_counter() - t0
-    cpu = time.process_time() - c0
-    assert engine.snapshot() == final_snapshot, "replay diverged: engine is not deterministic"
     print(
-        f"replay: {args.ops / elapsed:>9,.0f} ops/s wall ({args.ops} ops in {elapsed:.3f} s, no per-op timing); "
-        f"{args.ops / cpu:,.0f} ops/s per CPU-second"
+        f"throughput (bare loop): {args.ops / (bare_ns / 1e9):,.0f} ops/s wall, "
+        f"{args.ops / bare_cpu:,.0f} ops/s per CPU-second"
     )
-    print(f"load average during the run: {load_average()}")
+    del lat
+
+    if args.cold:
+        # The same stream pre-built in one list of --ops commands and replayed:
+        # every command is cold in the CPU cache (worst case, not a worker's).
+        cmds_all = [c for chunk, _, _ in generate(pre, random.Random(args.seed + 1_000), args.ops, args.resting, 10_000) for c in chunk]
+        engine, _ = fresh_engine(pre)
+        gc.collect()
+        if not args.no_gc_freeze:
+            gc.freeze()
+        apply = engine.apply
+        t0 = pc()
+        for cmd in cmds_all:
+            apply(cmd)
+        elapsed_ns = pc() - t0
+        assert engine.snapshot() == final_snapshot
+        print(f"cold replay of {args.ops} pre-built commands: {args.ops / (elapsed_ns / 1e9):,.0f} ops/s wall")
+    print(f"load average at the end: {load_average()}")
 
 
 if __name__ == "__main__":
