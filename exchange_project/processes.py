@@ -8,22 +8,35 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-SERVERS = ("daphne", "uvicorn")
+SERVERS = ("granian", "daphne", "uvicorn")
+# granian by measurement (README, "Throughput"): a third to a tenth of daphne's CPU per request,
+# and it serves the Channels WebSocket too. ASGI_SERVER=daphne switches back.
+DEFAULT_SERVER = os.environ.get("ASGI_SERVER", "granian")
 
 
 def worker_command() -> list[str]:
     return [sys.executable, str(ROOT / "manage.py"), "runworker", "--layer", "matching", "matching"]
 
 
-def server_command(port: int, server: str = "daphne", workers: int = 1, host: str = "127.0.0.1") -> list[str]:
+def server_command(port: int, server: str = DEFAULT_SERVER, workers: int = 1, host: str = "127.0.0.1",
+                   fast: bool = True) -> list[str]:
+    """The ASGI server's command line. fast=False picks the pure-Python event loop / parser
+    where the server has a choice (for comparisons in load-test/)."""
+    if server == "granian":
+        # asginl: ASGI without lifespan (Channels' ProtocolTypeRouter has no lifespan route).
+        return [sys.executable, "-m", "granian", "--interface", "asginl", "--host", host, "--port", str(port),
+                "--workers", str(workers), "--loop", "uvloop" if fast else "asyncio", "--log-level", "warning",
+                "exchange_project.asgi:application"]
     if server == "daphne":
         if workers != 1:
             raise ValueError("daphne runs one process; use --server uvicorn for several")
         return [sys.executable, "-m", "daphne", "-b", host, "-p", str(port), "--proxy-headers",
                 "exchange_project.asgi:application"]
     if server == "uvicorn":
+        loop, http = ("auto", "auto") if fast else ("asyncio", "h11")
         return [sys.executable, "-m", "uvicorn", "--host", host, "--port", str(port), "--workers", str(workers),
-                "--no-access-log", "--lifespan", "off", "exchange_project.asgi:application"]
+                "--loop", loop, "--http", http, "--no-access-log", "--lifespan", "off",
+                "exchange_project.asgi:application"]
     raise ValueError(f"unknown server {server!r}; choose from {', '.join(SERVERS)}")
 
 

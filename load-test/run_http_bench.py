@@ -37,34 +37,13 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from exchange_project import pgembed  # noqa: E402  (imports nothing from Django)
-from exchange_project.processes import child_env, worker_command  # noqa: E402
+from exchange_project.processes import SERVERS, child_env, server_command, worker_command  # noqa: E402
 
 PY = sys.executable
 LOAD = str(ROOT / "load-test" / "http_load.py")
 CLK_TCK = os.sysconf("SC_CLK_TCK")
-SERVERS = ("daphne", "uvicorn", "granian")
 PROBE_BODY = (b'{"idempotency_key":"probe","client_id":"probe","instrument":"BTC-USD","side":"buy",'
               b'"type":"limit","price":"1.00","quantity":"0.0001"}')
-
-
-def server_command(server: str, workers: int, port: int, app: str, variant: str) -> list[str]:
-    """Same flags as exchange_project/processes.py for daphne and uvicorn, plus granian."""
-    if server == "daphne":
-        if workers != 1:
-            raise SystemExit("daphne runs one process")
-        return [PY, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "--proxy-headers", app]
-    if server == "uvicorn":
-        # uvicorn picks uvloop and httptools when they are installed ("auto"); --variant plain
-        # forces the pure-Python stack for comparison.
-        loop, http = ("asyncio", "h11") if variant == "plain" else ("auto", "auto")
-        return [PY, "-m", "uvicorn", "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers),
-                "--no-access-log", "--lifespan", "off", "--loop", loop, "--http", http, app]
-    if server == "granian":
-        # asginl: ASGI without lifespan (Channels' ProtocolTypeRouter has no lifespan route).
-        return [PY, "-m", "granian", "--interface", "asginl", "--host", "127.0.0.1", "--port", str(port),
-                "--workers", str(workers), "--loop", "asyncio" if variant == "plain" else "uvloop",
-                "--log-level", "warning", app]
-    raise SystemExit(f"unknown server {server!r}")
 
 
 # -- /proc accounting ----------------------------------------------------------------------------
@@ -225,7 +204,7 @@ class Stack:
         elif not port_is_free(a.port):
             raise SystemExit(f"port {a.port} is in use (another server?); omit --port to pick a free one")
         self._spawn("worker", worker_command())
-        self._spawn("server", server_command(a.server, a.workers, a.port, a.app, a.variant))
+        self._spawn("server", server_command(a.port, a.server, a.workers, fast=a.variant == "fast"))
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             for name, proc in self.procs.items():
@@ -363,11 +342,10 @@ def search(stack: Stack, endpoint: str, a: argparse.Namespace, extra: list[str])
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--server", choices=SERVERS, default="uvicorn")
+    p.add_argument("--server", choices=SERVERS, default="granian")
     p.add_argument("--workers", type=int, default=1, help="server processes (default 1)")
     p.add_argument("--variant", choices=("fast", "plain"), default="fast",
                    help="fast: uvloop (+httptools for uvicorn) when installed; plain: asyncio (+h11)")
-    p.add_argument("--app", default=os.environ.get("PGBOURSE_ASGI_APP", "exchange_project.asgi:application"))
     p.add_argument("--port", type=int, default=0, help="server port (default: a free one)")
     p.add_argument("--db", default="pgbourse_bench", help="benchmark database, dropped and recreated")
     p.add_argument("--keep-db", action="store_true", help="reuse the database instead of recreating it")
@@ -392,7 +370,7 @@ def main() -> int:
     if a.pool_max:
         env["DB_POOL_MAX"] = str(a.pool_max)
     print(f"machine: {os.cpu_count()} CPUs, load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}; "
-          f"server {a.server} x{a.workers} ({a.variant}), app {a.app}, db {a.db}", flush=True)
+          f"server {a.server} x{a.workers} ({a.variant}), db {a.db}", flush=True)
     prepare_database(a.db, not a.keep_db, env)
     stack = Stack(a, env)
     results: list[dict[str, Any]] = []

@@ -12,6 +12,11 @@ events *visibly*: they are replaced by one `resync_required` marker, so the clie
 resync and nobody else waits for it. Replies (acks, pongs, book snapshots) are never dropped; a
 connection whose replies alone fill the outbox is closed with a reason.
 
+How a slow socket is noticed depends on the server. Under granian (the default) the ASGI send()
+waits once the server and the kernel hold about 3 MB for the socket, so the writer stops and the
+outbox fills and overflows. Daphne's send() never waits (Twisted buffers without limit), so
+there the writer reads the transport's unsent bytes instead (marketdata.consumers).
+
 Topics: ("trades"|"book"|"ticker"|"snapshot", instrument) and ("orders", instrument, client_id).
 """
 from __future__ import annotations

@@ -28,7 +28,9 @@ async def stalled_socket(url: str) -> Any:
 
 def test_a_slow_client_gets_resync_required_and_never_slows_the_others(exchange: Any) -> None:
     sym = exchange.make_instrument()
-    orders = random_orders(sym, 5000, seed=99)
+    # Enough events to overflow what the server and the kernel buffer for a socket before the
+    # server's send() waits (granian: about 3 MB with this client), plus the outbox itself.
+    orders = random_orders(sym, 14000, seed=99)
 
     async def scenario() -> None:
         slow = await stalled_socket(exchange.ws)

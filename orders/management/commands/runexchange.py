@@ -17,7 +17,7 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand
 
 from exchange_project import pgembed
-from exchange_project.processes import SERVERS, child_env, server_command, worker_command
+from exchange_project.processes import DEFAULT_SERVER, SERVERS, child_env, server_command, worker_command
 
 BTC_USD = {"tick_size": Decimal("0.01"), "lot_size": Decimal("0.0001"), "min_qty": Decimal("0.0001"),
            "max_qty": Decimal("1000"), "max_price": Decimal("10000000")}
@@ -36,7 +36,7 @@ class Command(BaseCommand):
     def add_arguments(self, parser: Any) -> None:
         parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
         parser.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
-        parser.add_argument("--server", choices=SERVERS, default=os.environ.get("ASGI_SERVER", "daphne"))
+        parser.add_argument("--server", choices=SERVERS, default=DEFAULT_SERVER)
         parser.add_argument("--web-workers", type=int, default=int(os.environ.get("WEB_WORKERS", "1")))
 
     def handle(self, *args: Any, **opts: Any) -> None:
