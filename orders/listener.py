@@ -126,6 +126,8 @@ class Hub:
                         if not fut.done():
                             fut.set_result(item)
         elif channel == MARKET_CHANNEL:
+            if not self._market:
+                return  # no feed in this process yet: don't pay for parsing
             message = orjson.loads(payload)
             for callback in list(self._market):
                 try:

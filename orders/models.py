@@ -139,8 +139,8 @@ class Order(models.Model):
             models.Index(fields=["inbox_seq"], condition=Q(status="pending"), name="order_pending_inbox"),
             models.Index(fields=["instrument", "priority"], condition=Q(status__in=["open", "partially_filled"]),
                          name="order_resting"),
-            models.Index(fields=["client_id", "-created_at", "-id"], name="order_client_recent"),
-            models.Index(fields=["-created_at", "-id"], name="order_recent"),
+            # GET /orders?client_id= lists newest first by id; unfiltered lists use the primary key.
+            models.Index(fields=["client_id", "-id"], name="order_client_recent"),
         ]
 
     def __str__(self) -> str:
