@@ -4,6 +4,8 @@ same way against its throwaway database)."""
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
 import sys
 from pathlib import Path
 
@@ -47,3 +49,21 @@ def child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     if extra:
         env.update(extra)
     return env
+
+
+def stop_process_group(proc: "subprocess.Popen[bytes]", timeout: float = 10.0) -> None:
+    """Stop a child started with start_new_session=True and everything it spawned (granian's
+    worker processes): SIGTERM to the group, then SIGKILL to whatever is left of it."""
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        pass
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        pass
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)  # stragglers, even when the leader exited
+    except ProcessLookupError:
+        pass
+    proc.wait()

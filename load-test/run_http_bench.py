@@ -37,7 +37,13 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from exchange_project import pgembed  # noqa: E402  (imports nothing from Django)
-from exchange_project.processes import SERVERS, child_env, server_command, worker_command  # noqa: E402
+from exchange_project.processes import (  # noqa: E402
+    SERVERS,
+    child_env,
+    server_command,
+    stop_process_group,
+    worker_command,
+)
 
 PY = sys.executable
 LOAD = str(ROOT / "load-test" / "http_load.py")
@@ -236,15 +242,7 @@ class Stack:
 
     def stop(self) -> None:
         for proc in self.procs.values():
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGTERM)
-        deadline = time.monotonic() + 10
-        for proc in self.procs.values():
-            try:
-                proc.wait(max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+            stop_process_group(proc)
 
 
 # -- runs ----------------------------------------------------------------------------------------

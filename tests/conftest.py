@@ -18,7 +18,7 @@ import psycopg
 import pytest
 
 from exchange_project import pgembed
-from exchange_project.processes import ROOT, child_env, server_command, worker_command
+from exchange_project.processes import ROOT, child_env, server_command, stop_process_group, worker_command
 
 if not os.environ.get("DATABASE_URL"):
     pgembed.ensure_running(quiet=True)
@@ -75,10 +75,11 @@ class Exchange:
         if wait:
             self.wait_for_log("worker", "matching worker ready", 30)
 
-    def kill_worker(self, sig: int = signal.SIGKILL) -> None:
+    def kill_worker(self) -> None:
+        """kill -9 the matching worker."""
         proc = self.procs.get("worker")
         if proc is not None and proc.poll() is None:
-            proc.send_signal(sig)
+            proc.send_signal(signal.SIGKILL)
             proc.wait(10)
 
     def start_server(self) -> None:
@@ -109,13 +110,7 @@ class Exchange:
 
     def stop(self) -> None:
         for proc in self.procs.values():
-            if proc.poll() is None:
-                proc.terminate()
-        for proc in self.procs.values():
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+            stop_process_group(proc)
 
     # -- data -----------------------------------------------------------------------------
     def connect(self, **kwargs: Any) -> psycopg.Connection[Any]:

@@ -11,7 +11,7 @@ import uuid
 import psycopg
 import pytest
 
-from exchange_project.processes import child_env, server_command, worker_command
+from exchange_project.processes import child_env, server_command, stop_process_group, worker_command
 from matching.engine import Engine
 from matching.inbox import COLUMNS, PENDING_SQL
 from matching.types import STP, OrderType, Place, Side, TimeInForce
@@ -201,7 +201,8 @@ def test_a_second_worker_waits_for_the_lock(exchange):
 def test_postgres_unreachable_is_503_quickly(exchange):
     port = free_port()
     env = child_env({"DATABASE_URL": "postgresql://postgres@127.0.0.1:1/nowhere"})
-    server = subprocess.Popen(server_command(port), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = subprocess.Popen(server_command(port), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              start_new_session=True)
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 20
@@ -220,7 +221,6 @@ def test_postgres_unreachable_is_503_quickly(exchange):
             assert status == 503 and err["code"] == "database_unavailable", (path, status, err)
             assert time.monotonic() - started < 3.5
     finally:
-        server.kill()
-        server.wait()
+        stop_process_group(server)
 
 

@@ -17,7 +17,14 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand
 
 from exchange_project import pgembed
-from exchange_project.processes import DEFAULT_SERVER, SERVERS, child_env, server_command, worker_command
+from exchange_project.processes import (
+    DEFAULT_SERVER,
+    SERVERS,
+    child_env,
+    server_command,
+    stop_process_group,
+    worker_command,
+)
 
 BTC_USD = {"tick_size": Decimal("0.01"), "lot_size": Decimal("0.0001"), "min_qty": Decimal("0.0001"),
            "max_qty": Decimal("1000"), "max_price": Decimal("10000000")}
@@ -50,8 +57,10 @@ class Command(BaseCommand):
             "worker": worker_command(),
             "server": server_command(opts["port"], opts["server"], opts["web_workers"], opts["host"]),
         }
-        children: dict[str, subprocess.Popen[bytes]] = {name: subprocess.Popen(cmd, env=env)
-                                                         for name, cmd in specs.items()}
+        # Each child in its own session: Ctrl-C reaches only this supervisor, which stops them
+        # (and the processes they spawn) in order.
+        children: dict[str, subprocess.Popen[bytes]] = {
+            name: subprocess.Popen(cmd, env=env, start_new_session=True) for name, cmd in specs.items()}
         base = f"http://{opts['host']}:{opts['port']}"
         self.stdout.write(self.style.SUCCESS(
             f"pgbourse is up ({opts['server']}, {opts['web_workers']} web process(es)):\n"
@@ -81,15 +90,10 @@ class Command(BaseCommand):
                 self.stderr.write(f"{name} exited with code {code}; restarting in {delay:.1f}s")
                 time.sleep(delay)
                 restarts[name] = [*recent, time.monotonic()]
-                children[name] = subprocess.Popen(specs[name], env=env)
+                stop_process_group(proc, timeout=0)
+                children[name] = subprocess.Popen(specs[name], env=env, start_new_session=True)
         self.stdout.write("stopping...")
-        for proc in children.values():
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + 10
-        for proc in children.values():
-            try:
-                proc.wait(max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        # The server first (no new requests), then the worker finishes its batch and exits.
+        stop_process_group(children["server"])
+        stop_process_group(children["worker"])
         self.stdout.write("stopped.")
