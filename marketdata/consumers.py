@@ -60,9 +60,9 @@ _service_slots: dict[int, asyncio.Semaphore] = {}
 def service_slots() -> asyncio.Semaphore:
     """Order-path calls in flight from all of this process's sockets together.
 
-    orders_place and order_command hold a pooled connection while they wait for the matching
-    worker; without a bound, one pipelining client could take the whole pool and make REST
-    answer 503. Half the pool is left to everything else.
+    Each call takes pooled connections for its insert and reads (not while it waits for the
+    worker); without a bound, one pipelining client could crowd REST out of the pool. Half the
+    pool's size in calls are allowed at once.
     """
     loop_id = id(asyncio.get_running_loop())
     found = _service_slots.get(loop_id)
