@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import json
 import logging
 import socket
 from collections.abc import Callable
@@ -38,7 +37,7 @@ from orders import db, instruments
 from orders.errors import ApiError, database_unavailable
 from orders.selectors import orderbook
 from orders.services import Result, order_command, orders_place
-from orders.validation import PlaceRequest, instrument_symbol, place_request
+from orders.validation import InvalidJson, PlaceRequest, instrument_symbol, loads_exact, place_request
 
 from .fanout import CHANNELS, Outbox, ensure_listening, fanout
 
@@ -82,29 +81,9 @@ class BadMessage(Exception):
 def parse_message(text: str) -> Any:
     """JSON with exact decimals: a number with a fraction becomes Decimal, never float."""
     try:
-        data = orjson.loads(text)
-    except orjson.JSONDecodeError as exc:
-        try:
-            return json.loads(text, parse_float=Decimal, parse_constant=_reject_constant)
-        except (ValueError, RecursionError):
-            raise BadMessage("invalid_json", f"The message is not valid JSON: {exc}") from None
-    if _has_float(data):
-        return json.loads(text, parse_float=Decimal, parse_constant=_reject_constant)
-    return data
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a number")
-
-
-def _has_float(data: Any) -> bool:
-    if isinstance(data, float):
-        return True
-    if isinstance(data, dict):
-        return any(_has_float(v) for v in data.values())
-    if isinstance(data, list):
-        return any(_has_float(v) for v in data)
-    return False
+        return loads_exact(text)
+    except InvalidJson as exc:
+        raise BadMessage("invalid_json", f"The message is not valid JSON: {exc}") from None
 
 
 def _dumps_default(value: Any) -> Any:

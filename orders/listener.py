@@ -25,7 +25,6 @@ log = logging.getLogger(__name__)
 
 OUTCOME_CHANNEL = "pgb_outcome"
 MARKET_CHANNEL = "pgb_market"
-INBOX_CHANNEL = "pgb_inbox"
 
 MarketCallback = Callable[[dict[str, Any]], None]
 ResyncCallback = Callable[[], Awaitable[None] | None]

@@ -26,7 +26,7 @@ from psycopg_pool import PoolTimeout
 from .db import pool
 from .errors import ApiError, database_unavailable
 from .instruments import by_id
-from .listener import INBOX_CHANNEL, hub
+from .listener import hub
 from .selectors import orders_by_id
 from .validation import ModifyRequest, PlaceRequest, modify_request
 

@@ -92,22 +92,35 @@ class _Errors:
             raise ApiError(400, problems[0]["code"], f"{field}: {problems[0]['detail']}", self.fields)
 
 
-def parse_json(body: bytes) -> Any:
-    """Parse a JSON body; numbers with a fraction or exponent come back as exact Decimal."""
-    if len(body) > MAX_BODY_BYTES:
-        raise ApiError(413, "body_too_large", f"Request body exceeds {MAX_BODY_BYTES} bytes.")
+class InvalidJson(ValueError):
+    pass
+
+
+def loads_exact(text: bytes | str) -> Any:
+    """JSON whose numbers with a fraction or exponent come back as exact Decimal, never float.
+    Raises InvalidJson. Shared by the HTTP body parser and the WebSocket message parser."""
     try:
-        data = orjson.loads(body)
+        data = orjson.loads(text)
     except orjson.JSONDecodeError as exc:
         # orjson refuses numbers beyond float range; the stdlib parser with Decimal does not.
         try:
-            return json.loads(body, parse_float=Decimal, parse_constant=_reject_constant)
+            return json.loads(text, parse_float=Decimal, parse_constant=_reject_constant)
         except (ValueError, RecursionError):
-            raise ApiError(400, "invalid_json", f"Request body is not valid JSON: {exc}") from None
+            raise InvalidJson(str(exc)) from None
     if _has_float(data):
         # orjson made floats; re-read so 0.1 stays exactly 0.1 (and 30000.123456789 stays itself).
-        return json.loads(body, parse_float=Decimal, parse_constant=_reject_constant)
+        return json.loads(text, parse_float=Decimal, parse_constant=_reject_constant)
     return data
+
+
+def parse_json(body: bytes) -> Any:
+    """Parse a request body (loads_exact), refusing oversized and invalid ones with a 4xx."""
+    if len(body) > MAX_BODY_BYTES:
+        raise ApiError(413, "body_too_large", f"Request body exceeds {MAX_BODY_BYTES} bytes.")
+    try:
+        return loads_exact(body)
+    except InvalidJson as exc:
+        raise ApiError(400, "invalid_json", f"Request body is not valid JSON: {exc}") from None
 
 
 def _reject_constant(name: str) -> Any:

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import socket
-import threading
-import time
 from typing import Any
 from urllib.parse import urlsplit
 
