@@ -56,6 +56,14 @@ MAX_RETRIES = 20
 SLOW_BATCH_S = float(os.environ.get("PGBOURSE_SLOW_BATCH_S", "0.25"))
 
 
+# Row values to engine enums by plain dict lookup (Enum(value) is slow on the hot path).
+_SIDES = {s.value: s for s in Side}
+_TYPES = {t.value: t for t in OrderType}
+_TIFS = {t.value: t for t in TimeInForce}
+_STPS = {s.value: s for s in STP}
+_CACHE_MAX = 50_000
+
+
 @dataclass(slots=True)
 class Book:
     id: int
@@ -64,6 +72,26 @@ class Book:
     engine: Engine
     feed: FeedBuilder
     grid: GridFormat
+    # Decimal -> ticks/lots, memoised: orders cluster on few prices and sizes, and the exact
+    # conversion (InstrumentSpec.price_to_ticks) is the worker's costliest per-order call.
+    _ticks: dict[Decimal, int] = field(default_factory=dict)
+    _lots: dict[Decimal, int] = field(default_factory=dict)
+
+    def ticks(self, price: Decimal) -> int:
+        found = self._ticks.get(price)
+        if found is None:
+            if len(self._ticks) >= _CACHE_MAX:
+                self._ticks.clear()
+            found = self._ticks[price] = self.spec.price_to_ticks(price)
+        return found
+
+    def lots(self, qty: Decimal) -> int:
+        found = self._lots.get(qty)
+        if found is None:
+            if len(self._lots) >= _CACHE_MAX:
+                self._lots.clear()
+            found = self._lots[qty] = self.spec.qty_to_lots(qty)
+        return found
 
 
 @dataclass(slots=True)
@@ -77,6 +105,7 @@ class Batch:
     trades: list[tuple[Any, ...]] = field(default_factory=list)
     commands: list[tuple[int, str]] = field(default_factory=list)
     places: list[tuple[dict[str, Any], Book]] = field(default_factory=list)
+    placed: set[str] = field(default_factory=set)
     fills: dict[str, list[dict[str, Any]]] = field(default_factory=lambda: defaultdict(list))
     market: dict[int, list[dict[str, Any]]] = field(default_factory=lambda: defaultdict(list))
     books: dict[int, Book] = field(default_factory=dict)
@@ -192,21 +221,21 @@ class MatchingWorker:
                          len(batch.trades), (matched - started) * 1e3, (done - matched) * 1e3)
 
     def _apply(self, book: Book, row: dict[str, Any], ts_ns: int) -> list[Any]:
-        spec, oid = book.spec, str(row["order_id"])
+        oid = str(row["order_id"])
         try:
             if row["kind"] == "place":
                 return book.engine.place(Place(
-                    order_id=oid, client_id=row["client_id"], side=Side(row["side"]),
-                    order_type=OrderType(row["type"]),
-                    price_ticks=None if row["price"] is None else spec.price_to_ticks(row["price"]),
-                    qty_lots=spec.qty_to_lots(row["quantity"]), tif=TimeInForce(row["time_in_force"]),
-                    post_only=row["post_only"], stp=STP(row["stp"]), ts_ns=ts_ns))
+                    order_id=oid, client_id=row["client_id"], side=_SIDES[row["side"]],
+                    order_type=_TYPES[row["type"]],
+                    price_ticks=None if row["price"] is None else book.ticks(row["price"]),
+                    qty_lots=book.lots(row["quantity"]), tif=_TIFS[row["time_in_force"]],
+                    post_only=row["post_only"], stp=_STPS[row["stp"]], ts_ns=ts_ns))
             if row["kind"] == "cancel":
                 return book.engine.cancel(Cancel(order_id=oid, ts_ns=ts_ns))
             return book.engine.modify(Modify(
                 order_id=oid, ts_ns=ts_ns,
-                price_ticks=None if row["price"] is None else spec.price_to_ticks(row["price"]),
-                qty_lots=None if row["quantity"] is None else spec.qty_to_lots(row["quantity"])))
+                price_ticks=None if row["price"] is None else book.ticks(row["price"]),
+                qty_lots=None if row["quantity"] is None else book.lots(row["quantity"])))
         except InvalidNumber as exc:
             # The instrument's grid changed (admin) after the order was validated.
             return [Rejected(oid, exc.reason, ts_ns)]
@@ -215,6 +244,8 @@ class MatchingWorker:
         """Turn one command's events into rows to write, fills to answer with, and feed events.
         Prices and quantities become exact strings here (GridFormat); PostgreSQL parses them."""
         g, iid = book.grid, book.id
+        if row["kind"] == "place":
+            batch.placed.add(str(row["order_id"]))
         last_trade: dict[str, int] = {}
         refused: str | None = None
         for ev in events:
@@ -232,6 +263,8 @@ class MatchingWorker:
                                      ev.sell_order_id, ev.maker_order_id, ev.taker_order_id))
                 last_trade[ev.maker_order_id] = last_trade[ev.taker_order_id] = ev.trade_id
                 for oid in (ev.buy_order_id, ev.sell_order_id):
+                    if oid not in batch.placed:
+                        continue  # only this batch's new orders are answered with their fills
                     batch.fills[oid].append(fill_json(
                         trade_id=ev.trade_id, price=price, quantity=qty,
                         role="maker" if oid == ev.maker_order_id else "taker", seq=ev.seq,
