@@ -40,12 +40,12 @@ WITH ins AS (
       FROM json_array_elements(%(rows)s::json) WITH ORDINALITY AS x(r, n)
      ORDER BY n
     ON CONFLICT DO NOTHING
-    RETURNING order_id, instrument_id, price, quantity, created_at
+    RETURNING order_id, client_id, idempotency_key, instrument_id, price, quantity, created_at
 ), ev AS (
     INSERT INTO orders_orderevent (order_id, instrument_id, status, price, quantity, filled_quantity, created_at)
     SELECT order_id, instrument_id, 'pending', price, quantity, 0, created_at FROM ins
 )
-SELECT order_id, (SELECT pg_notify('pgb_inbox', '')) FROM ins
+SELECT order_id, client_id, idempotency_key, (SELECT pg_notify('pgb_inbox', '')) FROM ins
 """
 
 EXISTING_BY_KEY = """
@@ -108,7 +108,10 @@ async def orders_place(requests: list[PlaceRequest]) -> list[Result]:
     results: list[Result | None] = [None] * len(requests)
     try:
         inserted = await _inserter().insert(list(zip(ids, requests)))
-        dup_idx = [n for n, k in enumerate(keys) if k not in inserted]
+        # A row is ours only if id, client and key all match: two requests in one group commit
+        # may carry the same client-supplied order_id.
+        dup_idx = [n for n, (k, r) in enumerate(zip(keys, requests))
+                   if (k, r.client_id, r.idempotency_key) not in inserted]
         if dup_idx:
             for n in dup_idx:
                 hub.forget(keys[n], futures[n])
@@ -153,11 +156,11 @@ class _Inserter:
     MAX_IN_FLIGHT = 2
 
     def __init__(self) -> None:
-        self._queue: list[tuple[list[tuple[uuid.UUID, PlaceRequest]], asyncio.Future[set[str]]]] = []
+        self._queue: list[tuple[list[tuple[uuid.UUID, PlaceRequest]], asyncio.Future[set[tuple[str, str, str]]]]] = []
         self._flushing = 0
 
-    async def insert(self, items: list[tuple[uuid.UUID, PlaceRequest]]) -> set[str]:
-        fut: asyncio.Future[set[str]] = asyncio.get_running_loop().create_future()
+    async def insert(self, items: list[tuple[uuid.UUID, PlaceRequest]]) -> set[tuple[str, str, str]]:
+        fut: asyncio.Future[set[tuple[str, str, str]]] = asyncio.get_running_loop().create_future()
         self._queue.append((items, fut))
         if self._flushing < self.MAX_IN_FLIGHT:
             self._flushing += 1
@@ -167,7 +170,7 @@ class _Inserter:
     async def _flush(self) -> None:
         try:
             while self._queue:
-                taken: list[tuple[list[tuple[uuid.UUID, PlaceRequest]], asyncio.Future[set[str]]]] = []
+                taken: list[tuple[list[tuple[uuid.UUID, PlaceRequest]], asyncio.Future[set[tuple[str, str, str]]]]] = []
                 size = 0
                 while self._queue and size < self.MAX_BATCH:
                     entry = self._queue.pop(0)
@@ -190,7 +193,7 @@ class _Inserter:
             self._flushing -= 1
 
 
-async def _insert_orders(rows: list[tuple[uuid.UUID, PlaceRequest]]) -> set[str]:
+async def _insert_orders(rows: list[tuple[uuid.UUID, PlaceRequest]]) -> set[tuple[str, str, str]]:
     """One statement: the orders, their first OrderEvent, and a NOTIFY to the worker."""
     async with (await pool()).connection() as conn:
         # The rows travel as one JSON text: far cheaper to send than twelve typed arrays.
@@ -198,7 +201,7 @@ async def _insert_orders(rows: list[tuple[uuid.UUID, PlaceRequest]]) -> set[str]
             (str(i), r.client_id, r.idempotency_key, r.request_hash, r.instrument.id, r.side, r.type,
              r.time_in_force, r.post_only, r.stp, None if r.price is None else format(r.price, "f"),
              format(r.quantity, "f")) for i, r in rows]).decode()})
-        inserted = {str(row[0]) for row in await cur.fetchall()}
+        inserted = {(str(row[0]), row[1], row[2]) for row in await cur.fetchall()}
         await conn.commit()
     return inserted
 

@@ -99,3 +99,22 @@ def test_concurrent_cancels_of_one_order_cancel_once(exchange):
     assert [s for s, _ in results].count(200) == 1 and [s for s, _ in results].count(409) == 9
     assert count_rows(exchange, "orders_orderevent", "order_id = %s AND status = 'cancelled'",
                       (uuid.UUID(order["order_id"]),)) == 1
+
+
+def test_concurrent_orders_with_one_client_order_id_make_one_order(exchange):
+    # Different idempotency keys, the same client-supplied order_id, sent at once (so several
+    # land in one group-committed INSERT): one order, every other request told why.
+    sym = exchange.make_instrument()
+    oid = str(uuid.uuid4())
+
+    async def race():
+        return await asyncio.gather(*(acall(exchange.http, "POST", "/orders",
+                                            order_body(sym, side="buy", price="10.00", order_id=oid,
+                                                       client_id=f"c{n}"))
+                                      for n in range(20)))
+
+    results = asyncio.run(race())
+    statuses = sorted(s for s, _ in results)
+    assert statuses == [201] + [409] * 19, statuses
+    assert {b["code"] for s, b in results if s == 409} == {"duplicate_order_id"}
+    assert count_rows(exchange, "orders_order", "order_id = %s", (uuid.UUID(oid),)) == 1
