@@ -53,7 +53,7 @@ MAX_OUTCOME_BYTES = 7000
 SNAPSHOT_EVERY_S = 1.0
 PERSIST_SNAPSHOT_EVERY_S = 60.0
 MAX_RETRIES = 20
-SLOW_BATCH_S = float(os.environ.get("PGBOURSE_SLOW_BATCH_S", "0.25"))
+SLOW_BATCH_MS = int(os.environ.get("PGBOURSE_SLOW_BATCH_MS", "250"))
 
 
 # Row values to engine enums by plain dict lookup (Enum(value) is slow on the hot path).
@@ -216,7 +216,7 @@ class MatchingWorker:
             await self.commit(batch)
             self.batches += 1
             done = time.perf_counter()
-            if done - started > SLOW_BATCH_S:
+            if (done - started) * 1000 > SLOW_BATCH_MS:
                 log.info("slow batch: %d commands, %d trades: match %.1f ms, commit %.1f ms", len(rows),
                          len(batch.trades), (matched - started) * 1e3, (done - matched) * 1e3)
 

@@ -107,7 +107,7 @@ def loads_exact(text: bytes | str) -> Any:
             return json.loads(text, parse_float=Decimal, parse_constant=_reject_constant)
         except (ValueError, RecursionError):
             raise InvalidJson(str(exc)) from None
-    if _has_float(data):
+    if _has_binary_fraction(data):
         # orjson made floats; re-read so 0.1 stays exactly 0.1 (and 30000.123456789 stays itself).
         return json.loads(text, parse_float=Decimal, parse_constant=_reject_constant)
     return data
@@ -127,13 +127,13 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a number")
 
 
-def _has_float(data: Any) -> bool:
+def _has_binary_fraction(data: Any) -> bool:
     if isinstance(data, float):
         return True
     if isinstance(data, dict):
-        return any(_has_float(v) for v in data.values())
+        return any(_has_binary_fraction(v) for v in data.values())
     if isinstance(data, list):
-        return any(_has_float(item) for item in data)
+        return any(_has_binary_fraction(item) for item in data)
     return False
 
 
