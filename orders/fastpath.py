@@ -1,12 +1,14 @@
 """The lean HTTP path for order entry, beside Django.
 
-POST /orders with a JSON body is the hot path of the exchange. Through Django it would pay for
-the request object, every middleware (each a thread hop under ASGI) and DRF's negotiation, which
-was measured as the wall (README, "Throughput"). Here it is parsed by orjson, validated by the
-same orders.validation used everywhere, placed by orders.services, and answered; everything
-else (GET, the browsable API's HTML form, admin) goes to Django untouched. POST /orders/test
-validates like a real order and returns it without storing anything (as Binance's
-/order/test): the bare-endpoint ceiling the README compares against.
+The writes (POST /orders with a JSON body, cancel and modify) are the hot path of the exchange.
+Through Django they would pay for the request object, every middleware (each a thread hop under
+ASGI) and DRF's negotiation, which was measured as the wall (README, "Throughput"); worse, a
+synchronous DRF view that waits for the matching worker holds Django's one thread-sensitive
+executor thread, so cancels queued behind each other at ~150/s. Here the body is parsed by orjson,
+validated by the same orders.validation used everywhere, handled by orders.services, and
+answered; everything else (GET, the browsable API's HTML forms, admin) goes to Django untouched.
+POST /orders/test validates like a real order and returns it without storing anything (as
+Binance's /order/test): the bare-endpoint ceiling the README compares against.
 """
 from __future__ import annotations
 
@@ -21,23 +23,45 @@ from psycopg_pool import PoolTimeout
 
 from .errors import ApiError, database_unavailable
 from .instruments import by_symbol
-from .services import orders_place
+from .services import order_command, orders_place
 from .validation import instrument_symbol, parse_json, place_request
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 
-ORDERS_TOTAL = Counter("pgbourse_order_requests_total", "Order entry requests on the fast path", ["status"])
+ORDERS_TOTAL = Counter("pgbourse_order_requests_total", "Order entry requests on the fast path",
+                       ["operation", "status"])
 ORDER_LATENCY = Histogram("pgbourse_order_request_seconds", "Fast-path order entry latency",
                           buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5))
 JSON_HEADERS = [(b"content-type", b"application/json"), (b"vary", b"Accept")]
 MAX_BODY = 64 * 1024
 
 
-def _wants_fast_path(scope: Scope) -> bool:
-    if scope["method"] != "POST" or scope["path"] not in ("/orders", "/orders/", "/orders/test"):
-        return False
+def _route(scope: Scope) -> tuple[str, str] | None:
+    """(operation, order id) when this request takes the lean path, else None (Django's).
+
+    The hot writes: POST /orders and /orders/test (place), DELETE /orders/{id} and
+    POST /orders/{id}/cancel (cancel), PATCH or PUT /orders/{id} (modify).
+    """
+    method = scope["method"]
+    path = scope["path"]
+    if method == "POST" and path in ("/orders", "/orders/"):
+        route = ("place", "")
+    elif method == "POST" and path == "/orders/test":
+        route = ("test", "")
+    else:
+        parts = path.split("/")
+        if len(parts) < 3 or parts[1] != "orders" or not parts[2]:
+            return None
+        if len(parts) == 3 and method == "DELETE":
+            route = ("cancel", parts[2])
+        elif len(parts) == 3 and method in ("PATCH", "PUT"):
+            route = ("modify", parts[2])
+        elif len(parts) == 4 and parts[3] == "cancel" and method == "POST":
+            route = ("cancel", parts[2])
+        else:
+            return None
     content_type = b""
     accept = b""
     for name, value in scope["headers"]:
@@ -47,8 +71,8 @@ def _wants_fast_path(scope: Scope) -> bool:
             accept = value
     # The browsable API's HTML form (form-encoded, or asking for HTML back) stays with DRF.
     if content_type and not content_type.startswith(b"application/json"):
-        return False
-    return b"text/html" not in accept
+        return None
+    return None if b"text/html" in accept else route
 
 
 async def _read_body(receive: Receive) -> bytes:
@@ -88,22 +112,34 @@ async def place_order(body: bytes, *, test_only: bool = False) -> tuple[int, dic
     return result.status, result.body
 
 
+async def command_order(operation: str, order_id: str, body: bytes) -> tuple[int, dict[str, Any]]:
+    """Cancel or modify: the same service as the DRF views and the WebSocket."""
+    data = parse_json(body) if operation == "modify" else None
+    result = await order_command(order_id, operation, data)
+    return result.status, result.body
+
+
 def http_application(django_app: Callable[..., Awaitable[None]]) -> Callable[..., Awaitable[None]]:
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not _wants_fast_path(scope):
+        route = _route(scope) if scope["type"] == "http" else None
+        if route is None:
             await django_app(scope, receive, send)
             return
+        operation, order_id = route
         started = time.perf_counter()
         try:
             body = await _read_body(receive)
-            status, payload = await place_order(body, test_only=scope["path"] == "/orders/test")
+            if operation in ("place", "test"):
+                status, payload = await place_order(body, test_only=operation == "test")
+            else:
+                status, payload = await command_order(operation, order_id, body)
         except ApiError as exc:
             status, payload = exc.status_code, exc.body()
         except (psycopg.Error, PoolTimeout, TimeoutError):
             status, payload = 503, database_unavailable().body()
         except ConnectionError:
             return
-        ORDERS_TOTAL.labels(str(status)).inc()
+        ORDERS_TOTAL.labels(operation, str(status)).inc()
         ORDER_LATENCY.observe(time.perf_counter() - started)
         await _respond(send, status, payload)
 

@@ -27,6 +27,7 @@ from .db import pool
 from .errors import ApiError, database_unavailable
 from .instruments import by_id
 from .listener import hub
+from .models import FINAL_STATUSES
 from .selectors import orders_by_id
 from .validation import ModifyRequest, PlaceRequest, modify_request
 
@@ -54,14 +55,22 @@ FROM unnest(%(client_id)s::text[], %(key)s::text[]) AS r(client_id, idempotency_
 JOIN orders_order o ON o.client_id = r.client_id AND o.idempotency_key = r.idempotency_key
 """
 
+# One statement: the order's current status, and, if it is still open, the command row and a
+# NOTIFY to the worker. No row back means no such order.
 INSERT_COMMAND = """
-WITH ins AS (
+WITH o AS (
+    SELECT order_id, status, instrument_id FROM orders_order WHERE order_id = %(order_id)s
+), ins AS (
     INSERT INTO orders_ordercommand (kind, order_id, new_price, new_quantity, processed, created_at)
-    VALUES (%(kind)s, %(order_id)s, %(price)s, %(quantity)s, false, now())
+    SELECT %(kind)s, order_id, %(price)s, %(quantity)s, false, now() FROM o
+     WHERE status IN ('pending', 'open', 'partially_filled')
     RETURNING id
 )
-SELECT id, (SELECT pg_notify('pgb_inbox', '')) FROM ins
+SELECT o.status, o.instrument_id, (SELECT id FROM ins), (SELECT pg_notify('pgb_inbox', '') FROM ins) FROM o
 """
+
+ORDER_STATUS = "SELECT status, instrument_id FROM orders_order WHERE order_id = %s"
+FINAL = tuple(s.value for s in FINAL_STATUSES)
 
 
 @dataclass(slots=True)
@@ -270,40 +279,37 @@ async def order_command(order_id: str, kind: str, data: Any = None) -> Result:
         raise _db_errors(exc) from exc
     try:
         async with (await pool()).connection() as conn:
-            found = await orders_by_id(conn, [oid])
-            if not found:
-                raise ApiError(404, "order_not_found", f"No order {order_id}.")
-            current = found[str(oid)]["json"]
-            await conn.commit()
-            if current["status"] in ("filled", "cancelled", "rejected"):
-                raise ApiError(409, "order_not_open", f"The order is already {current['status']}.",
-                               extra={"order": current})
             change: ModifyRequest | None = None
             if kind == "modify":
-                instrument = await by_id(found[str(oid)]["row"]["instrument_id"])
-                assert instrument is not None
-                change = modify_request(data, instrument)
+                # The new price and quantity are checked against the order's instrument first.
+                found = await (await conn.execute(ORDER_STATUS, (oid,))).fetchone()
+                if found is not None and found[0] not in FINAL:
+                    instrument = await by_id(found[1])
+                    assert instrument is not None
+                    change = modify_request(data, instrument)
             cur = await conn.execute(INSERT_COMMAND, {
-                "kind": kind, "order_id": oid,
+                "order_id": oid, "kind": kind,
                 "price": change.price if change else None, "quantity": change.quantity if change else None})
             row = await cur.fetchone()
-            assert row is not None
-            key = f"cmd:{row[0]}"
-            fut = hub.expect(key)
+            command_id = None if row is None else row[2]
+            fut = hub.expect(f"cmd:{command_id}") if command_id is not None else None
             await conn.commit()
-        (outcome,) = await _await_outcomes([key], [fut])
-        if outcome is None:
-            async with (await pool()).connection() as conn:
+            if row is None:
+                raise ApiError(404, "order_not_found", f"No order {order_id}.")
+            if fut is None:
+                current = (await orders_by_id(conn, [oid]))[str(oid)]["json"]
+                raise ApiError(409, "order_not_open", f"The order is already {current['status']}.",
+                               extra={"order": current})
+        assert fut is not None and command_id is not None
+        (outcome,) = await _await_outcomes([f"cmd:{command_id}"], [fut])
+        async with (await pool()).connection() as conn:
+            if outcome is None:
                 # The outcome may have come while the LISTEN was reconnecting; PostgreSQL knows.
-                outcome = await _command_outcome_from_db(conn, row[0], oid)
+                outcome = await _command_outcome_from_db(conn, command_id, oid)
                 if outcome is None:
                     await _make_durable(conn)
                     latest = (await orders_by_id(conn, [oid]))[str(oid)]["json"]
-                    return Result(202, {**latest, "command_id": row[0], "command_status": "pending"})
-    except (psycopg.OperationalError, PoolTimeout) as exc:
-        raise _db_errors(exc) from exc
-    try:
-        async with (await pool()).connection() as conn:
+                    return Result(202, {**latest, "command_id": command_id, "command_status": "pending"})
             latest = (await orders_by_id(conn, [oid]))[str(oid)]["json"]
     except (psycopg.OperationalError, PoolTimeout) as exc:
         raise _db_errors(exc) from exc

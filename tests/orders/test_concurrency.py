@@ -118,3 +118,51 @@ def test_concurrent_orders_with_one_client_order_id_make_one_order(exchange):
     assert statuses == [201] + [409] * 19, statuses
     assert {b["code"] for s, b in results if s == 409} == {"duplicate_order_id"}
     assert count_rows(exchange, "orders_order", "order_id = %s", (uuid.UUID(oid),)) == 1
+
+
+def test_concurrent_cancels_and_modifies_of_many_orders_all_answer_with_final_state(exchange):
+    # Cancel and modify wait for the matching worker: they must wait on the event loop, side by
+    # side, not one after another on a thread (which once capped them near 150/s).
+    sym = exchange.make_instrument()
+
+    async def scenario():
+        placed = await gather_limited([acall(exchange.http, "POST", "/orders",
+                                             order_body(sym, side="buy", price=f"{10 + n % 50}.00", quantity="1",
+                                                        client_id=f"c{n}"))
+                                       for n in range(300)])
+        ids = [body["order_id"] for status, body in placed]
+        assert {status for status, _ in placed} == {201}
+        commands = [acall(exchange.http, "DELETE", f"/orders/{oid}") for oid in ids[:200]]
+        commands += [acall(exchange.http, "PATCH", f"/orders/{oid}", {"quantity": "0.5"}) for oid in ids[200:]]
+        return ids, await gather_limited(commands, limit=300)
+
+    ids, results = asyncio.run(scenario())
+    assert [s for s, _ in results] == [200] * 300, {s for s, _ in results}
+    assert all(b["status"] == "cancelled" and b["remaining_quantity"] == "1.0000" for _, b in results[:200])
+    assert all(b["status"] == "open" and b["quantity"] == "0.5000" for _, b in results[200:])
+    status, book = call(exchange.http, "GET", f"/orderbook?instrument={sym}&levels=100")
+    assert sum(Decimal(level["quantity"]) for level in book["bids"]) == Decimal("50")
+
+
+def _requests_counted(exchange, operation: str, status: int) -> float:
+    _, text = call(exchange.http, "GET", "/metrics", headers={"Accept": "text/plain"})
+    prefix = f'pgbourse_order_requests_total{{operation="{operation}",status="{status}"}} '
+    return sum(float(line[len(prefix):]) for line in text.splitlines() if line.startswith(prefix))
+
+
+def test_json_cancel_and_modify_take_the_lean_path_and_html_forms_stay_with_drf(exchange):
+    sym = exchange.make_instrument()
+    before = (_requests_counted(exchange, "cancel", 200), _requests_counted(exchange, "modify", 200))
+    a = call(exchange.http, "POST", "/orders", order_body(sym, price="10.00"))[1]
+    b = call(exchange.http, "POST", "/orders", order_body(sym, price="10.00"))[1]
+    assert call(exchange.http, "PATCH", f"/orders/{a['order_id']}", {"price": "9.00"})[0] == 200
+    assert call(exchange.http, "POST", f"/orders/{a['order_id']}/cancel")[0] == 200
+    assert call(exchange.http, "DELETE", f"/orders/{b['order_id']}")[0] == 200
+    after = (_requests_counted(exchange, "cancel", 200), _requests_counted(exchange, "modify", 200))
+    assert after == (before[0] + 2, before[1] + 1)
+    # The browsable API's form (asking for HTML back) is DRF's, with the same outcome.
+    c = call(exchange.http, "POST", "/orders", order_body(sym, price="10.00"))[1]
+    status, page = call(exchange.http, "POST", f"/orders/{c['order_id']}/cancel", raw=b"",
+                        headers={"Accept": "text/html", "Content-Type": "application/x-www-form-urlencoded"})
+    assert status == 200 and "cancelled" in page
+    assert _requests_counted(exchange, "cancel", 200) == after[0]
