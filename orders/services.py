@@ -23,6 +23,7 @@ import psycopg
 from django.conf import settings
 from psycopg_pool import PoolTimeout
 
+from .coalesce import coalescer
 from .db import pool
 from .errors import ApiError, database_unavailable
 from .instruments import by_id
@@ -55,21 +56,28 @@ FROM unnest(%(client_id)s::text[], %(key)s::text[]) AS r(client_id, idempotency_
 JOIN orders_order o ON o.client_id = r.client_id AND o.idempotency_key = r.idempotency_key
 """
 
-# One statement: the order's current status, and, if it is still open, the command row and a
-# NOTIFY to the worker. No row back means no such order.
-INSERT_COMMAND = """
-WITH o AS (
-    SELECT order_id, status, instrument_id FROM orders_order WHERE order_id = %(order_id)s
+# One statement for a group of cancels/modifies: each order's current status and, where it is
+# still open, the command row (its id drawn first, so each request knows its row) and a NOTIFY
+# to the worker. A request without a row back names no order.
+INSERT_COMMANDS = """
+WITH r AS MATERIALIZED (
+    SELECT n, x->>0 AS kind, (x->>1)::uuid AS order_id, (x->>2)::numeric AS price, (x->>3)::numeric AS quantity,
+           nextval(pg_get_serial_sequence('orders_ordercommand', 'id')) AS id
+      FROM json_array_elements(%(rows)s::json) WITH ORDINALITY AS t(x, n)
+), o AS MATERIALIZED (
+    SELECT r.n, r.id, r.kind, r.order_id, r.price, r.quantity, o.status, o.instrument_id
+      FROM r JOIN orders_order o ON o.order_id = r.order_id
 ), ins AS (
-    INSERT INTO orders_ordercommand (kind, order_id, new_price, new_quantity, processed, created_at)
-    SELECT %(kind)s, order_id, %(price)s, %(quantity)s, false, now() FROM o
+    INSERT INTO orders_ordercommand (id, kind, order_id, new_price, new_quantity, processed, created_at)
+    SELECT id, kind, order_id, price, quantity, false, now() FROM o
      WHERE status IN ('pending', 'open', 'partially_filled')
+     ORDER BY n
     RETURNING id
 )
-SELECT o.status, o.instrument_id, (SELECT id FROM ins), (SELECT pg_notify('pgb_inbox', '') FROM ins) FROM o
+SELECT o.n, o.status, ins.id, (SELECT pg_notify('pgb_inbox', '') WHERE EXISTS (SELECT FROM ins))
+  FROM o LEFT JOIN ins ON ins.id = o.id
 """
 
-ORDER_STATUS = "SELECT status, instrument_id FROM orders_order WHERE order_id = %s"
 FINAL = tuple(s.value for s in FINAL_STATUSES)
 
 
@@ -116,11 +124,8 @@ async def orders_place(requests: list[PlaceRequest]) -> list[Result]:
     futures = [hub.expect(k) for k in keys]
     results: list[Result | None] = [None] * len(requests)
     try:
-        inserted = await _inserter().insert(list(zip(ids, requests)))
-        # A row is ours only if id, client and key all match: two requests in one group commit
-        # may carry the same client-supplied order_id.
-        dup_idx = [n for n, (k, r) in enumerate(zip(keys, requests))
-                   if (k, r.client_id, r.idempotency_key) not in inserted]
+        inserted = await coalescer(_insert_orders).submit(list(zip(ids, requests)))
+        dup_idx = [n for n in range(len(requests)) if n not in inserted]
         if dup_idx:
             for n in dup_idx:
                 hub.forget(keys[n], futures[n])
@@ -155,55 +160,9 @@ async def orders_place(requests: list[PlaceRequest]) -> list[Result]:
     return out
 
 
-class _Inserter:
-    """Group commit for order entry: concurrent requests of this process share one INSERT
-    statement (and one transaction). While a flush is in flight new orders queue up, so the
-    batch grows with the load and the per-order cost of a PostgreSQL round trip and commit
-    shrinks with it. The idempotency constraint still decides each order on its own row."""
-
-    MAX_BATCH = 1000
-    MAX_IN_FLIGHT = 2
-
-    def __init__(self) -> None:
-        self._queue: list[tuple[list[tuple[uuid.UUID, PlaceRequest]], asyncio.Future[set[tuple[str, str, str]]]]] = []
-        self._flushing = 0
-
-    async def insert(self, items: list[tuple[uuid.UUID, PlaceRequest]]) -> set[tuple[str, str, str]]:
-        fut: asyncio.Future[set[tuple[str, str, str]]] = asyncio.get_running_loop().create_future()
-        self._queue.append((items, fut))
-        if self._flushing < self.MAX_IN_FLIGHT:
-            self._flushing += 1
-            asyncio.get_running_loop().create_task(self._flush())
-        return await fut
-
-    async def _flush(self) -> None:
-        try:
-            while self._queue:
-                taken: list[tuple[list[tuple[uuid.UUID, PlaceRequest]], asyncio.Future[set[tuple[str, str, str]]]]] = []
-                size = 0
-                while self._queue and size < self.MAX_BATCH:
-                    entry = self._queue.pop(0)
-                    taken.append(entry)
-                    size += len(entry[0])
-                rows = [item for items, _ in taken for item in items]
-                try:
-                    inserted = await _insert_orders(rows)
-                except BaseException as exc:  # every waiter of this statement gets its failure
-                    for _, fut in taken:
-                        if not fut.done():
-                            fut.set_exception(exc)
-                    if not isinstance(exc, Exception):
-                        raise
-                    continue
-                for _, fut in taken:
-                    if not fut.done():
-                        fut.set_result(inserted)
-        finally:
-            self._flushing -= 1
-
-
-async def _insert_orders(rows: list[tuple[uuid.UUID, PlaceRequest]]) -> set[tuple[str, str, str]]:
-    """One statement: the orders, their first OrderEvent, and a NOTIFY to the worker."""
+async def _insert_orders(rows: list[tuple[uuid.UUID, PlaceRequest]]) -> dict[int, bool]:
+    """One statement for a group of orders: the orders, their first OrderEvent, and a NOTIFY to
+    the worker. Answers True at the index of each row that was inserted."""
     async with (await pool()).connection() as conn:
         # The rows travel as one JSON text: far cheaper to send than twelve typed arrays.
         cur = await conn.execute(INSERT_ORDERS, {"rows": orjson.dumps([
@@ -212,18 +171,50 @@ async def _insert_orders(rows: list[tuple[uuid.UUID, PlaceRequest]]) -> set[tupl
              format(r.quantity, "f")) for i, r in rows]).decode()})
         inserted = {(str(row[0]), row[1], row[2]) for row in await cur.fetchall()}
         await conn.commit()
-    return inserted
+    # A row is a request's only if order_id, client and key all match: two requests in one
+    # group may carry the same client-supplied order_id, or be the very same request twice (the
+    # first in the statement's order is the one inserted).
+    answers: dict[int, bool] = {}
+    for n, (i, r) in enumerate(rows):
+        key = (str(i), r.client_id, r.idempotency_key)
+        if key in inserted:
+            inserted.discard(key)
+            answers[n] = True
+    return answers
 
 
-_inserters: dict[int, _Inserter] = {}
+async def _insert_commands(
+    items: list[tuple[str, uuid.UUID, ModifyRequest | None]],
+) -> dict[int, tuple[int, asyncio.Future[Any]] | None]:
+    """One statement for a group of cancels/modifies. At each index that names an order: None
+    if it is no longer open, else the command's id and the future its outcome will resolve
+    (registered before the commit, so the worker cannot answer before anyone listens)."""
+    async with (await pool()).connection() as conn:
+        cur = await conn.execute(INSERT_COMMANDS, {"rows": orjson.dumps([
+            (kind, str(oid), None if c is None or c.price is None else format(c.price, "f"),
+             None if c is None or c.quantity is None else format(c.quantity, "f"))
+            for kind, oid, c in items]).decode()})
+        answers = {n - 1: None if command_id is None else (command_id, hub.expect(f"cmd:{command_id}"))
+                   for n, _, command_id, _ in await cur.fetchall()}
+        try:
+            await conn.commit()
+        except BaseException:
+            for n, answer in answers.items():
+                if answer is not None:
+                    hub.forget(f"cmd:{answer[0]}", answer[1])
+            raise
+    return answers
 
 
-def _inserter() -> _Inserter:
-    loop_id = id(asyncio.get_running_loop())
-    found = _inserters.get(loop_id)
-    if found is None:
-        found = _inserters[loop_id] = _Inserter()
-    return found
+async def _read_orders(order_ids: list[uuid.UUID]) -> dict[int, dict[str, Any]]:
+    """One read for a group of requests: at each index, the order ({"json", "row"}) if it exists."""
+    async with (await pool()).connection() as conn:
+        found = await orders_by_id(conn, list(set(order_ids)))
+    return {n: found[str(oid)] for n, oid in enumerate(order_ids) if str(oid) in found}
+
+
+async def read_order(order_id: uuid.UUID) -> dict[str, Any] | None:
+    return (await coalescer(_read_orders).submit([order_id])).get(0)
 
 
 async def _answer_duplicates(conn: psycopg.AsyncConnection[Any], requests: list[PlaceRequest],
@@ -278,39 +269,36 @@ async def order_command(order_id: str, kind: str, data: Any = None) -> Result:
     except (TimeoutError, psycopg.Error, OSError) as exc:
         raise _db_errors(exc) from exc
     try:
-        async with (await pool()).connection() as conn:
-            change: ModifyRequest | None = None
-            if kind == "modify":
-                # The new price and quantity are checked against the order's instrument first.
-                found = await (await conn.execute(ORDER_STATUS, (oid,))).fetchone()
-                if found is not None and found[0] not in FINAL:
-                    instrument = await by_id(found[1])
-                    assert instrument is not None
-                    change = modify_request(data, instrument)
-            cur = await conn.execute(INSERT_COMMAND, {
-                "order_id": oid, "kind": kind,
-                "price": change.price if change else None, "quantity": change.quantity if change else None})
-            row = await cur.fetchone()
-            command_id = None if row is None else row[2]
-            fut = hub.expect(f"cmd:{command_id}") if command_id is not None else None
-            await conn.commit()
-            if row is None:
-                raise ApiError(404, "order_not_found", f"No order {order_id}.")
-            if fut is None:
-                current = (await orders_by_id(conn, [oid]))[str(oid)]["json"]
-                raise ApiError(409, "order_not_open", f"The order is already {current['status']}.",
-                               extra={"order": current})
-        assert fut is not None and command_id is not None
+        change: ModifyRequest | None = None
+        if kind == "modify":
+            # The new price and quantity are checked against the order's instrument first.
+            found = await read_order(oid)
+            if found is not None and found["row"]["status"] not in FINAL:
+                instrument = await by_id(found["row"]["instrument_id"])
+                assert instrument is not None
+                change = modify_request(data, instrument)
+        answers = await coalescer(_insert_commands).submit([(kind, oid, change)])
+        if 0 not in answers:
+            raise ApiError(404, "order_not_found", f"No order {order_id}.")
+        answer = answers[0]
+        if answer is None:
+            current = await read_order(oid)
+            assert current is not None
+            raise ApiError(409, "order_not_open", f"The order is already {current['json']['status']}.",
+                           extra={"order": current["json"]})
+        command_id, fut = answer
         (outcome,) = await _await_outcomes([f"cmd:{command_id}"], [fut])
-        async with (await pool()).connection() as conn:
-            if outcome is None:
+        if outcome is None:
+            async with (await pool()).connection() as conn:
                 # The outcome may have come while the LISTEN was reconnecting; PostgreSQL knows.
                 outcome = await _command_outcome_from_db(conn, command_id, oid)
                 if outcome is None:
                     await _make_durable(conn)
                     latest = (await orders_by_id(conn, [oid]))[str(oid)]["json"]
                     return Result(202, {**latest, "command_id": command_id, "command_status": "pending"})
-            latest = (await orders_by_id(conn, [oid]))[str(oid)]["json"]
+        found = await read_order(oid)
+        assert found is not None
+        latest = found["json"]
     except (psycopg.OperationalError, PoolTimeout) as exc:
         raise _db_errors(exc) from exc
     if outcome["r"] != "ok":
