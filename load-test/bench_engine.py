@@ -40,6 +40,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from matching import ENGINE_BUILD  # noqa: E402
 from matching.engine import Engine  # noqa: E402
 from matching.types import (  # noqa: E402
     STP,
@@ -235,6 +236,7 @@ def main() -> None:
         f"python {platform.python_version()} ({platform.python_implementation()}) on {cpu_model()}, "
         f"{os.cpu_count()} cpus, load average {load_average()}"
     )
+    print(f"engine: {ENGINE_BUILD} ({sys.modules[Engine.__module__].__file__})")
     pre = prepopulate(random.Random(args.seed), args.resting, args.levels)
     timed_engine, _ = fresh_engine(pre)
     bare_engine, _ = fresh_engine(pre)

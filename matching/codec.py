@@ -16,7 +16,8 @@ from matching.types import Event
 def event_to_dict(ev: Event) -> dict[str, Any]:
     """``{"type": "Trade", "seq": 7, ...}`` with enums as their values."""
     out: dict[str, Any] = {"type": type(ev).__name__}
-    for name, value in zip(ev._fields, ev):
+    for name in ev._fields:
+        value = getattr(ev, name)
         out[name] = value.value if isinstance(value, Enum) else value
     return out
 

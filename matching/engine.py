@@ -68,8 +68,7 @@ modify  Rejected(reason), order unchanged, or
 from __future__ import annotations
 
 from dataclasses import replace
-from collections.abc import Callable
-from typing import Any
+from typing import Any, Final
 
 from matching.book import BookSide, PriceLevel, RestingOrder
 from matching.types import (
@@ -94,43 +93,35 @@ from matching.types import (
     limits_of,
 )
 
-SNAPSHOT_VERSION = 1
-
-_alloc = object.__new__
-
-# Events are built with tuple.__new__ directly: a NamedTuple's own __new__ is a
-# Python-level function, and skipping it is a measurable share of the hot path.
-_new = tuple.__new__
+SNAPSHOT_VERSION: Final = 1
 
 # Enum members bound once: attribute lookups on Enum classes are slow.
-_BUY = Side.BUY
-_SELL = Side.SELL
-_LIMIT = OrderType.LIMIT
-_MARKET = OrderType.MARKET
-_GTC = TimeInForce.GTC
-_IOC = TimeInForce.IOC
-_FOK = TimeInForce.FOK
-_STP_NONE = STP.NONE
-_STP_TAKER = STP.CANCEL_TAKER
-_STP_MAKER = STP.CANCEL_MAKER
-_STP_BOTH = STP.CANCEL_BOTH
-_OPEN = Status.OPEN
-_PARTIAL = Status.PARTIALLY_FILLED
-_FILLED = Status.FILLED
-_CANCELLED = Status.CANCELLED
+_BUY: Final = Side.BUY
+_SELL: Final = Side.SELL
+_LIMIT: Final = OrderType.LIMIT
+_MARKET: Final = OrderType.MARKET
+_GTC: Final = TimeInForce.GTC
+_IOC: Final = TimeInForce.IOC
+_FOK: Final = TimeInForce.FOK
+_STP_NONE: Final = STP.NONE
+_STP_TAKER: Final = STP.CANCEL_TAKER
+_STP_MAKER: Final = STP.CANCEL_MAKER
+_STP_BOTH: Final = STP.CANCEL_BOTH
+_OPEN: Final = Status.OPEN
+_PARTIAL: Final = Status.PARTIALLY_FILLED
+_FILLED: Final = Status.FILLED
+_CANCELLED: Final = Status.CANCELLED
 
-_R_DUPLICATE = Reason.DUPLICATE_ORDER_ID
-_R_POST_ONLY = Reason.POST_ONLY_WOULD_TAKE
-_R_UNKNOWN = Reason.UNKNOWN_ORDER
-_R_BY_USER = Reason.CANCELLED_BY_USER
-_R_IOC = Reason.IOC_REMAINDER
-_R_MARKET = Reason.MARKET_NO_LIQUIDITY
-_R_FOK = Reason.FOK_NOT_FILLABLE
-_R_STP_TAKER = Reason.STP_CANCEL_TAKER
-_R_STP_MAKER = Reason.STP_CANCEL_MAKER
-_R_STP_BOTH = Reason.STP_CANCEL_BOTH
-
-_STP_STOP_REASON = {_STP_TAKER: _R_STP_TAKER, _STP_BOTH: _R_STP_BOTH}
+_R_DUPLICATE: Final = Reason.DUPLICATE_ORDER_ID
+_R_POST_ONLY: Final = Reason.POST_ONLY_WOULD_TAKE
+_R_UNKNOWN: Final = Reason.UNKNOWN_ORDER
+_R_BY_USER: Final = Reason.CANCELLED_BY_USER
+_R_IOC: Final = Reason.IOC_REMAINDER
+_R_MARKET: Final = Reason.MARKET_NO_LIQUIDITY
+_R_FOK: Final = Reason.FOK_NOT_FILLABLE
+_R_STP_TAKER: Final = Reason.STP_CANCEL_TAKER
+_R_STP_MAKER: Final = Reason.STP_CANCEL_MAKER
+_R_STP_BOTH: Final = Reason.STP_CANCEL_BOTH
 
 
 def _normalize_place(cmd: Place) -> Place:
@@ -216,59 +207,76 @@ class Engine:
     # ------------------------------------------------------------------
 
     def apply(self, cmd: Place | Cancel | Modify) -> list[Event]:
-        handler = _DISPATCH.get(cmd.__class__)
-        if handler is None:
-            raise TypeError(f"not a command: {cmd!r}")
-        return handler(self, cmd)
+        cls = type(cmd)
+        if cls is Place:
+            return self.place(cmd)  # type: ignore[arg-type]
+        if cls is Cancel:
+            return self.cancel(cmd)  # type: ignore[arg-type]
+        if cls is Modify:
+            return self.modify(cmd)  # type: ignore[arg-type]
+        raise TypeError(f"not a command: {cmd!r}")
 
     def place(self, cmd: Place) -> list[Event]:
         oid = cmd.order_id
         ts = cmd.ts_ns
-        price = cmd.price_ticks
-        qty = cmd.qty_lots
-        tif = cmd.tif
-        stp = cmd.stp
         post_only = cmd.post_only
+        # The fields a caller may get wrong are read untyped (Any): a Decimal
+        # price, a bool quantity or a plain string for an enum must reach the
+        # checks below (refused with a reason, or normalized) in the compiled
+        # build too, where a typed read would raise TypeError first.
+        raw: Any = cmd
+        price_in = raw.price_ticks
+        qty_in = raw.qty_lots
+        tif_in = raw.tif
+        stp_in = raw.stp
+        order_type = raw.order_type
         # Fast accept for well-formed orders carrying enum members; anything
         # else takes the full, shared check. The condition implies
         # check_order_limits(...) is None, never the other way round.
-        order_type = cmd.order_type
         if not (
-            tif.__class__ is TimeInForce
-            and stp.__class__ is STP
-            and type(qty) is int
-            and self._min_qty_lots <= qty <= self._max_qty_lots
+            tif_in.__class__ is TimeInForce
+            and stp_in.__class__ is STP
+            and type(qty_in) is int
+            and self._min_qty_lots <= qty_in <= self._max_qty_lots
             and (
                 (
                     order_type is _LIMIT
-                    and type(price) is int
-                    and 0 < price <= self._max_price_ticks
-                    and price * qty >= self._min_pq
-                    and (tif is _GTC or not post_only)
+                    and type(price_in) is int
+                    and 0 < price_in <= self._max_price_ticks
+                    and price_in * qty_in >= self._min_pq
+                    and (tif_in is _GTC or not post_only)
                 )
-                or (order_type is _MARKET and price is None and not post_only)
+                or (order_type is _MARKET and price_in is None and not post_only)
             )
         ):
             if (
-                cmd.side.__class__ is not Side
-                or tif.__class__ is not TimeInForce
-                or stp.__class__ is not STP
-                or cmd.order_type.__class__ is not OrderType
+                raw.side.__class__ is not Side
+                or tif_in.__class__ is not TimeInForce
+                or stp_in.__class__ is not STP
+                or order_type.__class__ is not OrderType
             ):
                 return self.place(_normalize_place(cmd))
-            reason = check_order_limits(self._limits, cmd.order_type, price, qty, tif, post_only)
+            reason = check_order_limits(self._limits, order_type, price_in, qty_in, tif_in, post_only)
             if reason is not None:
-                return [_new(Rejected, (oid, reason, ts))]
+                return [Rejected(oid, reason, ts)]
+        # Checked: from here on the values have their declared types.
+        price: int | None = price_in
+        qty: int = qty_in
+        tif: TimeInForce = tif_in
+        stp: STP = stp_in
         orders = self._orders
         if oid in orders:
-            return [_new(Rejected, (oid, _R_DUPLICATE, ts))]
+            return [Rejected(oid, _R_DUPLICATE, ts)]
 
-        side = cmd.side
-        if side is _BUY:
+        side: Side
+        side_in = raw.side
+        if side_in is _BUY:
+            side = _BUY
             own = self._bids
             opp = self._asks
             limit_key = self._no_limit_key if price is None else -price
-        elif side is _SELL:
+        elif side_in is _SELL:
+            side = _SELL
             own = self._asks
             opp = self._bids
             limit_key = self._no_limit_key if price is None else price
@@ -277,27 +285,27 @@ class Engine:
         opp_keys = opp.keys
         crosses = bool(opp_keys) and opp_keys[-1] >= limit_key
         if crosses and post_only:
-            return [_new(Rejected, (oid, _R_POST_ONLY, ts))]
+            return [Rejected(oid, _R_POST_ONLY, ts)]
 
         priority = self._next_priority
         self._next_priority = priority + 1
         cid = cmd.client_id
         if not crosses and tif is _GTC and price is not None:
             # The most frequent case by far: a passive GTC limit. Rest it whole.
-            order = self._rest(own, oid, cid, side, price, qty, 0, priority, stp, post_only)
+            lvl = self._rest(own, oid, cid, side, price, qty, 0, priority, stp, post_only)
             seq = self._seq = self._seq + 1
             return [
-                _new(Accepted, (oid, ts)),
-                _new(OrderUpdate, (oid, cid, side, _OPEN, price, qty, 0, qty, priority, None, ts)),
-                _new(BookDelta, (seq, side, price, order.level.qty_lots, ts)),  # type: ignore[union-attr]
+                Accepted(oid, ts),
+                OrderUpdate(oid, cid, side, _OPEN, price, qty, 0, qty, priority, None, ts),
+                BookDelta(seq, side, price, lvl.qty_lots, ts),
             ]
 
-        events: list[Event] = [_new(Accepted, (oid, ts))]
+        events: list[Event] = [Accepted(oid, ts)]
         filled = 0
         end_reason = None
         if tif is not _GTC or price is None:
             if tif is _FOK and not (crosses and self._fok_fillable(opp, limit_key, cid, qty, stp)):
-                events.append(_new(OrderUpdate, (oid, cid, side, _CANCELLED, price, qty, 0, qty, None, _R_FOK, ts)))
+                events.append(OrderUpdate(oid, cid, side, _CANCELLED, price, qty, 0, qty, None, _R_FOK, ts))
                 return events
             if crosses:
                 filled, end_reason = self._match(events, opp, limit_key, oid, cid, side, qty, stp, ts)
@@ -308,43 +316,31 @@ class Engine:
 
         remaining = qty - filled
         if remaining == 0:
-            events.append(_new(OrderUpdate, (oid, cid, side, _FILLED, price, qty, qty, 0, None, None, ts)))
+            events.append(OrderUpdate(oid, cid, side, _FILLED, price, qty, qty, 0, None, None, ts))
         elif end_reason is not None:
             events.append(
-                _new(OrderUpdate, (oid, cid, side, _CANCELLED, price, qty, filled, remaining, None, end_reason, ts))
+                OrderUpdate(oid, cid, side, _CANCELLED, price, qty, filled, remaining, None, end_reason, ts)
             )
         else:
-            order = self._rest(own, oid, cid, side, price, qty, filled, priority, stp, post_only)  # type: ignore[arg-type]
+            assert price is not None  # only a GTC limit order rests
+            lvl = self._rest(own, oid, cid, side, price, qty, filled, priority, stp, post_only)
             seq = self._seq = self._seq + 1
             events.append(
-                _new(
-                    OrderUpdate,
-                    (oid, cid, side, _PARTIAL if filled else _OPEN, price, qty, filled, remaining, priority, None, ts),
-                )
+                OrderUpdate(oid, cid, side, _PARTIAL if filled else _OPEN, price, qty, filled, remaining, priority, None, ts)
             )
-            events.append(_new(BookDelta, (seq, side, price, order.level.qty_lots, ts)))  # type: ignore[union-attr]
+            events.append(BookDelta(seq, side, price, lvl.qty_lots, ts))
         return events
 
     def _rest(
         self, own: BookSide, oid: str, cid: str, side: Side, price: int, qty: int, filled: int,
         priority: int, stp: STP, post_only: bool,
-    ) -> RestingOrder:
-        """Index a new resting order and put it at the back of its level.
+    ) -> PriceLevel:
+        """Index a new resting order and put it at the back of its level (returned).
 
-        BookSide.append and RestingOrder.__init__, inlined: this is the most
+        BookSide.append, inlined: this is the most
         frequent path of all.
         """
-        order = _alloc(RestingOrder)
-        order.order_id = oid
-        order.client_id = cid
-        order.side = side
-        order.price_ticks = price
-        order.qty_lots = qty
-        order.filled_lots = filled
-        order.priority = priority
-        order.stp = stp
-        order.post_only = post_only
-        order.next = None
+        order = RestingOrder(oid, cid, side, price, qty, filled, priority, stp, post_only)
         self._orders[oid] = order
         lvl = own.levels.get(price * own.sign)
         if lvl is None:
@@ -359,14 +355,14 @@ class Engine:
         order.level = lvl
         lvl.order_count += 1
         lvl.qty_lots += qty - filled
-        return order
+        return lvl
 
     def cancel(self, cmd: Cancel) -> list[Event]:
         oid = cmd.order_id
         ts = cmd.ts_ns
         order = self._orders.pop(oid, None)
         if order is None:
-            return [_new(Rejected, (oid, _R_UNKNOWN, ts))]
+            return [Rejected(oid, _R_UNKNOWN, ts)]
         # BookSide.unlink, inlined.
         lvl = order.level
         assert lvl is not None  # indexed orders always rest in a level
@@ -392,12 +388,9 @@ class Engine:
         seq = self._seq = self._seq + 1
         price = order.price_ticks
         return [
-            _new(Accepted, (oid, ts)),
-            _new(
-                OrderUpdate,
-                (oid, order.client_id, side, _CANCELLED, price, qty, filled, remaining, None, _R_BY_USER, ts),
-            ),
-            _new(BookDelta, (seq, side, price, total, ts)),
+            Accepted(oid, ts),
+            OrderUpdate(oid, order.client_id, side, _CANCELLED, price, qty, filled, remaining, None, _R_BY_USER, ts),
+            BookDelta(seq, side, price, total, ts),
         ]
 
     def modify(self, cmd: Modify) -> list[Event]:
@@ -405,15 +398,17 @@ class Engine:
         ts = cmd.ts_ns
         order = self._orders.get(oid)
         if order is None:
-            return [_new(Rejected, (oid, _R_UNKNOWN, ts))]
-        new_price = cmd.price_ticks
-        new_qty = cmd.qty_lots
+            return [Rejected(oid, _R_UNKNOWN, ts)]
+        # Untyped reads, as in place(): _check_modify refuses a non-int with a reason.
+        raw: Any = cmd
+        new_price = raw.price_ticks
+        new_qty = raw.qty_lots
         reason = self._check_modify(order, new_price, new_qty)
         if reason is not None:
-            return [_new(Rejected, (oid, reason, ts))]
+            return [Rejected(oid, reason, ts)]
         old_price = order.price_ticks
-        price = old_price if new_price is None else new_price
-        qty = order.qty_lots if new_qty is None else new_qty
+        price: int = old_price if new_price is None else new_price
+        qty: int = order.qty_lots if new_qty is None else new_qty
         side = order.side
         if side is _BUY:
             own, opp, limit_key = self._bids, self._asks, -price
@@ -422,9 +417,9 @@ class Engine:
         opp_keys = opp.keys
         crosses = bool(opp_keys) and opp_keys[-1] >= limit_key
         if crosses and order.post_only:
-            return [_new(Rejected, (oid, _R_POST_ONLY, ts))]
+            return [Rejected(oid, _R_POST_ONLY, ts)]
 
-        events: list[Event] = [_new(Accepted, (oid, ts))]
+        events: list[Event] = [Accepted(oid, ts)]
         cid = order.client_id
         filled = order.filled_lots
         if price == old_price:
@@ -444,13 +439,13 @@ class Engine:
             events.append(self._state(order, None, ts))
             if delta:
                 self._seq += 1
-                events.append(_new(BookDelta, (self._seq, side, price, lvl.qty_lots, ts)))
+                events.append(BookDelta(self._seq, side, price, lvl.qty_lots, ts))
             return events
 
         # Price change: leave the old level, then behave like a fresh aggressive order.
         old_lvl = own.unlink(order)
         self._seq += 1
-        events.append(_new(BookDelta, (self._seq, side, old_price, old_lvl.qty_lots, ts)))
+        events.append(BookDelta(self._seq, side, old_price, old_lvl.qty_lots, ts))
         order.price_ticks = price
         order.qty_lots = qty
         order.priority = self._next_priority
@@ -463,16 +458,16 @@ class Engine:
             del self._orders[oid]
             status = _FILLED if filled == qty else _CANCELLED
             events.append(
-                _new(OrderUpdate, (oid, cid, side, status, price, qty, filled, qty - filled, None, end_reason, ts))
+                OrderUpdate(oid, cid, side, status, price, qty, filled, qty - filled, None, end_reason, ts)
             )
             return events
         lvl = own.append(order)
         events.append(self._state(order, None, ts))
         self._seq += 1
-        events.append(_new(BookDelta, (self._seq, side, price, lvl.qty_lots, ts)))
+        events.append(BookDelta(self._seq, side, price, lvl.qty_lots, ts))
         return events
 
-    def _check_modify(self, order: RestingOrder, new_price: int | None, new_qty: int | None) -> Reason | None:
+    def _check_modify(self, order: RestingOrder, new_price: Any, new_qty: Any) -> Reason | None:
         if new_price is None and new_qty is None:
             return Reason.MODIFY_NOTHING
         lim = self._limits
@@ -583,13 +578,10 @@ class Engine:
                     lvl.qty_lots -= mrem
                     del orders[moid]
                     append(
-                        _new(
-                            OrderUpdate,
-                            (moid, maker.client_id, opp_side, _CANCELLED, price, mqty, mfilled, mrem, None, why, ts),
-                        )
+                        OrderUpdate(moid, maker.client_id, opp_side, _CANCELLED, price, mqty, mfilled, mrem, None, why, ts)
                     )
                     seq += 1
-                    append(_new(BookDelta, (seq, opp_side, price, lvl.qty_lots, ts)))
+                    append(BookDelta(seq, opp_side, price, lvl.qty_lots, ts))
                     if why is _R_STP_BOTH:
                         stop = why
                         break
@@ -603,36 +595,27 @@ class Engine:
                     remaining = 0
                     mfilled = maker.filled_lots = mfilled + q
                     append(
-                        _new(
-                            Trade,
-                            (
+                        Trade(
                                 seq, trade_id, price, q, aggressor, moid, taker_id,
                                 taker_id if taker_buys else moid, moid if taker_buys else taker_id, ts,
-                            ),
-                        )
+                            )
                     )
                     trade_id += 1
                     append(
-                        _new(
-                            OrderUpdate,
-                            (moid, maker.client_id, opp_side, _PARTIAL, price, mqty, mfilled, mqty - mfilled,
-                             maker.priority, None, ts),
-                        )
+                        OrderUpdate(moid, maker.client_id, opp_side, _PARTIAL, price, mqty, mfilled, mqty - mfilled,
+                             maker.priority, None, ts)
                     )
                     lvl.qty_lots -= q
                     seq += 1
-                    append(_new(BookDelta, (seq, opp_side, price, lvl.qty_lots, ts)))
+                    append(BookDelta(seq, opp_side, price, lvl.qty_lots, ts))
                     break
                 remaining -= mrem
                 maker.filled_lots = mqty
                 append(
-                    _new(
-                        Trade,
-                        (
+                    Trade(
                             seq, trade_id, price, mrem, aggressor, moid, taker_id,
                             taker_id if taker_buys else moid, moid if taker_buys else taker_id, ts,
-                        ),
-                    )
+                        )
                 )
                 trade_id += 1
                 nxt = maker.next
@@ -645,9 +628,9 @@ class Engine:
                 lvl.order_count -= 1
                 lvl.qty_lots -= mrem
                 del orders[moid]
-                append(_new(OrderUpdate, (moid, maker.client_id, opp_side, _FILLED, price, mqty, mqty, 0, None, None, ts)))
+                append(OrderUpdate(moid, maker.client_id, opp_side, _FILLED, price, mqty, mqty, 0, None, None, ts))
                 seq += 1
-                append(_new(BookDelta, (seq, opp_side, price, lvl.qty_lots, ts)))
+                append(BookDelta(seq, opp_side, price, lvl.qty_lots, ts))
                 if remaining == 0:
                     break
                 maker = nxt
@@ -665,13 +648,10 @@ class Engine:
         """OrderUpdate for a resting order."""
         filled = order.filled_lots
         qty = order.qty_lots
-        return _new(
-            OrderUpdate,
-            (
+        return OrderUpdate(
                 order.order_id, order.client_id, order.side, _PARTIAL if filled else _OPEN, order.price_ticks,
                 qty, filled, qty - filled, order.priority, reason, ts,
-            ),
-        )
+            )
 
     # ------------------------------------------------------------------
     # queries
@@ -780,7 +760,5 @@ class Engine:
         assert bid is None or ask is None or bid[0] < ask[0], f"book crossed at rest: {bid} / {ask}"
         assert self._seq >= 0 and self._next_trade_id >= 1, "counters went negative"
 
-
-_DISPATCH: dict[type, Callable[[Engine, Any], list[Event]]] = {Place: Engine.place, Cancel: Engine.cancel, Modify: Engine.modify}
 
 __all__ = ["Engine", "PriceLevel", "SNAPSHOT_VERSION"]

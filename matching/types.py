@@ -4,88 +4,32 @@ Pure: stdlib only, no I/O, no clock, no randomness, no floats. Prices and
 quantities are integers (ticks, lots) inside the engine; ``Decimal`` only at
 the edge, through ``InstrumentSpec`` conversions that reject rather than round.
 
-Events are ``typing.NamedTuple``: immutable, and several times cheaper to
-build than frozen dataclasses, which matters because every command emits a
-handful of them. Commands are frozen slotted dataclasses: they are built once
-per request at the edge, so readability wins there.
+The enums live in ``matching/enums.py`` and the events in ``matching/events.py``
+(compiled with the engine when a build exists); both are re-exported here, so
+``from matching.types import Trade, Side`` is the one import for users.
+Commands are frozen slotted dataclasses: they are built once per request at
+the edge, so readability wins there. This module stays plain Python in both
+builds, so a command accepts exactly the same input either way.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import Decimal
-from enum import Enum
 from typing import NamedTuple
 
-
-class Side(str, Enum):
-    BUY = "buy"
-    SELL = "sell"
-
-
-class OrderType(str, Enum):
-    LIMIT = "limit"
-    MARKET = "market"
-
-
-class TimeInForce(str, Enum):
-    GTC = "GTC"
-    IOC = "IOC"
-    FOK = "FOK"
-
-
-class STP(str, Enum):
-    """Self-trade prevention mode; the TAKER's mode decides (as on Binance)."""
-
-    NONE = "none"
-    CANCEL_TAKER = "cancel_taker"
-    CANCEL_MAKER = "cancel_maker"
-    CANCEL_BOTH = "cancel_both"
-
-
-class Status(str, Enum):
-    OPEN = "open"
-    PARTIALLY_FILLED = "partially_filled"
-    FILLED = "filled"
-    CANCELLED = "cancelled"
-    # Never carried by an engine OrderUpdate: a rejected place emits exactly one
-    # ``Rejected`` event; the worker/REST edge records this status from it.
-    REJECTED = "rejected"
-
-
-class Reason(str, Enum):
-    # -- input validation (place, modify, and the REST edge) --
-    INVALID_PRICE = "invalid_price"
-    PRICE_OFF_TICK = "price_off_tick"
-    PRICE_TOO_MANY_DECIMALS = "price_too_many_decimals"
-    PRICE_TOO_HIGH = "price_too_high"
-    PRICE_REQUIRED = "price_required"
-    PRICE_NOT_ALLOWED = "price_not_allowed"
-    INVALID_QUANTITY = "invalid_quantity"
-    QUANTITY_OFF_LOT = "quantity_off_lot"
-    QUANTITY_TOO_MANY_DECIMALS = "quantity_too_many_decimals"
-    QUANTITY_TOO_SMALL = "quantity_too_small"
-    QUANTITY_TOO_LARGE = "quantity_too_large"
-    NOTIONAL_TOO_SMALL = "notional_too_small"
-    POST_ONLY_WOULD_TAKE = "post_only_would_take"
-    POST_ONLY_NOT_ALLOWED = "post_only_not_allowed"
-    DUPLICATE_ORDER_ID = "duplicate_order_id"
-    # -- cancel / modify refusals --
-    UNKNOWN_ORDER = "unknown_order"
-    # The engine forgets finished orders (memory stays bounded and a restored
-    # engine behaves exactly like the original), so it reports UNKNOWN_ORDER
-    # for them too. ORDER_NOT_OPEN is for the edge, which has the database.
-    ORDER_NOT_OPEN = "order_not_open"
-    MODIFY_QUANTITY_AT_OR_BELOW_FILLED = "modify_quantity_at_or_below_filled"
-    MODIFY_NOTHING = "modify_nothing"
-    # -- why an accepted order ended cancelled --
-    CANCELLED_BY_USER = "cancelled_by_user"
-    IOC_REMAINDER = "ioc_remainder"
-    MARKET_NO_LIQUIDITY = "market_no_liquidity"
-    FOK_NOT_FILLABLE = "fok_not_fillable"
-    STP_CANCEL_TAKER = "stp_cancel_taker"
-    STP_CANCEL_MAKER = "stp_cancel_maker"
-    STP_CANCEL_BOTH = "stp_cancel_both"
+from matching.enums import STP as STP
+from matching.enums import OrderType as OrderType
+from matching.enums import Reason as Reason
+from matching.enums import Side as Side
+from matching.enums import Status as Status
+from matching.enums import TimeInForce as TimeInForce
+from matching.events import Accepted as Accepted
+from matching.events import BookDelta as BookDelta
+from matching.events import Event as Event
+from matching.events import OrderUpdate as OrderUpdate
+from matching.events import Rejected as Rejected
+from matching.events import Trade as Trade
 
 
 class InvalidNumber(Exception):
@@ -365,64 +309,6 @@ class Modify:
 
 
 Command = Place | Cancel | Modify
-
-
-# --------------------------------------------------------------------------
-# Events (out)
-# --------------------------------------------------------------------------
-
-
-class Accepted(NamedTuple):
-    order_id: str
-    ts_ns: int
-
-
-class Rejected(NamedTuple):
-    """Place: the order never entered the book. Cancel/modify: order unchanged."""
-
-    order_id: str
-    reason: Reason
-    ts_ns: int
-
-
-class Trade(NamedTuple):
-    seq: int
-    trade_id: int
-    price_ticks: int  # always the maker's price
-    qty_lots: int
-    aggressor: Side
-    maker_order_id: str
-    taker_order_id: str
-    buy_order_id: str
-    sell_order_id: str
-    ts_ns: int
-
-
-class OrderUpdate(NamedTuple):
-    """Full current state of one order after a change."""
-
-    order_id: str
-    client_id: str
-    side: Side
-    status: Status
-    price_ticks: int | None
-    qty_lots: int  # total quantity (changes on modify)
-    filled_lots: int
-    remaining_lots: int  # qty - filled; for a cancelled order, what was cancelled
-    priority: int | None  # arrival sequence while resting, else None
-    reason: Reason | None
-    ts_ns: int
-
-
-class BookDelta(NamedTuple):
-    seq: int
-    side: Side
-    price_ticks: int
-    qty_lots: int  # NEW total at this price; 0 removes the level
-    ts_ns: int
-
-
-Event = Accepted | Rejected | Trade | OrderUpdate | BookDelta
 
 
 # --------------------------------------------------------------------------
