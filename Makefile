@@ -11,7 +11,7 @@ PYTHON ?= $(shell for c in python3.13 python3.12 python3 $$HOME/.pyenv/versions/
 	  $$p -c 'import sys; sys.exit(0 if sys.version_info >= (3, 12) else 1)' 2>/dev/null && { echo $$p; break; }; \
 	done)
 
-.PHONY: run test venv db-start db-stop db-wipe lock bench-engine bench-http bench-ws clean
+.PHONY: run test venv engine db-start db-stop db-wipe lock bench-engine bench-http bench-ws clean
 
 $(VENV)/.installed: requirements.txt
 	@test -n "$(PYTHON)" || { echo "Python 3.12+ not found; set PYTHON=/path/to/python3.12" >&2; exit 1; }
@@ -20,13 +20,29 @@ $(VENV)/.installed: requirements.txt
 	$(PY) -m pip install --quiet -r requirements.txt
 	@touch $@
 
-venv: $(VENV)/.installed
+venv: $(VENV)/.installed engine
+
+# The matching engine compiled by mypyc from its own pure-Python source (matching/_native.py):
+# built on first use and after any edit (the build is keyed by a hash of the sources, and a
+# build for other sources is never loaded). Without a C compiler it warns and the interpreted
+# engine runs. PGBOURSE_ENGINE=python skips it.
+engine: $(VENV)/.installed
+ifeq ($(PGBOURSE_ENGINE),python)
+	@echo "PGBOURSE_ENGINE=python: the matching engine runs interpreted (not compiled)"
+else
+	@PGBOURSE_ENGINE=python $(PY) -m matching._build
+endif
 
 run: venv
 	$(PY) manage.py runexchange
 
 test: venv
 	$(PY) -m pytest
+	@# The engine's own tests again on the interpreted fallback, when the first run was compiled.
+	@if $(PY) -c 'import matching, sys; sys.exit(0 if matching.ENGINE_BUILD.startswith("compiled") else 1)' 2>/dev/null; then \
+	  echo "tests/matching again with the interpreted engine (PGBOURSE_ENGINE=python):"; \
+	  PGBOURSE_ENGINE=python $(PY) -m pytest tests/matching -q -p no:cacheprovider; \
+	fi
 
 db-start: venv
 	$(PY) -m exchange_project.pgembed start
@@ -53,4 +69,4 @@ bench-ws: venv
 	$(PY) load-test/ws_bench.py
 
 clean:
-	rm -rf $(VENV)
+	rm -rf $(VENV) build/engine
