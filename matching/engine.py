@@ -95,7 +95,13 @@ from matching.types import (
 
 SNAPSHOT_VERSION: Final = 1
 
-# Enum members bound once: attribute lookups on Enum classes are slow.
+# Enum members (and the classes tested on the hot path) bound once: attribute
+# lookups on Enum classes are slow, and a Final is a C static when compiled.
+_TIF_CLS: Final = TimeInForce
+_STP_CLS: Final = STP
+_PLACE: Final = Place
+_CANCEL: Final = Cancel
+_MODIFY: Final = Modify
 _BUY: Final = Side.BUY
 _SELL: Final = Side.SELL
 _LIMIT: Final = OrderType.LIMIT
@@ -208,11 +214,11 @@ class Engine:
 
     def apply(self, cmd: Place | Cancel | Modify) -> list[Event]:
         cls = type(cmd)
-        if cls is Place:
+        if cls is _PLACE:
             return self.place(cmd)  # type: ignore[arg-type]
-        if cls is Cancel:
+        if cls is _CANCEL:
             return self.cancel(cmd)  # type: ignore[arg-type]
-        if cls is Modify:
+        if cls is _MODIFY:
             return self.modify(cmd)  # type: ignore[arg-type]
         raise TypeError(f"not a command: {cmd!r}")
 
@@ -234,8 +240,8 @@ class Engine:
         # else takes the full, shared check. The condition implies
         # check_order_limits(...) is None, never the other way round.
         if not (
-            tif_in.__class__ is TimeInForce
-            and stp_in.__class__ is STP
+            type(tif_in) is _TIF_CLS
+            and type(stp_in) is _STP_CLS
             and type(qty_in) is int
             and self._min_qty_lots <= qty_in <= self._max_qty_lots
             and (
@@ -250,10 +256,10 @@ class Engine:
             )
         ):
             if (
-                raw.side.__class__ is not Side
-                or tif_in.__class__ is not TimeInForce
-                or stp_in.__class__ is not STP
-                or order_type.__class__ is not OrderType
+                type(raw.side) is not Side
+                or type(tif_in) is not TimeInForce
+                or type(stp_in) is not STP
+                or type(order_type) is not OrderType
             ):
                 return self.place(_normalize_place(cmd))
             reason = check_order_limits(self._limits, order_type, price_in, qty_in, tif_in, post_only)
@@ -360,9 +366,11 @@ class Engine:
     def cancel(self, cmd: Cancel) -> list[Event]:
         oid = cmd.order_id
         ts = cmd.ts_ns
-        order = self._orders.pop(oid, None)
+        orders = self._orders
+        order = orders.get(oid)
         if order is None:
             return [Rejected(oid, _R_UNKNOWN, ts)]
+        del orders[oid]  # get + del: both are C primitives when compiled, pop is not
         # BookSide.unlink, inlined.
         lvl = order.level
         assert lvl is not None  # indexed orders always rest in a level
@@ -544,7 +552,6 @@ class Engine:
         keys = opp.keys
         orders = self._orders
         opp_side = opp.side
-        append = events.append
         seq = self._seq
         trade_id = self._next_trade_id
         taker_buys = aggressor is _BUY
@@ -577,11 +584,11 @@ class Engine:
                     lvl.order_count -= 1
                     lvl.qty_lots -= mrem
                     del orders[moid]
-                    append(
+                    events.append(
                         OrderUpdate(moid, maker.client_id, opp_side, _CANCELLED, price, mqty, mfilled, mrem, None, why, ts)
                     )
                     seq += 1
-                    append(BookDelta(seq, opp_side, price, lvl.qty_lots, ts))
+                    events.append(BookDelta(seq, opp_side, price, lvl.qty_lots, ts))
                     if why is _R_STP_BOTH:
                         stop = why
                         break
@@ -594,24 +601,24 @@ class Engine:
                     q = remaining
                     remaining = 0
                     mfilled = maker.filled_lots = mfilled + q
-                    append(
+                    events.append(
                         Trade(
                                 seq, trade_id, price, q, aggressor, moid, taker_id,
                                 taker_id if taker_buys else moid, moid if taker_buys else taker_id, ts,
                             )
                     )
                     trade_id += 1
-                    append(
+                    events.append(
                         OrderUpdate(moid, maker.client_id, opp_side, _PARTIAL, price, mqty, mfilled, mqty - mfilled,
                              maker.priority, None, ts)
                     )
                     lvl.qty_lots -= q
                     seq += 1
-                    append(BookDelta(seq, opp_side, price, lvl.qty_lots, ts))
+                    events.append(BookDelta(seq, opp_side, price, lvl.qty_lots, ts))
                     break
                 remaining -= mrem
                 maker.filled_lots = mqty
-                append(
+                events.append(
                     Trade(
                             seq, trade_id, price, mrem, aggressor, moid, taker_id,
                             taker_id if taker_buys else moid, moid if taker_buys else taker_id, ts,
@@ -628,9 +635,9 @@ class Engine:
                 lvl.order_count -= 1
                 lvl.qty_lots -= mrem
                 del orders[moid]
-                append(OrderUpdate(moid, maker.client_id, opp_side, _FILLED, price, mqty, mqty, 0, None, None, ts))
+                events.append(OrderUpdate(moid, maker.client_id, opp_side, _FILLED, price, mqty, mqty, 0, None, None, ts))
                 seq += 1
-                append(BookDelta(seq, opp_side, price, lvl.qty_lots, ts))
+                events.append(BookDelta(seq, opp_side, price, lvl.qty_lots, ts))
                 if remaining == 0:
                     break
                 maker = nxt

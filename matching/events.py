@@ -12,7 +12,19 @@ from typing import Any, ClassVar, Final, Self, cast, final
 
 from matching.enums import Reason, Side, Status
 
+try:
+    # A compile-time hint for mypyc (installed with mypy); a no-op at run time.
+    from mypy_extensions import mypyc_attr
+except ImportError:  # the engine needs nothing outside the standard library
 
+    def mypyc_attr(*_args: object, **_hints: object) -> Any:  # type: ignore[misc]
+        return lambda cls: cls
+
+
+# acyclic: an event only holds strs, ints, None and enum members, so it can never
+# be part of a reference cycle; compiled, it then stays out of the cyclic GC
+# (no tracking, no traversal), which is a measurable share of building one.
+@mypyc_attr(acyclic=True)
 class _Event:
     """Base of the engine's events: immutable values.
 
@@ -63,6 +75,7 @@ class _Event:
 
 
 @final
+@mypyc_attr(acyclic=True)
 class Accepted(_Event):
     __slots__ = ("_order_id", "_ts_ns")
     _fields: ClassVar[tuple[str, ...]] = ("order_id", "ts_ns")
@@ -81,6 +94,7 @@ class Accepted(_Event):
 
 
 @final
+@mypyc_attr(acyclic=True)
 class Rejected(_Event):
     """Place: the order never entered the book. Cancel/modify: order unchanged."""
 
@@ -106,6 +120,7 @@ class Rejected(_Event):
 
 
 @final
+@mypyc_attr(acyclic=True)
 class Trade(_Event):
     __slots__ = (
         "_seq", "_trade_id", "_price_ticks", "_qty_lots", "_aggressor", "_maker_order_id",
@@ -175,6 +190,7 @@ class Trade(_Event):
 
 
 @final
+@mypyc_attr(acyclic=True)
 class OrderUpdate(_Event):
     """Full current state of one order after a change."""
 
@@ -254,6 +270,7 @@ class OrderUpdate(_Event):
 
 
 @final
+@mypyc_attr(acyclic=True)
 class BookDelta(_Event):
     __slots__ = ("_seq", "_side", "_price_ticks", "_qty_lots", "_ts_ns")
     _fields: ClassVar[tuple[str, ...]] = ("seq", "side", "price_ticks", "qty_lots", "ts_ns")
