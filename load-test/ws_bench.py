@@ -9,7 +9,9 @@ Needs a running exchange (`python manage.py runexchange`) and an instrument (def
            by the commit itself. Same host, same clock. Measured on new_trade and ticker events
            (book_delta has no time; it travels in the same NOTIFY and frame as its batch's trades).
   entry:   one client pipelines `orders` messages (--batch orders each, --window in flight)
-           for --duration seconds; throughput = acknowledged orders / elapsed.
+           for --duration seconds; throughput = acknowledged orders / elapsed, and the latency
+           from sending a message to receiving its acks. In-flight orders (batch x window) over
+           the throughput is the queueing delay: past the 2 s ack bound orders answer 202.
 
   python load-test/ws_bench.py fanout --subscribers 500 --rate 1000 --duration 20
   python load-test/ws_bench.py entry --batch 500 --window 8 --duration 15
@@ -153,6 +155,8 @@ async def entry(args: argparse.Namespace) -> None:
     rng = random.Random(2)
     statuses: dict[str, int] = {}
     acked = 0
+    sent_at: dict[str, float] = {}  # first idempotency key of a message -> when it was sent
+    latencies: list[float] = []
     async with websockets.connect(args.url, max_size=2**26) as ws:
         window = asyncio.Semaphore(args.window)
 
@@ -161,6 +165,9 @@ async def entry(args: argparse.Namespace) -> None:
             async for raw in ws:
                 ev = orjson.loads(raw)
                 if ev.get("event") == "orders_ack":
+                    first = ev["acks"][0].get("idempotency_key") if ev["acks"] else None
+                    if first in sent_at:
+                        latencies.append(time.monotonic() - sent_at.pop(first))
                     for ack in ev["acks"]:
                         key = str(ack.get("status")) if ack["event"] == "order_ack" else ack.get("code", "error")
                         statuses[key] = statuses.get(key, 0) + 1
@@ -173,6 +180,7 @@ async def entry(args: argparse.Namespace) -> None:
         while time.monotonic() - start < args.duration:
             await window.acquire()
             batch = [order(args.instrument, rng, f"bench-{n % 8}") for n in range(args.batch)]
+            sent_at[batch[0]["idempotency_key"]] = time.monotonic()
             await ws.send(orjson.dumps({"op": "orders", "orders": batch}))
             sent += len(batch)
         while acked < sent and time.monotonic() - start < args.duration + 30:
@@ -181,6 +189,10 @@ async def entry(args: argparse.Namespace) -> None:
         reader.cancel()
     print(f"entry: one client, {args.batch} orders per message, {args.window} messages in flight: "
           f"{acked} orders acknowledged in {elapsed:.2f}s = {acked / elapsed:.0f} orders/s; statuses {statuses}")
+    if latencies:
+        print(f"  message sent -> its acks received: p50 {statistics.median(latencies) * 1000:.0f} ms, "
+              f"p99 {percentile(latencies, 99) * 1000:.0f} ms, max {max(latencies) * 1000:.0f} ms "
+              f"over {len(latencies)} messages")
 
 
 def main() -> None:
