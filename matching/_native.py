@@ -30,19 +30,19 @@ BUILD_ROOT = PACKAGE_DIR.parent / "build" / "engine"
 EXT_SUFFIX = sysconfig.get_config_var("EXT_SUFFIX") or ".so"
 
 
-def build_key() -> str:
+def build_key(package_dir: Path = PACKAGE_DIR) -> str:
     """Hash of everything the compiled modules are made from."""
     h = hashlib.sha256()
     h.update(EXT_SUFFIX.encode())
     for name in KEY_SOURCES:
         h.update(name.encode() + b"\0")
-        h.update((PACKAGE_DIR / f"{name}.py").read_bytes())
+        h.update((package_dir / f"{name}.py").read_bytes())
         h.update(b"\0")
     return h.hexdigest()[:20]
 
 
-def build_dir(key: str | None = None) -> Path:
-    return BUILD_ROOT / (key or build_key())
+def build_dir(key: str | None = None, build_root: Path = BUILD_ROOT) -> Path:
+    return build_root / (key or build_key())
 
 
 def complete(directory: Path) -> bool:
@@ -51,22 +51,27 @@ def complete(directory: Path) -> bool:
     return all((pkg / n).is_file() for n in names)
 
 
-def activate(package_path: list[str]) -> str:
+def activate(
+    package_path: list[str], package_dir: Path = PACKAGE_DIR, build_root: Path = BUILD_ROOT, mode: str | None = None
+) -> str:
     """Put the compiled build first on ``package_path`` if it matches the sources.
 
-    Returns a one-line description of the engine build in use.
+    ``mode`` defaults to $PGBOURSE_ENGINE. Returns a one-line description of the
+    engine build in use.
     """
-    mode = os.environ.get("PGBOURSE_ENGINE", "").strip().lower()
+    if mode is None:
+        mode = os.environ.get("PGBOURSE_ENGINE", "")
+    mode = mode.strip().lower()
     if mode not in ("", "compiled", "python"):
         raise ImportError(f"PGBOURSE_ENGINE={mode!r}: expected 'compiled' or 'python'")
     if mode == "python":
         return "interpreted (PGBOURSE_ENGINE=python)"
-    key = build_key()
-    directory = build_dir(key)
+    key = build_key(package_dir)
+    directory = build_dir(key, build_root)
     if not complete(directory):
         if mode == "compiled":
             raise ImportError(f"PGBOURSE_ENGINE=compiled but no compiled engine for these sources ({directory})")
-        if BUILD_ROOT.is_dir() and any(BUILD_ROOT.iterdir()):
+        if build_root.is_dir() and any(p for p in build_root.iterdir() if not p.name.startswith(".")):
             # A build exists, but for other sources: say so once, run interpreted.
             print(
                 f"matching: compiled engine is stale or missing for these sources (key {key}); "
