@@ -79,7 +79,11 @@ def build(verbose: bool = False) -> int:
             print("ERROR: the engine sources changed during the build; run it again.", file=sys.stderr)
             return 1
         # Only a complete build ever appears under its key (rename is atomic).
-        os.replace(out, target)
+        try:
+            os.replace(out, target)
+        except OSError:
+            if not complete(target):  # else a concurrent build of the same sources won
+                raise
     for old in BUILD_ROOT.iterdir():  # builds for older sources are dead weight
         if old != target and not old.name.startswith("."):
             shutil.rmtree(old, ignore_errors=True)
