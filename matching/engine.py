@@ -343,8 +343,7 @@ class Engine:
     ) -> PriceLevel:
         """Index a new resting order and put it at the back of its level (returned).
 
-        BookSide.append, inlined: this is the most
-        frequent path of all.
+        BookSide.append, inlined: this is the most frequent path of all.
         """
         order = RestingOrder(oid, cid, side, price, qty, filled, priority, stp, post_only)
         self._orders[oid] = order
