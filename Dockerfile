@@ -9,10 +9,16 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PORT=8000
 
 WORKDIR /app
+# A C compiler for the matching engine's mypyc build (matching/_build.py); without one the
+# engine runs interpreted, about a third as fast.
+RUN apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev \
+    && rm -rf /var/lib/apt/lists/*
 COPY requirements.txt .
 RUN pip install --no-cache-dir -r requirements.txt
 
 COPY . .
+# Compile the engine from the sources just copied (build/ is never copied in: .dockerignore).
+RUN PGBOURSE_ENGINE=python python -m matching._build
 
 RUN useradd --create-home --uid 1000 exchange && chown -R exchange /app
 USER exchange
