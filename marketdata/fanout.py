@@ -7,7 +7,9 @@ to the connection's own bounded outbox; the connection's writer task sends them.
 
 Why not Channels groups: the in-memory channel layer drops a message silently when a member's
 channel is full, and deep-copies every message for every member. Here each event is serialized
-once, shared by all connections, and a connection whose outbox is full loses its queued market
+once, and each committed batch is queued as ONE item shared by all connections with the same
+interests (its events already comma-joined for batch frames), so 500 sockets cost 500 appends
+per batch, not one object per event per socket; and a connection whose outbox is full loses its queued market
 events *visibly*: they are replaced by one `resync_required` marker, so the client knows to
 resync and nobody else waits for it. Replies (acks, pongs, book snapshots) are never dropped; a
 connection whose replies alone fill the outbox is closed with a reason.
@@ -53,8 +55,22 @@ class Sender(Protocol):
 
 @dataclass(slots=True)
 class _Item:
-    text: str
+    """Queued output: one reply, or one committed batch's market events for this connection.
+
+    A batch item is shared by every connection with the same interests: ``texts`` are the
+    events' JSON, ``joined`` the same texts comma-joined (built once, for batch frames)."""
+
+    texts: list[str]
+    joined: str
     market: bool  # market events may be dropped (with a resync marker); replies never
+
+
+def _reply(text: str) -> _Item:
+    return _Item([text], text, market=False)
+
+
+def _market(texts: list[str]) -> _Item:
+    return _Item(texts, ",".join(texts), market=True)
 
 
 @dataclass(eq=False)
@@ -67,6 +83,7 @@ class Outbox:
     max_events: int = OUTBOX_MAX_EVENTS
     on_stalled: Callable[[], Any] | None = None
     items: deque[_Item] = field(default_factory=deque)
+    queued: int = 0  # events in items (a reply counts as one)
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     resyncs: int = 0
     sent: int = 0
@@ -82,30 +99,26 @@ class Outbox:
     def stop(self) -> None:
         self.closed = True
         self.items.clear()
+        self.queued = 0
         if self.task is not None:
             self.task.cancel()
 
     def reply(self, message: dict[str, Any]) -> None:
-        self._put(_Item(orjson.dumps(message).decode(), market=False))
+        self._put(_reply(orjson.dumps(message).decode()))
 
     def reply_text(self, text: str) -> None:
-        self._put(_Item(text, market=False))
+        self._put(_reply(text))
 
-    def market_events(self, texts: list[str]) -> None:
-        if self.closed:
-            return
-        for text in texts:
-            self.items.append(_Item(text, market=True))
-        if len(self.items) > self.max_events:
-            self._overflow("slow_consumer")
-        self.wake.set()
+    def market_events(self, item: _Item) -> None:
+        """Queue one committed batch's events (an item shared with other connections)."""
+        self._put(item)
 
     def resync(self, reason: str) -> None:
         """Tell the client that market events were lost at this point in the stream."""
         if self.closed:
             return
         self.resyncs += 1
-        self._put(_Item(orjson.dumps(self._resync_message(reason)).decode(), market=False))
+        self._put(_reply(orjson.dumps(self._resync_message(reason)).decode()))
 
     def _resync_message(self, reason: str) -> dict[str, Any]:
         return {"event": "resync_required", "reason": reason,
@@ -115,7 +128,8 @@ class Outbox:
         if self.closed:
             return
         self.items.append(item)
-        if len(self.items) > self.max_events:
+        self.queued += len(item.texts)
+        if self.queued > self.max_events:
             self._overflow("slow_consumer")
         self.wake.set()
 
@@ -125,12 +139,14 @@ class Outbox:
         self.items = kept
         self.resyncs += 1
         marker = orjson.dumps(self._resync_message(reason)).decode()
-        if not (kept and kept[-1].text == marker):
-            kept.append(_Item(marker, market=False))
+        if not (kept and kept[-1].joined == marker):
+            kept.append(_reply(marker))
+        self.queued = len(kept)
         if len(kept) > self.max_events:
             # Replies alone exceed the bound: the client is not reading at all.
             log.warning("closing a WebSocket whose replies alone exceed %d queued frames", self.max_events)
             self.items.clear()
+            self.queued = 0
             if self.on_stalled is not None:
                 self.on_stalled()
             self.closed = True
@@ -150,21 +166,29 @@ class Outbox:
                         log.warning("closing a WebSocket that has not read for %.0fs", now - stalled_since)
                         self.closed = True
                         self.items.clear()
+                        self.queued = 0
                         self.on_stalled()
                         return
                     await asyncio.sleep(0.01)
                     continue
                 stalled_since = None
                 if self.batch:
-                    texts = []
-                    while self.items and len(texts) < FRAME_MAX_EVENTS:
-                        texts.append(self.items.popleft().text)
-                    self.sent += len(texts)
-                    await self.send("[" + ",".join(texts) + "]")
+                    # Whole queued items into one frame, up to about FRAME_MAX_EVENTS events.
+                    parts = []
+                    count = 0
+                    while self.items and (not parts or count + len(self.items[0].texts) <= FRAME_MAX_EVENTS):
+                        item = self.items.popleft()
+                        parts.append(item.joined)
+                        count += len(item.texts)
+                    self.queued -= count
+                    self.sent += count
+                    await self.send("[" + ",".join(parts) + "]")
                 else:
                     item = self.items.popleft()
-                    self.sent += 1
-                    await self.send(item.text)
+                    self.queued -= len(item.texts)
+                    for text in item.texts:  # one event per frame
+                        self.sent += 1
+                        await self.send(text)
 
 
 class Fanout:
@@ -228,13 +252,14 @@ class Fanout:
         events = message["events"]
         self.events += len(events)
         texts: list[str | None] = [None] * len(events)
-        # Connections with the same interests get the same list: build each list once.
-        lists: dict[tuple[frozenset[str], frozenset[str]], list[str]] = {}
+        # Connections with the same interests share one batch: built, serialized and joined once.
+        batches: dict[tuple[frozenset[str], frozenset[str]], _Item | None] = {}
         for box in list(boxes):
             key = (frozenset(box.market.get(instrument, ())), frozenset(box.orders.get(instrument, ())))
-            chosen = lists.get(key)
-            if chosen is None:
-                chosen = []
+            if key in batches:
+                batch = batches[key]
+            else:
+                chosen: list[str] = []
                 chans, clients = key
                 for n, ev in enumerate(events):
                     channel = EVENT_CHANNEL.get(ev.get("event", ""))
@@ -248,9 +273,9 @@ class Fanout:
                     if text is None:
                         text = texts[n] = orjson.dumps(ev).decode()
                     chosen.append(text)
-                lists[key] = chosen
-            if chosen:
-                box.market_events(chosen)
+                batch = batches[key] = _market(chosen) if chosen else None
+            if batch is not None:
+                box.market_events(batch)
 
     def on_resync(self) -> None:
         """The LISTEN connection was lost and is back: events in between are gone for everyone."""
