@@ -171,7 +171,9 @@ class OrderCommand(models.Model):
 
 
 class Trade(models.Model):
-    instrument = models.ForeignKey(Instrument, on_delete=models.PROTECT, related_name="trades")
+    # No index of its own: the (instrument, trade_id) and (instrument, seq) unique indexes lead
+    # with it, and every index is one more write per trade.
+    instrument = models.ForeignKey(Instrument, on_delete=models.PROTECT, related_name="trades", db_index=False)
     trade_id = models.BigIntegerField()
     seq = models.BigIntegerField()
     price = models.DecimalField(**MONEY)
@@ -199,7 +201,8 @@ class OrderEvent(models.Model):
     """Append-only: one row for every state change of every order, in the order they happened."""
 
     order_id = models.UUIDField(db_index=True)
-    instrument = models.ForeignKey(Instrument, on_delete=models.PROTECT, related_name="+")
+    # Events are read by order; an index on the instrument would only cost a write per event.
+    instrument = models.ForeignKey(Instrument, on_delete=models.PROTECT, related_name="+", db_index=False)
     status = models.CharField(max_length=16, choices=Status.choices)
     price = models.DecimalField(**MONEY, null=True, blank=True)
     quantity = models.DecimalField(**MONEY)
