@@ -20,6 +20,7 @@ from typing import Any
 
 import orjson
 import psycopg
+from psycopg import sql
 from django.conf import settings
 from psycopg_pool import PoolTimeout
 
@@ -58,11 +59,12 @@ JOIN orders_order o ON o.client_id = r.client_id AND o.idempotency_key = r.idemp
 
 # One statement for a group of cancels/modifies: each order's current status and, where it is
 # still open, the command row (its id drawn first, so each request knows its row) and a NOTIFY
-# to the worker. A request without a row back names no order.
+# to the worker. A request without a row back names no order. {sequence}: the id column's
+# sequence, looked up once per process (pg_get_serial_sequence() per row cost ~20% of the call).
 INSERT_COMMANDS = """
 WITH r AS MATERIALIZED (
     SELECT n, x->>0 AS kind, (x->>1)::uuid AS order_id, (x->>2)::numeric AS price, (x->>3)::numeric AS quantity,
-           nextval(pg_get_serial_sequence('orders_ordercommand', 'id')) AS id
+           nextval({sequence}) AS id
       FROM json_array_elements(%(rows)s::json) WITH ORDINALITY AS t(x, n)
 ), o AS MATERIALIZED (
     SELECT r.n, r.id, r.kind, r.order_id, r.price, r.quantity, o.status, o.instrument_id
@@ -183,14 +185,22 @@ async def _insert_orders(rows: list[tuple[uuid.UUID, PlaceRequest]]) -> dict[int
     return answers
 
 
+_insert_commands_sql: str | None = None
+
+
 async def _insert_commands(
     items: list[tuple[str, uuid.UUID, ModifyRequest | None]],
 ) -> dict[int, tuple[int, asyncio.Future[Any]] | None]:
     """One statement for a group of cancels/modifies. At each index that names an order: None
     if it is no longer open, else the command's id and the future its outcome will resolve
     (registered before the commit, so the worker cannot answer before anyone listens)."""
+    global _insert_commands_sql
     async with (await pool()).connection() as conn:
-        cur = await conn.execute(INSERT_COMMANDS, {"rows": orjson.dumps([
+        if _insert_commands_sql is None:
+            cur = await conn.execute("SELECT pg_get_serial_sequence('orders_ordercommand', 'id')")
+            (sequence,) = await cur.fetchone()  # type: ignore[misc]
+            _insert_commands_sql = INSERT_COMMANDS.replace("{sequence}", sql.quote(sequence))
+        cur = await conn.execute(_insert_commands_sql, {"rows": orjson.dumps([
             (kind, str(oid), None if c is None or c.price is None else format(c.price, "f"),
              None if c is None or c.quantity is None else format(c.quantity, "f"))
             for kind, oid, c in items]).decode()})
