@@ -15,7 +15,13 @@ from channels.consumer import AsyncConsumer
 
 from orders.db import conninfo_kwargs
 
-from .worker import PERSIST_SNAPSHOT_EVERY_S, SNAPSHOT_EVERY_S, MatchingWorker, exit_on_failure
+from .worker import (
+    PERSIST_SNAPSHOT_EVERY_S,
+    SNAPSHOT_EVERY_S,
+    STATISTICS_EVERY_S,
+    MatchingWorker,
+    exit_on_failure,
+)
 
 log = logging.getLogger("matching.consumer")
 
@@ -49,6 +55,7 @@ class MatchingConsumer(AsyncConsumer):
         assert self.worker is not None
         loop = asyncio.get_running_loop()
         next_persist = loop.time() + PERSIST_SNAPSHOT_EVERY_S
+        next_statistics = loop.time() + STATISTICS_EVERY_S
         try:
             while True:
                 await asyncio.sleep(SNAPSHOT_EVERY_S)
@@ -56,6 +63,9 @@ class MatchingConsumer(AsyncConsumer):
                 if loop.time() >= next_persist:
                     next_persist = loop.time() + PERSIST_SNAPSHOT_EVERY_S
                     await self.worker.persist_snapshots()
+                if loop.time() >= next_statistics:
+                    next_statistics = loop.time() + STATISTICS_EVERY_S
+                    await self.worker.refresh_statistics()
         except asyncio.CancelledError:
             raise
         except BaseException as exc:  # noqa: BLE001

@@ -23,6 +23,7 @@ from typing import Any
 
 import orjson
 import psycopg
+from psycopg import sql
 from psycopg import errors as pg_errors
 
 from marketdata.feed import FeedBuilder, pack
@@ -53,6 +54,21 @@ MAX_OUTCOME_BYTES = 7000
 SNAPSHOT_EVERY_S = 1.0
 PERSIST_SNAPSHOT_EVERY_S = 60.0
 MAX_RETRIES = 20
+STATISTICS_EVERY_S = 2.0
+# The tables every order writes to. Their cached plans (psycopg prepares a statement after a few
+# runs, and PostgreSQL then keeps a generic plan) are made from the statistics of the moment: on
+# a new database that is "a few rows", so a join by order_id is planned as a scan of the whole
+# table and stays so until autovacuum's next ANALYZE (a minute or more). Measured on a fresh
+# database at 1,000 requests/s: 1.27 ms per queued cancel instead of 0.12.
+HOT_TABLES = ("orders_order", "orders_orderevent", "orders_trade", "orders_ordercommand")
+# ANALYZE a hot table once it has changed by more than it held at its last ANALYZE (so at
+# 250, 500, 1k, 2k... rows while it grows: rarely; ANALYZE samples at most 30,000 rows).
+STALE_STATISTICS_SQL = """
+SELECT s.relname FROM pg_stat_user_tables s JOIN pg_class c ON c.oid = s.relid
+ WHERE s.schemaname = current_schema() AND s.relname = ANY(%s)
+   AND s.n_mod_since_analyze > greatest(%s, c.reltuples)
+"""
+STALE_MIN_CHANGES = 250
 SLOW_BATCH_MS = int(os.environ.get("PGBOURSE_SLOW_BATCH_MS", "250"))
 
 
@@ -430,6 +446,23 @@ class MatchingWorker:
                 async with self.conn.transaction():
                     await self.conn.execute("SELECT count(pg_notify('pgb_market', p)) FROM unnest(%s::text[]) AS p",
                                             [payloads])
+
+    async def refresh_statistics(self, tables: tuple[str, ...] = HOT_TABLES,
+                                 min_changes: int = STALE_MIN_CHANGES) -> list[str]:
+        """ANALYZE the hot tables whose statistics are stale (see HOT_TABLES), on a connection of
+        its own so that matching never waits for it; every backend then replans them."""
+        try:
+            async with await psycopg.AsyncConnection.connect(**self.conninfo, autocommit=True) as conn:
+                cur = await conn.execute(STALE_STATISTICS_SQL, (list(tables), min_changes))
+                stale = [name for (name,) in await cur.fetchall()]
+                for name in stale:
+                    await conn.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(name)))
+        except psycopg.Error as exc:  # only a planning aid: never a reason to stop matching
+            log.warning("statistics refresh failed: %s", exc)
+            return []
+        if stale:
+            log.info("statistics refreshed: %s", ", ".join(stale))
+        return stale
 
     async def persist_snapshots(self, source: str = "worker") -> int:
         """Store each book's full engine snapshot (restorable) with its levels."""

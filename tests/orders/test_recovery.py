@@ -224,3 +224,28 @@ def test_postgres_unreachable_is_503_quickly(exchange):
         stop_process_group(server)
 
 
+
+
+def test_worker_analyzes_a_table_that_outgrew_its_statistics(exchange):
+    # Plans are cached from the statistics of the moment; a table that has changed by more than
+    # it held at its last ANALYZE is analyzed again (matching/worker.py, HOT_TABLES).
+    with exchange.connect() as conn:
+        conn.execute("DROP TABLE IF EXISTS stats_probe")
+        conn.execute("CREATE TABLE stats_probe (id bigint PRIMARY KEY)")
+        conn.execute("ANALYZE stats_probe")
+        conn.execute("INSERT INTO stats_probe SELECT generate_series(1, 40)")
+        deadline = time.monotonic() + 10
+        while conn.execute("SELECT n_mod_since_analyze FROM pg_stat_user_tables "
+                           "WHERE relname = 'stats_probe'").fetchone()[0] < 40:  # stats flush ~1 s
+            assert time.monotonic() < deadline, "statistics counters never caught up"
+            time.sleep(0.2)
+    worker = MatchingWorker(exchange.conninfo)
+    try:
+        assert asyncio.run(worker.refresh_statistics(("stats_probe",), min_changes=10)) == ["stats_probe"]
+        with exchange.connect() as conn:
+            assert conn.execute("SELECT reltuples FROM pg_class WHERE relname = 'stats_probe'").fetchone()[0] == 40
+        # Fresh statistics: nothing to do until it changes by more than it holds again.
+        assert asyncio.run(worker.refresh_statistics(("stats_probe",), min_changes=10)) == []
+    finally:
+        with exchange.connect() as conn:
+            conn.execute("DROP TABLE stats_probe")
