@@ -11,7 +11,7 @@ from typing import Any
 
 import orjson
 
-from marketdata.management.commands.ingest_binance import parse_trade, scaled_quantity
+from marketdata.management.commands.ingest_binance import decode, parse_trade, scaled_quantity
 from tests.marketdata.fake_binance import FakeBinance, agg_trade, trade
 from tests.orders.helpers import place
 
@@ -42,6 +42,18 @@ def test_parse_and_scale_follow_binance_semantics() -> None:
     assert parse_trade({"result": None, "id": 1}) is None
     assert scaled_quantity(Decimal("0.01234"), Decimal("10"), Decimal("0.0001")) == Decimal("0.1234")
     assert scaled_quantity(Decimal("0.00005"), Decimal("1"), Decimal("0.0001")) == 0
+
+
+def test_numeric_prices_are_read_exactly_and_floats_refused() -> None:
+    # A recording may carry numbers instead of Binance's strings: read exactly, never via float.
+    raw = (b'{"e":"trade","E":1,"s":"BTCUSDT","t":7,"p":30000.123456789012345,"q":0.10000000000000001,'
+           b'"T":1,"m":false,"M":true}')
+    t = parse_trade(decode(raw))
+    assert t is not None and t.price == Decimal("30000.123456789012345")
+    assert t.quantity == Decimal("0.10000000000000001")
+    as_float = {**trade(8, "1", "1", buyer_is_maker=False), "p": 30000.1}
+    assert parse_trade(as_float) is None
+    assert decode(b"{not json") is None
 
 
 def test_trades_become_market_orders_and_a_reconnect_never_duplicates(exchange: Any) -> None:

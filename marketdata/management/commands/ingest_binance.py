@@ -18,6 +18,7 @@ hop, and one INSERT per batch however fast the feed is.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections import Counter
@@ -66,14 +67,27 @@ def parse_trade(message: Any) -> BinanceTrade | None:
         return None
     if not isinstance(ident, int) or not isinstance(message.get("s"), str) or not isinstance(message.get("m"), bool):
         return None
+    raw_price, raw_quantity = message.get("p"), message.get("q")
+    # Binance sends strings; a JSON number is read as Decimal by decode(). A float here could
+    # only be inexact already: refused, never rounded.
+    if not all(isinstance(v, (str, Decimal, int)) and not isinstance(v, bool) for v in (raw_price, raw_quantity)):
+        return None
     try:
-        price, quantity = Decimal(str(message["p"])), Decimal(str(message["q"]))
-    except (KeyError, InvalidOperation):
+        price, quantity = Decimal(str(raw_price)), Decimal(str(raw_quantity))
+    except InvalidOperation:
         return None
     if not (price.is_finite() and quantity.is_finite()) or quantity <= 0:
         return None
     return BinanceTrade(symbol=message["s"], trade_key=key, price=price, quantity=quantity,
                         buyer_is_maker=message["m"])
+
+
+def decode(raw: str | bytes) -> Any:
+    """One message, with JSON numbers that have a fraction read exactly (Decimal, not float)."""
+    try:
+        return json.loads(raw, parse_float=Decimal)
+    except ValueError:  # JSONDecodeError and undecodable bytes
+        return None
 
 
 def scaled_quantity(quantity: Decimal, scale: Decimal, lot_size: Decimal) -> Decimal:
@@ -143,9 +157,8 @@ class Ingester:
         return float("inf") if self.deadline is None else self.deadline - time.monotonic()
 
     async def _accept(self, raw: str | bytes) -> None:
-        try:
-            message = orjson.loads(raw)
-        except orjson.JSONDecodeError:
+        message = decode(raw)
+        if message is None:
             self.counts["unparsable"] += 1
             return
         trade = parse_trade(message)
