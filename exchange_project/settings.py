@@ -151,6 +151,9 @@ SPECTACULAR_SETTINGS = {
 
 # How long a POST waits for the matching worker before answering 202 pending.
 ORDER_ACK_TIMEOUT_S = env_float("ORDER_ACK_TIMEOUT_S", 2.0)
+# Orders go straight to the matching worker when it is reachable (matching.direct); 0 sends
+# every order through the PostgreSQL inbox instead.
+MATCHING_DIRECT = os.environ.get("MATCHING_DIRECT", "1") != "0"
 DB_POOL_MAX = int(os.environ.get("DB_POOL_MAX", "16"))
 
 LOGGING = {

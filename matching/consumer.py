@@ -15,6 +15,7 @@ from channels.consumer import AsyncConsumer
 
 from orders.db import conninfo_kwargs
 
+from .direct import DirectServer, bind_address
 from .worker import (
     PERSIST_SNAPSHOT_EVERY_S,
     SNAPSHOT_EVERY_S,
@@ -30,6 +31,7 @@ class MatchingConsumer(AsyncConsumer):
     channel_layer_alias = "matching"
 
     worker: MatchingWorker | None = None
+    direct: DirectServer | None = None
     _ticker: asyncio.Task[None] | None = None
 
     async def worker_start(self, message: dict[str, Any]) -> None:
@@ -37,6 +39,13 @@ class MatchingConsumer(AsyncConsumer):
             self.worker = MatchingWorker(conninfo_kwargs())
             await self.worker.start()
             await self.worker.persist_snapshots(source="startup")
+            bind = bind_address()
+            if bind is not None:
+                # Orders may come straight from the web processes too (matching.direct); its
+                # address is advertised only now, with the lock held and the books rebuilt.
+                self.direct = DirectServer(self.worker.handle_direct, exit_on_failure)
+                await self.worker.advertise(await self.direct.start(*bind))
+                log.info("direct order entry on %s", self.direct.address)
             self._ticker = asyncio.get_running_loop().create_task(self._periodic())
         except BaseException as exc:  # noqa: BLE001 - anything here leaves no usable worker
             exit_on_failure(exc)

@@ -16,7 +16,7 @@ import logging
 import os
 import time
 from collections import defaultdict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -29,6 +29,7 @@ from psycopg import errors as pg_errors
 from marketdata.feed import FeedBuilder, pack
 from orders.representation import fill_json, fmt, fmt_time, from_ns, order_json
 
+from .direct import DUPLICATE
 from .engine import Engine
 from .grid import GridFormat
 from .types import (
@@ -125,6 +126,27 @@ class Batch:
     fills: dict[str, list[dict[str, Any]]] = field(default_factory=lambda: defaultdict(list))
     market: dict[int, list[dict[str, Any]]] = field(default_factory=lambda: defaultdict(list))
     books: dict[int, Book] = field(default_factory=dict)
+    # Orders that arrived directly (matching.direct), not as pending rows: INSERTed with their
+    # final state instead of UPDATEd, and answered to the sender instead of by NOTIFY.
+    direct: set[str] = field(default_factory=set)
+
+
+# One direct order, as a web process sends it (orders.direct): the PlaceRequest's fields.
+DIRECT_FIELDS = ("order_id", "client_id", "idempotency_key", "request_hash", "instrument_id", "side", "type",
+                 "time_in_force", "post_only", "stp", "price", "quantity", "order_id_supplied")
+# Direct orders already on record, by key or by a client-supplied order_id (rows travel as one
+# JSON text, like every batch statement here).
+KNOWN_SQL = """
+SELECT o.order_id::text, o.client_id, o.idempotency_key
+  FROM json_array_elements(%(rows)s::json) AS r
+  JOIN orders_order o ON o.client_id = r->>1 AND o.idempotency_key = r->>2
+UNION ALL
+SELECT o.order_id::text, o.client_id, o.idempotency_key
+  FROM json_array_elements(%(rows)s::json) AS r
+  JOIN orders_order o ON o.order_id = (r->>0)::uuid
+ WHERE (r->>12)::bool
+"""
+RECENT_MAX = 200_000
 
 
 class MatchingWorker:
@@ -135,6 +157,9 @@ class MatchingWorker:
         self.lock = asyncio.Lock()
         self.batches = 0
         self.retries = 0
+        # Order ids placed lately (either way in): a pending row read before the direct copy of
+        # the same order committed is not matched a second time (see handle_rows).
+        self.recent: dict[str, None] = {}
         # Test seam: awaited inside each write attempt, after the transaction has begun.
         self.before_write: Callable[[int], Awaitable[None]] | None = None
 
@@ -155,6 +180,13 @@ class MatchingWorker:
         await self.conn.set_autocommit(False)
         await self.conn.set_isolation_level(psycopg.IsolationLevel.SERIALIZABLE)
         await self.rebuild()
+
+    async def advertise(self, application_name: str) -> None:
+        """Name the lock-holding session, so web processes find the direct path (and stop
+        finding it the moment this session ends)."""
+        assert self.conn is not None
+        async with self.conn.transaction():
+            await self.conn.execute("SELECT set_config('application_name', %s, false)", (application_name,))
 
     async def rebuild(self) -> None:
         """Rebuild every book from PostgreSQL: open orders by price and original priority."""
@@ -224,17 +256,85 @@ class MatchingWorker:
             ts_ns = time.time_ns()
             batch = Batch(ts_ns=ts_ns, when_iso=fmt_time(from_ns(ts_ns)))
             for row in rows:
+                if row["kind"] == "place" and str(row["order_id"]) in self.recent:
+                    continue  # its direct copy was matched and committed while this row was read
                 book = await self._book(row["instrument_id"])
                 batch.books[book.id] = book
                 events = self._apply(book, row, batch.ts_ns)
                 self._collect(batch, book, row, events)
             matched = time.perf_counter()
             await self.commit(batch)
+            self._remember(batch)
             self.batches += 1
             done = time.perf_counter()
             if (done - started) * 1000 > SLOW_BATCH_MS:
                 log.info("slow batch: %d commands, %d trades: match %.1f ms, commit %.1f ms", len(rows),
                          len(batch.trades), (matched - started) * 1e3, (done - matched) * 1e3)
+
+    async def handle_direct(self, orders: list[list[Any]]) -> list[Any]:
+        """Match and commit orders sent straight to the worker (matching.direct); answer, per
+        order and in order, its committed state (the REST body) or DUPLICATE.
+
+        The order row is written once, with its outcome, in the batch transaction: no pending
+        row, no second write, no read-back. Duplicates are decided first, against PostgreSQL and
+        within the batch; the unique constraints stay the last word (a row a web process stored
+        as pending meanwhile is taken over by the upsert, anything else fails the batch).
+        """
+        async with self.lock:
+            started = time.perf_counter()
+            known = await self._known(orders)
+            ts_ns = time.time_ns()
+            batch = Batch(ts_ns=ts_ns, when_iso=fmt_time(from_ns(ts_ns)))
+            created = from_ns(ts_ns)
+            answers: list[Any] = [DUPLICATE] * len(orders)
+            placed: list[tuple[int, dict[str, Any]]] = []
+            for n, values in enumerate(orders):
+                row = dict(zip(DIRECT_FIELDS, values))
+                oid, key = row["order_id"], (row["client_id"], row["idempotency_key"])
+                if key in known or (row["order_id_supplied"] and oid in known) or oid in self.recent \
+                        or oid in batch.direct:
+                    continue
+                known.add(key)
+                known.add(oid)
+                row["kind"] = "place"
+                row["price"] = None if row["price"] is None else Decimal(row["price"])
+                row["quantity"] = Decimal(row["quantity"])
+                row["created_at"] = created
+                book = await self._book(row["instrument_id"])
+                batch.books[book.id] = book
+                batch.direct.add(oid)
+                self._collect(batch, book, row, self._apply(book, row, ts_ns))
+                placed.append((n, row))
+            matched = time.perf_counter()
+            if batch.direct:
+                await self.commit(batch)
+                self._remember(batch)
+                self.batches += 1
+            bodies = dict(self._placed_orders(batch, direct=True))
+            for n, row in placed:
+                answers[n] = bodies[row["order_id"]]
+            done = time.perf_counter()
+            if (done - started) * 1000 > SLOW_BATCH_MS:
+                log.info("slow direct batch: %d orders, %d trades: match %.1f ms, commit %.1f ms", len(orders),
+                         len(batch.trades), (matched - started) * 1e3, (done - matched) * 1e3)
+            return answers
+
+    async def _known(self, orders: list[list[Any]]) -> set[Any]:
+        """The (client_id, idempotency_key) pairs and order ids of these orders already stored."""
+        assert self.conn is not None
+        async with self.conn.transaction():
+            cur = await self.conn.execute(KNOWN_SQL, {"rows": orjson.dumps(orders).decode()})
+            found: set[Any] = set()
+            for oid, client_id, key in await cur.fetchall():
+                found.add(oid)
+                found.add((client_id, key))
+        return found
+
+    def _remember(self, batch: Batch) -> None:
+        for row, _ in batch.places:
+            self.recent[str(row["order_id"])] = None
+        while len(self.recent) > RECENT_MAX:
+            del self.recent[next(iter(self.recent))]
 
     def _apply(self, book: Book, row: dict[str, Any], ts_ns: int) -> list[Any]:
         oid = str(row["order_id"])
@@ -303,6 +403,8 @@ class MatchingWorker:
         quantity, price, reason, priority, whether quantity/price are to be set)."""
         rows: list[tuple[Any, ...]] = []
         for oid, (book, ev) in batch.final.items():
+            if oid in batch.direct:
+                continue
             if type(ev) is Rejected:
                 rows.append((oid, "rejected", "0", None, None, ev.reason.value, None, False))
             else:
@@ -312,30 +414,31 @@ class MatchingWorker:
                              None if ev.reason is None else ev.reason.value, ev.priority, True))
         return rows
 
+    def _new_orders(self, batch: Batch) -> list[tuple[Any, ...]]:
+        """The rows of the batch's direct orders, as they stand at its end."""
+        rows: list[tuple[Any, ...]] = []
+        for row, book in batch.places:
+            oid = row["order_id"]
+            if oid not in batch.direct:
+                continue
+            _, ev = batch.final[oid]
+            if type(ev) is Rejected:
+                state: tuple[Any, ...] = ("rejected", _text(row["price"]), _text(row["quantity"]), "0",
+                                          ev.reason.value, None)
+            else:
+                g = book.grid
+                state = (ev.status.value, None if ev.price_ticks is None else g.price(ev.price_ticks),
+                         g.qty(ev.qty_lots), g.qty(ev.filled_lots),
+                         None if ev.reason is None else ev.reason.value, ev.priority)
+            rows.append((oid, row["client_id"], row["idempotency_key"], row["request_hash"], book.id, row["side"],
+                         row["type"], row["time_in_force"], row["post_only"], row["stp"], *state))
+        return rows
+
     def _outcomes(self, batch: Batch) -> list[str]:
         """NOTIFY payloads resolving the waiting requests: each place's order as committed (with
         its fills), each cancel/modify's result; packed under the NOTIFY size limit."""
         items: list[bytes] = []
-        when = batch.when_iso
-        for row, book in batch.places:
-            oid = str(row["order_id"])
-            _, ev = batch.final[oid]
-            spec, g = book.spec, book.grid
-            if type(ev) is Rejected:
-                status, reason = "rejected", ev.reason.value
-                qty_s = fmt(row["quantity"], spec.lot_size) or ""
-                price_s = fmt(row["price"], spec.tick_size)
-                filled_s, remaining_s = g.qty(0), qty_s
-            else:
-                status, reason = ev.status.value, None if ev.reason is None else ev.reason.value
-                qty_s, filled_s, remaining_s = g.qty(ev.qty_lots), g.qty(ev.filled_lots), g.qty(ev.remaining_lots)
-                price_s = None if ev.price_ticks is None else g.price(ev.price_ticks)
-            order = order_json(
-                order_id=oid, client_id=row["client_id"], instrument=book.symbol, side=row["side"],
-                type=row["type"], time_in_force=row["time_in_force"], post_only=row["post_only"], stp=row["stp"],
-                price=price_s, quantity=qty_s, filled_quantity=filled_s, remaining_quantity=remaining_s,
-                status=status, reason=reason, idempotency_key=row["idempotency_key"],
-                created_at=fmt_time(row["created_at"]), updated_at=when, fills=batch.fills.get(oid, []))
+        for oid, order in self._placed_orders(batch, direct=False):
             blob = orjson.dumps({"k": oid, "o": order})
             if len(blob) > MAX_OUTCOME_BYTES:
                 blob = orjson.dumps({"k": oid})  # too big for a NOTIFY: the waiter reads PostgreSQL
@@ -355,6 +458,32 @@ class MatchingWorker:
             payloads.append((b"[" + b",".join(chunk) + b"]").decode())
         return payloads
 
+    def _placed_orders(self, batch: Batch, direct: bool) -> Iterator[tuple[str, dict[str, Any]]]:
+        """Each placed order of the batch (direct ones, or the others) as committed, with its fills."""
+        when = batch.when_iso
+        for row, book in batch.places:
+            oid = str(row["order_id"])
+            if (oid in batch.direct) is not direct:
+                continue
+            _, ev = batch.final[oid]
+            spec, g = book.spec, book.grid
+            if type(ev) is Rejected:
+                status, reason = "rejected", ev.reason.value
+                qty_s = fmt(row["quantity"], spec.lot_size) or ""
+                price_s = fmt(row["price"], spec.tick_size)
+                filled_s, remaining_s = g.qty(0), qty_s
+            else:
+                status, reason = ev.status.value, None if ev.reason is None else ev.reason.value
+                qty_s, filled_s, remaining_s = g.qty(ev.qty_lots), g.qty(ev.filled_lots), g.qty(ev.remaining_lots)
+                price_s = None if ev.price_ticks is None else g.price(ev.price_ticks)
+            order = order_json(
+                order_id=oid, client_id=row["client_id"], instrument=book.symbol, side=row["side"],
+                type=row["type"], time_in_force=row["time_in_force"], post_only=row["post_only"], stp=row["stp"],
+                price=price_s, quantity=qty_s, filled_quantity=filled_s, remaining_quantity=remaining_s,
+                status=status, reason=reason, idempotency_key=row["idempotency_key"],
+                created_at=fmt_time(row["created_at"]), updated_at=when, fills=batch.fills.get(oid, []))
+            yield oid, order
+
     async def commit(self, batch: Batch) -> None:
         assert self.conn is not None
         market: list[str] = []
@@ -365,6 +494,7 @@ class MatchingWorker:
         params = {
             "when": from_ns(batch.ts_ns),
             "orders": orjson.dumps(self._order_updates(batch)).decode(),
+            "new_orders": orjson.dumps(self._new_orders(batch)).decode(),
             "events": orjson.dumps(batch.events).decode(),
             "trades": orjson.dumps(batch.trades).decode(),
             "commands": orjson.dumps(batch.commands).decode(),
@@ -383,7 +513,11 @@ class MatchingWorker:
                     # Pipeline mode: every statement of the batch goes out without waiting for
                     # the previous one's answer; one round trip instead of seven.
                     async with self.conn.pipeline():
-                        await self._write(batch, params)
+                        inserted = await self._write(batch, params)
+                    if inserted is not None and len(await inserted.fetchall()) != len(batch.direct):
+                        # A row under one of these keys that is not this order's pending copy:
+                        # the batch must not commit (memory is now ahead: the caller exits).
+                        raise RuntimeError("a direct order collided with a stored order; batch not committed")
                 return
             except pg_errors.SerializationFailure:
                 self.retries += 1
@@ -392,11 +526,32 @@ class MatchingWorker:
                 log.info("batch hit a serialization failure (40001), retrying (attempt %d)", attempt + 1)
                 await asyncio.sleep(0.001 * attempt)
 
-    async def _write(self, batch: Batch, params: dict[str, Any]) -> None:
+    async def _write(self, batch: Batch, params: dict[str, Any]) -> psycopg.AsyncCursor[Any] | None:
+        """Queue the batch's statements (pipeline mode); answers the cursor of the direct
+        orders' INSERT, whose rows the caller counts."""
         assert self.conn is not None
         ex = self.conn.execute
+        inserted = None
         # Fixed order of writes (orders, events, trades, commands, instruments) in every batch.
-        if batch.final:
+        if batch.direct:
+            # Written once, with the outcome. A pending row of the same order (stored by a web
+            # process that gave up waiting for this answer) is taken over; RETURNING counts.
+            inserted = await ex("""
+                INSERT INTO orders_order (order_id, client_id, idempotency_key, request_hash, instrument_id, side,
+                                          type, time_in_force, post_only, stp, status, price, quantity,
+                                          filled_quantity, reason, priority, created_at, updated_at)
+                SELECT (r->>0)::uuid, r->>1, r->>2, r->>3, (r->>4)::bigint, r->>5, r->>6, r->>7, (r->>8)::bool,
+                       r->>9, r->>10, (r->>11)::numeric, (r->>12)::numeric, (r->>13)::numeric, r->>14,
+                       (r->>15)::bigint, %(when)s, %(when)s
+                  FROM json_array_elements(%(new_orders)s::json) WITH ORDINALITY AS x(r, n) ORDER BY n
+                ON CONFLICT (order_id) DO UPDATE
+                   SET status = excluded.status, price = excluded.price, quantity = excluded.quantity,
+                       filled_quantity = excluded.filled_quantity, reason = excluded.reason,
+                       priority = excluded.priority, updated_at = excluded.updated_at
+                 WHERE orders_order.status = 'pending' AND orders_order.client_id = excluded.client_id
+                   AND orders_order.idempotency_key = excluded.idempotency_key
+                RETURNING 1""", params)
+        if params["orders"] != "[]":
             await ex("""
                 UPDATE orders_order o
                    SET status = u->>1, filled_quantity = (u->>2)::numeric,
@@ -432,6 +587,7 @@ class MatchingWorker:
                  params)
         await ex("SELECT count(pg_notify('pgb_market', p)) FROM json_array_elements_text(%(market)s::json) AS p",
                  params)
+        return inserted
 
     # -- periodic -------------------------------------------------------------------------
     async def publish_snapshots(self) -> None:

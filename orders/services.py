@@ -24,8 +24,12 @@ from psycopg import sql
 from django.conf import settings
 from psycopg_pool import PoolTimeout
 
+from matching.direct import DUPLICATE
+
 from .coalesce import coalescer
 from .db import pool
+from .direct import WorkerLost, WorkerUnavailable
+from .direct import client as direct_client
 from .errors import ApiError, database_unavailable
 from .instruments import by_id
 from .listener import hub
@@ -116,26 +120,77 @@ def _db_errors(exc: BaseException) -> ApiError:
 
 
 async def orders_place(requests: list[PlaceRequest]) -> list[Result]:
-    """Place a batch of validated orders; answers in the order given."""
+    """Place a batch of validated orders; answers in the order given.
+
+    Straight to the matching worker when one is reachable (orders.direct), else through the
+    PostgreSQL inbox. Either way nothing is answered before the outcome is committed, except
+    202 pending for an order stored as pending and not yet matched.
+    """
+    ids = [r.order_id or uuid.uuid4() for r in requests]
+    if settings.MATCHING_DIRECT:
+        try:
+            answers = await coalescer(_send_direct).submit([
+                (str(i), r.client_id, r.idempotency_key, r.request_hash, r.instrument.id, r.side, r.type,
+                 r.time_in_force, r.post_only, r.stp, None if r.price is None else format(r.price, "f"),
+                 format(r.quantity, "f"), r.order_id is not None) for i, r in zip(ids, requests)])
+        except WorkerUnavailable:
+            pass  # nothing was sent: the inbox takes these orders
+        except WorkerLost:
+            # Sent, but no answer: each order was committed by the worker, or was not and now
+            # gets stored as pending (same order id: the constraints make it one order).
+            return await _place_via_inbox(requests, ids, settle=True)
+        else:
+            return await _direct_results(requests, [answers[n] for n in range(len(requests))])
+    return await _place_via_inbox(requests, ids)
+
+
+async def _send_direct(rows: list[tuple[Any, ...]]) -> dict[int, Any]:
+    return dict(enumerate(await direct_client().send(rows)))
+
+
+async def _direct_results(requests: list[PlaceRequest], answers: list[Any]) -> list[Result]:
+    results: list[Result | None] = [None if a == DUPLICATE else Result(201, a) for a in answers]
+    dup_idx = [n for n, r in enumerate(results) if r is None]
+    if dup_idx:
+        try:
+            async with (await pool()).connection() as conn:
+                await _answer_duplicates(conn, requests, dup_idx, results)
+        except (psycopg.OperationalError, PoolTimeout) as exc:
+            raise _db_errors(exc) from exc
+    out: list[Result] = []
+    for req, res in zip(requests, results):
+        assert res is not None
+        res.idempotency_key = req.idempotency_key
+        out.append(res)
+    return out
+
+
+async def _place_via_inbox(requests: list[PlaceRequest], ids: list[uuid.UUID], settle: bool = False) -> list[Result]:
+    """Store the orders as pending rows for the worker's inbox and wait for their outcomes.
+    settle: the orders were already sent to the worker directly and their answer lost, so an
+    order already stored under its own id is this request's (201), and nobody waits again."""
     try:
         await hub.ensure_started()
     except (TimeoutError, psycopg.Error, OSError) as exc:
         raise _db_errors(exc) from exc
-    ids = [r.order_id or uuid.uuid4() for r in requests]
     keys = [str(i) for i in ids]
-    futures = [hub.expect(k) for k in keys]
+    futures = [] if settle else [hub.expect(k) for k in keys]
     results: list[Result | None] = [None] * len(requests)
     try:
         inserted = await coalescer(_insert_orders).submit(list(zip(ids, requests)))
         dup_idx = [n for n in range(len(requests)) if n not in inserted]
         if dup_idx:
-            for n in dup_idx:
-                hub.forget(keys[n], futures[n])
+            if not settle:
+                for n in dup_idx:
+                    hub.forget(keys[n], futures[n])
             async with (await pool()).connection() as conn:
-                await _answer_duplicates(conn, requests, dup_idx, results)
+                await _answer_duplicates(conn, requests, dup_idx, results, own=ids if settle else None)
         # The connection goes back to the pool while we wait for the worker.
         live = [n for n in range(len(requests)) if results[n] is None]
-        outcomes = await _await_outcomes([keys[n] for n in live], [futures[n] for n in live])
+        if settle:
+            outcomes: list[Any] = [None] * len(live)
+        else:
+            outcomes = await _await_outcomes([keys[n] for n in live], [futures[n] for n in live])
         # No outcome in time, or one too large for a NOTIFY: PostgreSQL has the answer.
         unresolved = [keys[n] for n, o in zip(live, outcomes) if o is None or "o" not in o]
         from_db: dict[str, Any] = {}
@@ -228,7 +283,8 @@ async def read_order(order_id: uuid.UUID) -> dict[str, Any] | None:
 
 
 async def _answer_duplicates(conn: psycopg.AsyncConnection[Any], requests: list[PlaceRequest],
-                             dup_idx: list[int], results: list[Result | None]) -> None:
+                             dup_idx: list[int], results: list[Result | None],
+                             own: list[uuid.UUID] | None = None) -> None:
     cur = await conn.execute(EXISTING_BY_KEY, {"client_id": [requests[n].client_id for n in dup_idx],
                                                "key": [requests[n].idempotency_key for n in dup_idx]})
     existing = {(c, k): (oid, h) for c, k, oid, h in await cur.fetchall()}
@@ -242,6 +298,9 @@ async def _answer_duplicates(conn: psycopg.AsyncConnection[Any], requests: list[
                                               f"order_id {req.order_id} is already used by another order.",
                                               {"order_id": [{"code": "duplicate_order_id",
                                                              "detail": "already used"}]}).body())
+        elif own is not None and str(found[0]) == str(own[n]):
+            # Stored under the very id this request drew: the worker committed it (settle).
+            results[n] = Result(201, current[str(found[0])]["json"])
         elif found[1] != req.request_hash:
             results[n] = Result(409, ApiError(
                 409, "idempotency_key_reused",
