@@ -146,12 +146,12 @@ class FeedBuilder:
                             "client_id": client_of[ev.order_id], "status": "rejected",
                             "reason": ev.reason.value, "time": self._time(ev.ts_ns)})
         if last_ts:
-            ticker = self.ticker(last_ts)
-            key = (ticker["best_bid"], ticker["best_bid_size"], ticker["best_ask"], ticker["best_ask_size"],
-                   ticker["last_price"])
+            # The top of book in ticks, compared before anything is formatted.
+            bid, ask = self.bids.top(1), self.asks.top(1)
+            key = (bid[0] if bid else None, ask[0] if ask else None, self.last_price)
             if key != self._ticker_key:
                 self._ticker_key = key
-                out.append(ticker)
+                out.append(self.ticker(last_ts))
         return out
 
     def ticker(self, ts_ns: int) -> dict[str, Any]:
@@ -160,7 +160,7 @@ class FeedBuilder:
         return {"event": "ticker", "instrument": self.symbol,
                 "best_bid": self._p(bid[0][0]) if bid else None, "best_bid_size": self._q(bid[0][1]) if bid else None,
                 "best_ask": self._p(ask[0][0]) if ask else None, "best_ask_size": self._q(ask[0][1]) if ask else None,
-                "last_price": self.last_price, "seq": self.seq, "time": iso_from_ns(ts_ns)}
+                "last_price": self.last_price, "seq": self.seq, "time": self._time(ts_ns)}
 
     def snapshot(self, ts_ns: int, depth: int = 5) -> dict[str, Any]:
         return {"event": "snapshot", "instrument": self.symbol,

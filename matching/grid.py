@@ -10,8 +10,11 @@ from __future__ import annotations
 from .types import InstrumentSpec, limits_of
 
 
+_CACHE_MAX = 100_000
+
+
 class GridFormat:
-    __slots__ = ("_p_units", "_p_scale", "_p_fmt", "_q_units", "_q_scale", "_q_fmt")
+    __slots__ = ("_p_units", "_p_scale", "_p_fmt", "_q_units", "_q_scale", "_q_fmt", "_prices", "_qtys")
 
     def __init__(self, spec: InstrumentSpec) -> None:
         lim = limits_of(spec)
@@ -21,9 +24,23 @@ class GridFormat:
         # "%d.%04d" % divmod(units, 10**4): whole part, then the fraction zero-padded.
         self._p_fmt = f"%d.%0{p_digits}d" if p_digits else "%d%.0s"
         self._q_fmt = f"%d.%0{q_digits}d" if q_digits else "%d%.0s"
+        # Memoised: a book's prices and sizes repeat (a dict hit is several times cheaper than
+        # formatting), bounded by starting over.
+        self._prices: dict[int, str] = {}
+        self._qtys: dict[int, str] = {}
 
     def price(self, ticks: int) -> str:
-        return self._p_fmt % divmod(ticks * self._p_units, self._p_scale)
+        found = self._prices.get(ticks)
+        if found is None:
+            if len(self._prices) >= _CACHE_MAX:
+                self._prices.clear()
+            found = self._prices[ticks] = self._p_fmt % divmod(ticks * self._p_units, self._p_scale)
+        return found
 
     def qty(self, lots: int) -> str:
-        return self._q_fmt % divmod(lots * self._q_units, self._q_scale)
+        found = self._qtys.get(lots)
+        if found is None:
+            if len(self._qtys) >= _CACHE_MAX:
+                self._qtys.clear()
+            found = self._qtys[lots] = self._q_fmt % divmod(lots * self._q_units, self._q_scale)
+        return found

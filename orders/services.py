@@ -44,7 +44,7 @@ WITH ins AS (
                               created_at, updated_at)
     SELECT (r->>0)::uuid, r->>1, r->>2, r->>3, (r->>4)::bigint, r->>5, r->>6, r->>7, (r->>8)::bool, r->>9,
            (r->>10)::numeric, (r->>11)::numeric, 0, 'pending', now(), now()
-      FROM json_array_elements(%(rows)s::json) WITH ORDINALITY AS x(r, n)
+      FROM jsonb_array_elements(%(rows)s::jsonb) WITH ORDINALITY AS x(r, n)
      ORDER BY n
     ON CONFLICT DO NOTHING
     RETURNING order_id, client_id, idempotency_key, instrument_id, price, quantity, created_at
@@ -69,7 +69,7 @@ INSERT_COMMANDS = """
 WITH r AS MATERIALIZED (
     SELECT n, x->>0 AS kind, (x->>1)::uuid AS order_id, (x->>2)::numeric AS price, (x->>3)::numeric AS quantity,
            nextval({sequence}) AS id
-      FROM json_array_elements(%(rows)s::json) WITH ORDINALITY AS t(x, n)
+      FROM jsonb_array_elements(%(rows)s::jsonb) WITH ORDINALITY AS t(x, n)
 ), o AS MATERIALIZED (
     SELECT r.n, r.id, r.kind, r.order_id, r.price, r.quantity, o.status, o.instrument_id
       FROM r JOIN orders_order o ON o.order_id = r.order_id
@@ -130,7 +130,7 @@ async def orders_place(requests: list[PlaceRequest]) -> list[Result]:
     if settings.MATCHING_DIRECT:
         try:
             answers = await coalescer(_send_direct).submit([
-                (str(i), r.client_id, r.idempotency_key, r.request_hash, r.instrument.id, r.side, r.type,
+                ("place", str(i), r.client_id, r.idempotency_key, r.request_hash, r.instrument.id, r.side, r.type,
                  r.time_in_force, r.post_only, r.stp, None if r.price is None else format(r.price, "f"),
                  format(r.quantity, "f"), r.order_id is not None) for i, r in zip(ids, requests)])
         except WorkerUnavailable:
@@ -346,6 +346,10 @@ async def order_command(order_id: str, kind: str, data: Any = None) -> Result:
                 instrument = await by_id(found["row"]["instrument_id"])
                 assert instrument is not None
                 change = modify_request(data, instrument)
+        if settings.MATCHING_DIRECT and (kind == "cancel" or change is not None):
+            direct = await _command_direct(kind, oid, change)
+            if direct is not None:
+                return direct
         answers = await coalescer(_insert_commands).submit([(kind, oid, change)])
         if 0 not in answers:
             raise ApiError(404, "order_not_found", f"No order {order_id}.")
@@ -370,11 +374,33 @@ async def order_command(order_id: str, kind: str, data: Any = None) -> Result:
         latest = found["json"]
     except (psycopg.OperationalError, PoolTimeout) as exc:
         raise _db_errors(exc) from exc
-    if outcome["r"] != "ok":
+    return _command_result(kind, outcome["r"], latest)
+
+
+async def _command_direct(kind: str, oid: uuid.UUID, change: ModifyRequest | None) -> Result | None:
+    """The command through the direct path, or None when the inbox must take it: no worker
+    reachable, an answer lost (a repeat is harmless: a cancel of a cancelled order is refused,
+    a modify sets the same values again), or the order not open in the worker's books (it may
+    be a pending row, which only the inbox orders after its place)."""
+    item = (kind, str(oid)) if change is None else (
+        kind, str(oid), None if change.price is None else format(change.price, "f"),
+        None if change.quantity is None else format(change.quantity, "f"))
+    try:
+        (outcome,) = (await coalescer(_send_direct).submit([item])).values()
+    except (WorkerUnavailable, WorkerLost):
+        return None
+    if outcome == "unknown_order":
+        return None
+    found = await read_order(oid)
+    assert found is not None
+    return _command_result(kind, outcome, found["json"])
+
+
+def _command_result(kind: str, outcome: str, latest: dict[str, Any]) -> Result:
+    if outcome != "ok":
         # The engine forgets finished orders; the order exists, so it is simply no longer open.
-        code = "order_not_open" if outcome["r"] == "unknown_order" else outcome["r"]
-        raise ApiError(409, code, _REFUSALS.get(code, f"The {kind} was refused: {code}."),
-                       extra={"order": latest})
+        code = "order_not_open" if outcome == "unknown_order" else outcome
+        raise ApiError(409, code, _REFUSALS.get(code, f"The {kind} was refused: {code}."), extra={"order": latest})
     return Result(200, latest)
 
 
