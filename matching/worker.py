@@ -15,6 +15,7 @@ import asyncio
 import logging
 import os
 import time
+import uuid
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
@@ -28,6 +29,7 @@ from psycopg import errors as pg_errors
 
 from marketdata.feed import FeedBuilder, pack
 from orders.representation import fill_json, fmt, fmt_time, from_ns, order_json
+from orders.selectors import FILLS_SQL, ORDER_COLUMNS, ORDER_SELECT, fills_by_order, order_row_json
 
 from .direct import DUPLICATE
 from .engine import Engine
@@ -129,6 +131,10 @@ class Batch:
     # Orders that arrived directly (matching.direct), not as pending rows: INSERTed with their
     # final state instead of UPDATEd, and answered to the sender instead of by NOTIFY.
     direct: set[str] = field(default_factory=set)
+    # Direct cancels/modifies: (answer index, order id, result); their orders are read back in
+    # the batch's own round trip (cursors in `reads`) and answered whole.
+    targets: list[tuple[int, str, str]] = field(default_factory=list)
+    reads: tuple[Any, Any] | None = None
 
 
 # One direct order, as a web process sends it (orders.direct): the PlaceRequest's fields.
@@ -294,7 +300,11 @@ class MatchingWorker:
             placed: list[tuple[int, str]] = []
             for n, item in enumerate(items):
                 if item[0] != "place":
-                    answers[n] = self._direct_command(batch, item, ts_ns)
+                    result = self._direct_command(batch, item, ts_ns)
+                    if result == "unknown_order":
+                        answers[n] = result
+                    else:
+                        batch.targets.append((n, item[1], result))
                     continue
                 row = dict(zip(DIRECT_FIELDS, item[1:]))
                 oid, key = row["order_id"], (row["client_id"], row["idempotency_key"])
@@ -320,11 +330,25 @@ class MatchingWorker:
             bodies = dict(self._placed_orders(batch, direct=True))
             for n, oid in placed:
                 answers[n] = bodies[oid]
+            if batch.targets:
+                current = await self._read_back(batch)
+                for n, oid, result in batch.targets:
+                    answers[n] = [result, current[oid]]
             done = time.perf_counter()
             if (done - started) * 1000 > SLOW_BATCH_MS:
                 log.info("slow direct batch: %d items, %d trades: match %.1f ms, commit %.1f ms", len(items),
                          len(batch.trades), (matched - started) * 1e3, (done - matched) * 1e3)
             return answers
+
+    async def _read_back(self, batch: Batch) -> dict[str, dict[str, Any]]:
+        """The committed orders of the batch's direct cancels/modifies, rendered as GET shows them."""
+        assert batch.reads is not None
+        order_cur, fills_cur = batch.reads
+        rows = [dict(zip(ORDER_COLUMNS, r)) for r in await order_cur.fetchall()]
+        books = {str(r["order_id"]): self.books[r["instrument_id"]] for r in rows}
+        fills = fills_by_order(await fills_cur.fetchall(), books)  # type: ignore[arg-type]
+        return {oid: order_row_json(r, books[oid], fills.get(oid, []))  # type: ignore[arg-type]
+                for r in rows for oid in (str(r["order_id"]),)}
 
     def _direct_command(self, batch: Batch, item: list[Any], ts_ns: int) -> str:
         kind, oid = item[0], item[1]
@@ -615,6 +639,9 @@ class MatchingWorker:
                  params)
         await ex("SELECT count(pg_notify('pgb_market', p)) FROM json_array_elements_text(%(market)s::json) AS p",
                  params)
+        if batch.targets:
+            ids = {"ids": list({uuid.UUID(oid) for _, oid, _ in batch.targets})}
+            batch.reads = (await ex(f"{ORDER_SELECT} WHERE order_id = ANY(%(ids)s)", ids), await ex(FILLS_SQL, ids))
 
     # -- periodic -------------------------------------------------------------------------
     async def publish_snapshots(self) -> None:

@@ -31,7 +31,7 @@ def order_row_json(row: dict[str, Any], instrument: CachedInstrument, fills: lis
     )
 
 
-def _fills_by_order(rows: list[tuple], instruments: dict[str, CachedInstrument]) -> dict[str, list[dict[str, Any]]]:
+def fills_by_order(rows: list[tuple], instruments: dict[str, CachedInstrument]) -> dict[str, list[dict[str, Any]]]:
     fills: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for trade_id, price, qty, seq, executed_at, buy_id, sell_id, maker_id in rows:
         for oid in (str(buy_id), str(sell_id)):
@@ -56,7 +56,7 @@ async def orders_by_id(conn: Any, order_ids: list[uuid.UUID | str]) -> dict[str,
         return {}
     instruments = {str(r["order_id"]): await by_id(r["instrument_id"]) for r in rows}
     cur = await conn.execute(FILLS_SQL, {"ids": ids})
-    fills = _fills_by_order(await cur.fetchall(), instruments)  # type: ignore[arg-type]
+    fills = fills_by_order(await cur.fetchall(), instruments)  # type: ignore[arg-type]
     return {str(r["order_id"]): {"json": order_row_json(r, instruments[str(r["order_id"])],  # type: ignore[arg-type]
                                                         fills.get(str(r["order_id"]), [])),
                                  "row": r} for r in rows}
@@ -72,7 +72,7 @@ def orders_json_sync(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     with connection.cursor() as cur:
         cur.execute(FILLS_SQL.replace("%(ids)s", "%s::uuid[]"),
                     [[r["order_id"] for r in rows], [r["order_id"] for r in rows]])
-        fills = _fills_by_order(cur.fetchall(), instruments)  # type: ignore[arg-type]
+        fills = fills_by_order(cur.fetchall(), instruments)  # type: ignore[arg-type]
     return [order_row_json(r, instruments[str(r["order_id"])], fills.get(str(r["order_id"]), []))  # type: ignore[arg-type]
             for r in rows]
 

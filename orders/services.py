@@ -391,9 +391,8 @@ async def _command_direct(kind: str, oid: uuid.UUID, change: ModifyRequest | Non
         return None
     if outcome == "unknown_order":
         return None
-    found = await read_order(oid)
-    assert found is not None
-    return _command_result(kind, outcome, found["json"])
+    result, order = outcome  # the worker read the order back in its batch's round trip
+    return _command_result(kind, result, order)
 
 
 def _command_result(kind: str, outcome: str, latest: dict[str, Any]) -> Result:
