@@ -43,7 +43,7 @@ class MatchingConsumer(AsyncConsumer):
             if bind is not None:
                 # Orders may come straight from the web processes too (matching.direct); its
                 # address is advertised only now, with the lock held and the books rebuilt.
-                self.direct = DirectServer(self.worker.handle_direct, exit_on_failure)
+                self.direct = DirectServer(self.worker.match_direct, exit_on_failure)
                 await self.worker.advertise(await self.direct.start(*bind))
                 log.info("direct order entry on %s", self.direct.address)
             self._ticker = asyncio.get_running_loop().create_task(self._periodic())

@@ -76,7 +76,10 @@ def bind_address() -> tuple[str, int] | None:
     return host, int(port)
 
 
-Handler = Callable[[list[list[Any]]], Awaitable[list[Any]]]
+# Matches a batch and returns the task that commits it and answers (MatchingWorker.match_direct).
+Handler = Callable[[list[list[Any]]], Awaitable["asyncio.Task[list[Any]]"]]
+# Batches matched and not yet committed: the next batch is matched while one commits.
+MAX_UNCOMMITTED = 2
 
 
 class DirectServer:
@@ -90,6 +93,7 @@ class DirectServer:
         self._wake = asyncio.Event()
         self._server: asyncio.Server | None = None
         self._batcher: asyncio.Task[None] | None = None
+        self._uncommitted = asyncio.Semaphore(MAX_UNCOMMITTED)
         self.token = secrets.token_hex(8)
         self.address = ""
 
@@ -120,6 +124,7 @@ class DirectServer:
             await self._wake.wait()
             self._wake.clear()
             while self._queue:
+                await self._uncommitted.acquire()
                 taken: list[tuple[asyncio.StreamWriter, Any, list[list[Any]]]] = []
                 size = 0
                 while self._queue and size < MAX_BATCH_ORDERS:
@@ -127,15 +132,26 @@ class DirectServer:
                     taken.append(entry)
                     size += len(entry[2])
                 try:
-                    answers = await self._handle([order for _, _, orders in taken for order in orders])
+                    committing = await self._handle([order for _, _, orders in taken for order in orders])
                 except BaseException as exc:  # noqa: BLE001 - memory may be ahead of PostgreSQL
                     self._on_failure(exc)
                     raise
-                start = 0
-                for writer, request_id, orders in taken:
-                    if not writer.is_closing():
-                        writer.write(frame(orjson.dumps([request_id, answers[start:start + len(orders)]])))
-                    start += len(orders)
+                asyncio.get_running_loop().create_task(self._answer(taken, committing))
+
+    async def _answer(self, taken: list[tuple[asyncio.StreamWriter, Any, list[list[Any]]]],
+                      committing: "asyncio.Task[list[Any]]") -> None:
+        try:
+            answers = await committing
+        except BaseException as exc:  # noqa: BLE001 - the batch did not commit; memory is ahead
+            self._on_failure(exc)
+            raise
+        finally:
+            self._uncommitted.release()
+        start = 0
+        for writer, request_id, orders in taken:
+            if not writer.is_closing():
+                writer.write(frame(orjson.dumps([request_id, answers[start:start + len(orders)]])))
+            start += len(orders)
 
     async def close(self) -> None:
         if self._batcher is not None:

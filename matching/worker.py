@@ -166,6 +166,11 @@ class MatchingWorker:
         # Order ids placed lately (either way in): a pending row read before the direct copy of
         # the same order committed is not matched a second time (see handle_rows).
         self.recent: dict[str, None] = {}
+        self.recent_keys: dict[tuple[str, str], None] = {}
+        # Reads that must not queue behind a batch's commit on `conn` (duplicate checks).
+        self.read_conn: psycopg.AsyncConnection[Any] | None = None
+        # The last write handed out (see _turn): each write waits for the one before it.
+        self._last_write: asyncio.Future[None] | None = None
         # Test seam: awaited inside each write attempt, after the transaction has begun.
         self.before_write: Callable[[int], Awaitable[None]] | None = None
 
@@ -185,6 +190,7 @@ class MatchingWorker:
         # lock, and no commit can happen on it.
         await self.conn.set_autocommit(False)
         await self.conn.set_isolation_level(psycopg.IsolationLevel.SERIALIZABLE)
+        self.read_conn = await psycopg.AsyncConnection.connect(**self.conninfo, autocommit=True)
         await self.rebuild()
 
     async def advertise(self, application_name: str) -> None:
@@ -240,12 +246,13 @@ class MatchingWorker:
         return book
 
     async def rebuild_one(self, instrument_id: int) -> None:
-        assert self.conn is not None
-        async with self.conn.transaction():
-            cur = await self.conn.execute(
-                "SELECT symbol, tick_size, lot_size, min_qty, max_qty, max_price, min_notional, last_seq, "
-                "last_trade_id FROM orders_instrument WHERE id = %s", (instrument_id,))
-            row = await cur.fetchone()
+        assert self.read_conn is not None
+        # (the read connection: a batch may be committing on the other one; a new instrument's
+        # sequence numbers are its own and no batch has touched them)
+        cur = await self.read_conn.execute(
+            "SELECT symbol, tick_size, lot_size, min_qty, max_qty, max_price, min_notional, last_seq, "
+            "last_trade_id FROM orders_instrument WHERE id = %s", (instrument_id,))
+        row = await cur.fetchone()
         assert row is not None, f"instrument {instrument_id} vanished"
         symbol, tick, lot, min_qty, max_qty, max_price, min_notional, last_seq, last_trade = row
         spec = InstrumentSpec(symbol=symbol, tick_size=tick.normalize(), lot_size=lot.normalize(),
@@ -256,7 +263,30 @@ class MatchingWorker:
         self.books[instrument_id] = Book(instrument_id, symbol, spec, engine, _feed_for(spec, engine), GridFormat(spec))
 
     # -- one batch ------------------------------------------------------------------------
+    # -- the order of writes -------------------------------------------------------------
+    # Matching and committing overlap: once a batch is matched (under `lock`, in memory) the
+    # next one may be matched while the first commits. Writes still happen one at a time, in
+    # the order the batches were matched, each after the previous one committed; nothing is
+    # answered or announced before its own commit. A write that fails for any reason other
+    # than a serialization failure (retried in place) ends the process without releasing its
+    # turn, so no later batch can commit past it.
+    def _turn(self) -> tuple[asyncio.Future[None] | None, asyncio.Future[None]]:
+        """Called under `lock`: (the previous write to wait for, this write's own)."""
+        previous, mine = self._last_write, asyncio.get_running_loop().create_future()
+        self._last_write = mine
+        return previous, mine
+
+    async def _in_turn(self, turn: tuple[asyncio.Future[None] | None, asyncio.Future[None]],
+                       write: Callable[[], Awaitable[None]]) -> None:
+        previous, mine = turn
+        if previous is not None:
+            await asyncio.shield(previous)
+        await write()
+        mine.set_result(None)
+
+    # -- one batch ------------------------------------------------------------------------
     async def handle_rows(self, rows: list[dict[str, Any]]) -> None:
+        """A batch of pending rows from the inbox: matched, then committed in its turn."""
         async with self.lock:
             started = time.perf_counter()
             ts_ns = time.time_ns()
@@ -268,21 +298,27 @@ class MatchingWorker:
                 batch.books[book.id] = book
                 events = self._apply(book, row, batch.ts_ns)
                 self._collect(batch, book, row, events)
-            matched = time.perf_counter()
-            await self.commit(batch)
             self._remember(batch)
-            self.batches += 1
-            done = time.perf_counter()
-            if (done - started) * 1000 > SLOW_BATCH_MS:
-                log.info("slow batch: %d commands, %d trades: match %.1f ms, commit %.1f ms", len(rows),
-                         len(batch.trades), (matched - started) * 1e3, (done - matched) * 1e3)
+            turn = self._turn()
+        matched = time.perf_counter()
+        await self._in_turn(turn, lambda: self.commit(batch))
+        self.batches += 1
+        done = time.perf_counter()
+        if (done - started) * 1000 > SLOW_BATCH_MS:
+            log.info("slow batch: %d commands, %d trades: match %.1f ms, commit %.1f ms", len(rows),
+                     len(batch.trades), (matched - started) * 1e3, (done - matched) * 1e3)
 
     async def handle_direct(self, items: list[list[Any]]) -> list[Any]:
-        """Match and commit what web processes sent straight to the worker (matching.direct):
+        """match_direct and wait for the answers."""
+        return await (await self.match_direct(items))
+
+    async def match_direct(self, items: list[list[Any]]) -> asyncio.Task[list[Any]]:
+        """Match what web processes sent straight to the worker (matching.direct):
         places `["place", *DIRECT_FIELDS]`, cancels `["cancel", order_id]` and modifies
         `["modify", order_id, price, quantity]`. Answers, per item and in order: a place's
         committed state (the REST body) or DUPLICATE; a cancel's or modify's result ("ok" or
-        the refusal), or "unknown_order" when no book holds the order open.
+        the refusal), or "unknown_order" when no book holds the order open. Returns once the
+        batch is matched: the task it returns commits it in its turn, then answers.
 
         A placed order's row is written once, with its outcome, in the batch transaction: no
         pending row, no second write, no read-back. Duplicates are decided first, against
@@ -322,23 +358,33 @@ class MatchingWorker:
                 batch.direct.add(oid)
                 self._collect(batch, book, row, self._apply(book, row, ts_ns))
                 placed.append((n, oid))
-            matched = time.perf_counter()
+            self._remember(batch)
+            turn = self._turn()
+        return asyncio.get_running_loop().create_task(
+            self._finish_direct(batch, answers, placed, turn, (started, time.perf_counter())))
+
+    async def _finish_direct(self, batch: Batch, answers: list[Any], placed: list[tuple[int, str]],
+                             turn: tuple[asyncio.Future[None] | None, asyncio.Future[None]],
+                             times: tuple[float, float]) -> list[Any]:
+        async def write() -> None:
             if batch.books:
                 await self.commit(batch)
-                self._remember(batch)
                 self.batches += 1
-            bodies = dict(self._placed_orders(batch, direct=True))
-            for n, oid in placed:
-                answers[n] = bodies[oid]
-            if batch.targets:
-                current = await self._read_back(batch)
-                for n, oid, result in batch.targets:
-                    answers[n] = [result, current[oid]]
-            done = time.perf_counter()
-            if (done - started) * 1000 > SLOW_BATCH_MS:
-                log.info("slow direct batch: %d items, %d trades: match %.1f ms, commit %.1f ms", len(items),
-                         len(batch.trades), (matched - started) * 1e3, (done - matched) * 1e3)
-            return answers
+
+        await self._in_turn(turn, write)
+        bodies = dict(self._placed_orders(batch, direct=True))
+        for n, oid in placed:
+            answers[n] = bodies[oid]
+        if batch.targets:
+            current = await self._read_back(batch)
+            for n, oid, result in batch.targets:
+                answers[n] = [result, current[oid]]
+        started, matched = times
+        done = time.perf_counter()
+        if (done - started) * 1000 > SLOW_BATCH_MS:
+            log.info("slow direct batch: %d items, %d trades: match %.1f ms, commit %.1f ms", len(answers),
+                     len(batch.trades), (matched - started) * 1e3, (done - matched) * 1e3)
+        return answers
 
     async def _read_back(self, batch: Batch) -> dict[str, dict[str, Any]]:
         """The committed orders of the batch's direct cancels/modifies, rendered as GET shows them."""
@@ -367,22 +413,32 @@ class MatchingWorker:
 
     async def _known(self, orders: list[list[Any]]) -> set[Any]:
         """The (client_id, idempotency_key) pairs and order ids of these orders already stored."""
-        assert self.conn is not None
+        assert self.read_conn is not None
         if not orders:
             return set()
-        async with self.conn.pipeline(), self.conn.transaction():
-            cur = await self.conn.execute(KNOWN_SQL, {"rows": orjson.dumps(orders).decode()})
         found: set[Any] = set()
+        for row in orders:
+            # Matched in a batch that may still be committing: not visible to the query yet.
+            if (row[1], row[2]) in self.recent_keys:
+                found.add((row[1], row[2]))
+            if row[0] in self.recent:
+                found.add(row[0])
+        cur = await self.read_conn.execute(KNOWN_SQL, {"rows": orjson.dumps(orders).decode()})
         for oid, client_id, key in await cur.fetchall():
             found.add(oid)
             found.add((client_id, key))
         return found
 
     def _remember(self, batch: Batch) -> None:
+        """Remember the batch's orders before it commits: the next batch, matched meanwhile,
+        must see them as taken although PostgreSQL does not show them yet."""
         for row, _ in batch.places:
             self.recent[str(row["order_id"])] = None
+            self.recent_keys[(row["client_id"], row["idempotency_key"])] = None
         while len(self.recent) > RECENT_MAX:
             del self.recent[next(iter(self.recent))]
+        while len(self.recent_keys) > RECENT_MAX:
+            del self.recent_keys[next(iter(self.recent_keys))]
 
     def _apply(self, book: Book, row: dict[str, Any], ts_ns: int) -> list[Any]:
         oid = str(row["order_id"])
@@ -652,10 +708,17 @@ class MatchingWorker:
             payloads: list[str] = []
             for book in self.books.values():
                 payloads.extend(pack(book.symbol, [book.feed.snapshot(ts_ns)]))
+            turn = self._turn()
+        conn = self.conn
+
+        async def write() -> None:
+            # In its turn: after the batches matched before it (which it reflects) committed.
             if payloads:
-                async with self.conn.transaction():
-                    await self.conn.execute("SELECT count(pg_notify('pgb_market', p)) FROM unnest(%s::text[]) AS p",
-                                            [payloads])
+                async with conn.transaction():
+                    await conn.execute("SELECT count(pg_notify('pgb_market', p)) FROM unnest(%s::text[]) AS p",
+                                       [payloads])
+
+        await self._in_turn(turn, write)
 
     async def refresh_statistics(self, tables: tuple[str, ...] = HOT_TABLES,
                                  min_changes: int = STALE_MIN_CHANGES) -> list[str]:
@@ -689,17 +752,24 @@ class MatchingWorker:
                              orjson.dumps([[g.price(lv.price_ticks), g.qty(lv.qty_lots), lv.order_count]
                                            for lv in depth.asks]).decode(),
                              orjson.dumps(book.engine.snapshot()).decode()))
+            turn = self._turn()
+        conn = self.conn
+
+        async def write() -> None:
             if rows:
-                async with self.conn.transaction():
-                    async with self.conn.cursor() as cur:
+                async with conn.transaction():
+                    async with conn.cursor() as cur:
                         await cur.executemany(
                             "INSERT INTO marketdata_booksnapshot (instrument_id, seq, taken_at, source, bids, asks, "
                             "engine_snapshot) VALUES (%s, %s, %s, %s, %s::jsonb, %s::jsonb, %s::jsonb)", rows)
-            return len(rows)
+
+        await self._in_turn(turn, write)
+        return len(rows)
 
     async def close(self) -> None:
-        if self.conn is not None:
-            await self.conn.close()
+        for conn in (self.conn, self.read_conn):
+            if conn is not None:
+                await conn.close()
 
 
 def _text(value: Decimal | None) -> str | None:
