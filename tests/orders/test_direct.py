@@ -1,0 +1,140 @@
+"""The direct order path (matching/direct.py, orders/direct.py): orders sent straight to the
+worker are written once with their outcome; a lost answer never makes two orders; a batch that
+collides with a stored order does not commit."""
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+import uuid
+
+import psycopg
+import pytest
+
+from matching.worker import MatchingWorker
+from tests.http import call
+
+from .helpers import count_rows, order_body, place, wait_status
+
+
+@pytest.fixture
+def worker_restored(exchange):
+    yield
+    exchange.kill_worker()
+    exchange.start_worker()
+
+
+def test_a_direct_order_is_written_once_with_its_outcome(exchange):
+    sym = exchange.make_instrument()
+    # when an order is placed with the worker reachable
+    body = place(exchange, sym, side="buy", price="10.00")
+    # then it was never stored as pending: its first and only event is its outcome
+    with exchange.connect() as conn:
+        events = conn.execute("SELECT status FROM orders_orderevent WHERE order_id = %s ORDER BY id",
+                              (uuid.UUID(body["order_id"]),)).fetchall()
+    assert events == [("open",)]
+    assert "direct order path to the matching worker" in exchange.log_text("server")
+    # and a cancel through the same path answers with the whole order, fills included
+    status, cancelled = call(exchange.http, "DELETE", f"/orders/{body['order_id']}")
+    assert status == 200 and cancelled["status"] == "cancelled" and cancelled["fills"] == []
+    assert cancelled == call(exchange.http, "GET", f"/orders/{body['order_id']}")[1]
+
+
+def test_an_answer_lost_to_a_stalled_worker_still_makes_exactly_one_order(exchange, worker_restored):
+    sym = exchange.make_instrument()
+    place(exchange, sym, side="sell", price="20.00", quantity="1")  # the direct connection is up
+    worker = exchange.procs["worker"]
+    os.kill(worker.pid, signal.SIGSTOP)
+    try:
+        # when the worker does not answer within the bound
+        started = time.monotonic()
+        status, body = call(exchange.http, "POST", "/orders", order_body(sym, side="buy", price="20.00",
+                                                                            quantity="0.4", client_id="bob"))
+        # then the order is stored as pending under the id it was sent with, and answered 202
+        assert status == 202 and body["status"] == "pending", body
+        assert 1.5 < time.monotonic() - started < 5
+    finally:
+        os.kill(worker.pid, signal.SIGCONT)
+    # and once the worker runs again, both its copies (the frame it received and the pending
+    # row) end as ONE order, matched once
+    final = wait_status(exchange, body["order_id"], {"filled"})
+    assert final["status"] == "filled" and len(final["fills"]) == 1
+    oid = uuid.UUID(body["order_id"])
+    assert count_rows(exchange, "orders_order", "order_id = %s", (oid,)) == 1
+    assert count_rows(exchange, "orders_orderevent", "order_id = %s AND status = 'filled'", (oid,)) == 1
+    assert count_rows(exchange, "orders_trade", "buy_order_id = %s", (oid,)) == 1
+
+
+def _direct_item(instrument_id: int, order_id: str, key: str, client: str = "direct") -> list:
+    return ["place", order_id, client, key, "0" * 64, instrument_id, "buy", "limit", "GTC", False, "cancel_taker",
+            "10.00", "1", False]
+
+
+def _instrument_id(exchange, sym: str) -> int:
+    with exchange.connect() as conn:
+        return conn.execute("SELECT id FROM orders_instrument WHERE symbol = %s", (sym,)).fetchone()[0]
+
+
+def _run_with_concurrent_row(exchange, sym: str, pending_row: dict) -> tuple[MatchingWorker, list | Exception]:
+    """A worker matches one direct order; between its duplicate check and its write another
+    session stores `pending_row` (as a web process that gave up waiting would)."""
+    iid = _instrument_id(exchange, sym)
+    order_id, key = str(uuid.uuid4()), uuid.uuid4().hex
+
+    async def scenario() -> tuple[MatchingWorker, list | Exception]:
+        worker = MatchingWorker(exchange.conninfo)
+        await worker.start(wait_for_lock=False)
+
+        async def store_concurrently(attempt: int) -> None:
+            if attempt == 1:
+                row = {"order_id": order_id, "key": key, "status": "pending"} | pending_row
+                with exchange.connect() as other:
+                    other.execute(
+                        "INSERT INTO orders_order (order_id, client_id, idempotency_key, request_hash, instrument_id,"
+                        " side, type, time_in_force, post_only, stp, price, quantity, filled_quantity, status,"
+                        " created_at, updated_at) VALUES (%s, 'direct', %s, %s, %s, 'buy', 'limit', 'GTC', false,"
+                        " 'cancel_taker', 10, 1, 0, %s, now(), now())",
+                        (uuid.UUID(row["order_id"]), row["key"], "0" * 64, iid, row["status"]))
+
+        worker.before_write = store_concurrently
+        try:
+            return worker, await worker.handle_direct([_direct_item(iid, order_id, key)])
+        except psycopg.Error as exc:
+            return worker, exc
+        finally:
+            await worker.close()
+
+    return asyncio.run(scenario())
+
+
+def test_a_pending_copy_stored_meanwhile_is_taken_over(exchange, worker_restored):
+    sym = exchange.make_instrument()
+    exchange.kill_worker()
+    worker, answers = _run_with_concurrent_row(exchange, sym, {})
+    # then the batch committed, answering the order; the pending row became that order
+    assert isinstance(answers, list) and answers[0]["status"] == "open", answers
+    oid = uuid.UUID(answers[0]["order_id"])
+    with exchange.connect() as conn:
+        assert conn.execute("SELECT status FROM orders_order WHERE order_id = %s", (oid,)).fetchall() == [("open",)]
+
+
+@pytest.mark.parametrize("collision", [
+    pytest.param({"key": "another-key", "status": "cancelled"}, id="same order_id, another order"),
+    pytest.param({"order_id": None}, id="same key, another order_id"),
+])
+def test_a_batch_that_collides_with_a_stored_order_does_not_commit(exchange, worker_restored, collision):
+    sym = exchange.make_instrument()
+    exchange.kill_worker()
+    if collision.get("order_id", "") is None:
+        collision = {"order_id": str(uuid.uuid4())}
+    worker, answer = _run_with_concurrent_row(exchange, sym, collision)
+    # then the write failed (the worker process would exit and rebuild) and nothing of the
+    # batch was stored: no event, no sequence number, only the other session's row
+    assert isinstance(answer, psycopg.Error), answer
+    assert count_rows(exchange, "orders_orderevent e JOIN orders_instrument i ON i.id = e.instrument_id",
+                      "i.symbol = %s", (sym,)) == 0
+    with exchange.connect() as conn:
+        assert conn.execute("SELECT last_seq FROM orders_instrument WHERE symbol = %s", (sym,)).fetchone()[0] == 0
+    assert count_rows(exchange, "orders_order o JOIN orders_instrument i ON i.id = o.instrument_id",
+                      "i.symbol = %s", (sym,)) == 1
