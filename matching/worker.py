@@ -587,7 +587,8 @@ class MatchingWorker:
                 type=row["type"], time_in_force=row["time_in_force"], post_only=row["post_only"], stp=row["stp"],
                 price=price_s, quantity=qty_s, filled_quantity=filled_s, remaining_quantity=remaining_s,
                 status=status, reason=reason, idempotency_key=row["idempotency_key"],
-                created_at=fmt_time(row["created_at"]), updated_at=when, fills=batch.fills.get(oid, []))
+                created_at=when if oid in batch.direct else fmt_time(row["created_at"]), updated_at=when,
+                fills=batch.fills.get(oid, []))
             yield oid, order
 
     async def commit(self, batch: Batch) -> None:

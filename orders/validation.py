@@ -16,7 +16,7 @@ from typing import Any
 
 import orjson
 
-from matching.types import InvalidNumber, OrderType, Reason, STP, TimeInForce
+from matching.types import STP, InstrumentSpec, InvalidNumber, OrderType, Reason, TimeInForce
 
 from .errors import ApiError
 from .instruments import CachedInstrument
@@ -203,6 +203,32 @@ def instrument_symbol(data: Any) -> str | None:
     return None
 
 
+_GridMemo = dict[Decimal, tuple[int, Decimal]]
+_GRID_MEMOS: dict[int, tuple[InstrumentSpec, _GridMemo, _GridMemo]] = {}
+_GRID_MEMO_MAX = 10_000
+
+
+def _grid_memo(spec: InstrumentSpec) -> tuple[_GridMemo, _GridMemo]:
+    """Per instrument spec: prices and quantities already converted (orders repeat them, and
+    the exact conversion both ways was a tenth of the order path's CPU). Keyed by the spec
+    object itself, so a changed instrument starts afresh."""
+    found = _GRID_MEMOS.get(id(spec))
+    if found is None or found[0] is not spec:
+        found = _GRID_MEMOS[id(spec)] = (spec, {}, {})
+    return found[1], found[2]
+
+
+def _on_grid(memo: _GridMemo, value: Decimal, to_steps: Any, from_steps: Any) -> tuple[int, Decimal]:
+    """(steps, normalised value); InvalidNumber for a value off the grid (never memoised)."""
+    found = memo.get(value) if value.is_finite() else None
+    if found is None:
+        steps = to_steps(value)
+        if len(memo) >= _GRID_MEMO_MAX:
+            memo.clear()
+        found = memo[value] = (steps, from_steps(steps))
+    return found
+
+
 def place_request(data: Any, instrument: CachedInstrument | None) -> PlaceRequest:
     if not isinstance(data, dict):
         raise ApiError(400, "invalid_body", "The request body must be a JSON object.")
@@ -240,15 +266,17 @@ def place_request(data: Any, instrument: CachedInstrument | None) -> PlaceReques
     errors.raise_if_any()
     assert instrument is not None and quantity is not None and side and order_type and tif and stp
     spec = instrument.spec
+    prices, quantities = _grid_memo(spec)
     price_ticks: int | None = None
+    norm_price: Decimal | None = None
     qty_lots = 0
     if price is not None:
         try:
-            price_ticks = spec.price_to_ticks(price)
+            price_ticks, norm_price = _on_grid(prices, price, spec.price_to_ticks, spec.ticks_to_price)
         except InvalidNumber as exc:
             _reason(errors, exc.reason)
     try:
-        qty_lots = spec.qty_to_lots(quantity)
+        qty_lots, norm_qty = _on_grid(quantities, quantity, spec.qty_to_lots, spec.lots_to_qty)
     except InvalidNumber as exc:
         _reason(errors, exc.reason)
     errors.raise_if_any()
@@ -256,8 +284,6 @@ def place_request(data: Any, instrument: CachedInstrument | None) -> PlaceReques
     if problem is not None:
         _reason(errors, problem)
         errors.raise_if_any()
-    norm_price = None if price_ticks is None else spec.ticks_to_price(price_ticks)
-    norm_qty = spec.lots_to_qty(qty_lots)
     canonical = "|".join([client_id or "", instrument.symbol, side, order_type, str(norm_price), str(norm_qty),
                           tif, str(post_only), stp, str(order_id or "")])
     return PlaceRequest(order_id=order_id, client_id=client_id or "", idempotency_key=key or "",
