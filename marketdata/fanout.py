@@ -63,6 +63,7 @@ class _Item:
     texts: list[str]
     joined: str
     market: bool  # market events may be dropped (with a resync marker); replies never
+    frame: str = ""  # "[joined]": the batch frame of a connection that has nothing else queued
 
 
 def _reply(text: str) -> _Item:
@@ -70,7 +71,8 @@ def _reply(text: str) -> _Item:
 
 
 def _market(texts: list[str]) -> _Item:
-    return _Item(texts, ",".join(texts), market=True)
+    joined = ",".join(texts)
+    return _Item(texts, joined, market=True, frame="[" + joined + "]")
 
 
 @dataclass(eq=False)
@@ -91,7 +93,13 @@ class Outbox:
     # topic -> set of instrument-level subscriptions, kept by the fan-out
     market: dict[str, set[str]] = field(default_factory=dict)  # instrument -> channels
     orders: dict[str, set[str]] = field(default_factory=dict)  # instrument -> client ids
+    # instrument -> (channels, client ids) as frozensets: the key of the batch it shares
+    interests: dict[str, tuple[frozenset[str], frozenset[str]]] = field(default_factory=dict)
     task: asyncio.Task[None] | None = None
+
+    def refresh_interests(self) -> None:
+        self.interests = {i: (frozenset(self.market.get(i, ())), frozenset(self.orders.get(i, ())))
+                          for i in set(self.market) | set(self.orders)}
 
     def start(self) -> None:
         self.task = asyncio.get_running_loop().create_task(self._writer(), name="marketdata-outbox")
@@ -172,7 +180,13 @@ class Outbox:
                     await asyncio.sleep(0.01)
                     continue
                 stalled_since = None
-                if self.batch:
+                if self.batch and len(self.items) == 1 and self.items[0].frame:
+                    # The common case: one committed batch, its frame built once for everyone.
+                    item = self.items.popleft()
+                    self.queued -= len(item.texts)
+                    self.sent += len(item.texts)
+                    await self.send(item.frame)
+                elif self.batch:
                     # Whole queued items into one frame, up to about FRAME_MAX_EVENTS events.
                     parts = []
                     count = 0
@@ -207,6 +221,7 @@ class Fanout:
                 box.orders.setdefault(instrument, set()).add(client_id)
             else:
                 box.market.setdefault(instrument, set()).add(channel)
+        box.refresh_interests()
         self.by_instrument.setdefault(instrument, set()).add(box)
 
     def unsubscribe(self, box: Outbox, instrument: str, channels: list[str], client_id: str | None) -> None:
@@ -224,6 +239,7 @@ class Fanout:
                 chans.discard(channel)
                 if not chans:
                     box.market.pop(instrument, None)
+        box.refresh_interests()
         if instrument not in box.market and instrument not in box.orders:
             boxes = self.by_instrument.get(instrument)
             if boxes is not None:
@@ -240,6 +256,7 @@ class Fanout:
                     del self.by_instrument[instrument]
         box.market.clear()
         box.orders.clear()
+        box.interests = {}
 
     # -- hub callbacks --------------------------------------------------------------------
     def on_market(self, message: dict[str, Any]) -> None:
@@ -255,7 +272,9 @@ class Fanout:
         # Connections with the same interests share one batch: built, serialized and joined once.
         batches: dict[tuple[frozenset[str], frozenset[str]], _Item | None] = {}
         for box in list(boxes):
-            key = (frozenset(box.market.get(instrument, ())), frozenset(box.orders.get(instrument, ())))
+            key = box.interests.get(instrument)
+            if key is None:
+                continue
             if key in batches:
                 batch = batches[key]
             else:
