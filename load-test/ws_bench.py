@@ -62,12 +62,37 @@ def parse_time(text: str) -> float:
 
 
 # -- fanout ----------------------------------------------------------------------------------
+class _Reading:
+    """What the subscribers of one process saw: frames, events, resync markers, closes, and a
+    latency per frame. No full parse: 500 sockets of JSON would make these client processes,
+    not the server, the bottleneck. A frame lists events in commit order, so its first "time"
+    is its oldest event: that event's latency bounds every other event's in the frame."""
+
+    def __init__(self, warmup: float, duration: float) -> None:
+        self.latencies: list[float] = []
+        self.counts = {"events": 0, "frames": 0, "resync_required": 0, "closed": 0}
+        self.start_measure = time.time() + warmup
+        self.stop_at = time.time() + warmup + duration
+
+    def frame(self, raw: bytes, now: float) -> None:
+        counts = self.counts
+        counts["frames"] += 1
+        if b'"resync_required"' in raw:
+            counts["resync_required"] += raw.count(b'"resync_required"')
+        if self.start_measure <= now < self.stop_at:
+            counts["events"] += raw.count(b'{"event":') - raw.count(b'{"event":"book_snapshot"')
+            at = raw.find(TIME_FIELD)
+            if at >= 0:  # new_trade, ticker (a book_delta has no time of its own)
+                start = at + len(TIME_FIELD)
+                self.latencies.append(now - parse_time(raw[start:raw.index(b'"', start)].decode()))
+
+    def result(self) -> dict[str, Any]:
+        return {"latencies": self.latencies, **self.counts}
+
+
 async def _subscribers(url: str, instrument: str, channels: list[str], count: int, duration: float,
                        warmup: float) -> dict[str, Any]:
-    latencies: list[float] = []
-    counts = {"events": 0, "frames": 0, "resync_required": 0, "closed": 0}
-    start_measure = time.time() + warmup
-    stop_at = time.time() + warmup + duration
+    reading = _Reading(warmup, duration)
 
     async def one() -> None:
         try:
@@ -75,32 +100,19 @@ async def _subscribers(url: str, instrument: str, channels: list[str], count: in
                                           ping_interval=None) as ws:
                 await ws.send(orjson.dumps({"op": "subscribe", "instrument": instrument, "channels": channels}))
                 while True:
-                    left = stop_at - time.time()
+                    left = reading.stop_at - time.time()
                     if left <= 0:
                         return
                     try:
                         raw = await asyncio.wait_for(ws.recv(decode=False), left)
                     except TimeoutError:
                         return
-                    now = time.time()
-                    counts["frames"] += 1
-                    # No full parse: 500 sockets of JSON would make these client processes, not
-                    # the server, the bottleneck. A frame lists events in commit order, so its
-                    # first "time" is its oldest event: that event's latency bounds every
-                    # other event's in the frame.
-                    if b'"resync_required"' in raw:
-                        counts["resync_required"] += raw.count(b'"resync_required"')
-                    if now >= start_measure:
-                        counts["events"] += raw.count(b'{"event":') - raw.count(b'{"event":"book_snapshot"')
-                        at = raw.find(TIME_FIELD)
-                        if at >= 0:  # new_trade, ticker (a book_delta has no time of its own)
-                            start = at + len(TIME_FIELD)
-                            latencies.append(now - parse_time(raw[start:raw.index(b'"', start)].decode()))
+                    reading.frame(raw, time.time())
         except websockets.ConnectionClosed:
-            counts["closed"] += 1
+            reading.counts["closed"] += 1
 
     await asyncio.gather(*(one() for _ in range(count)))
-    return {"latencies": latencies, **counts}
+    return reading.result()
 
 
 class _LeanSubscriber(asyncio.Protocol):
@@ -187,43 +199,28 @@ class _LeanSubscriber(asyncio.Protocol):
 
 async def _subscribers_lean(url: str, instrument: str, channels: list[str], count: int, duration: float,
                             warmup: float) -> dict[str, Any]:
-    latencies: list[float] = []
-    counts = {"events": 0, "frames": 0, "resync_required": 0, "closed": 0}
-    start_measure = time.time() + warmup
-    stop_at = time.time() + warmup + duration
+    reading = _Reading(warmup, duration)
     parts = urlsplit(url)
     path = (parts.path or "/") + "?batch=1"
-
-    def on_frame(raw: bytes, now: float) -> None:
-        # The same reading as _subscribers: counts, and the frame's oldest event's latency.
-        counts["frames"] += 1
-        if b'"resync_required"' in raw:
-            counts["resync_required"] += raw.count(b'"resync_required"')
-        if now >= start_measure and now < stop_at:
-            counts["events"] += raw.count(b'{"event":') - raw.count(b'{"event":"book_snapshot"')
-            at = raw.find(TIME_FIELD)
-            if at >= 0:
-                start = at + len(TIME_FIELD)
-                latencies.append(now - parse_time(raw[start:raw.index(b'"', start)].decode()))
 
     async def one() -> None:
         loop = asyncio.get_running_loop()
         done: asyncio.Future[None] = loop.create_future()
         transport, proto = await loop.create_connection(
-            lambda: _LeanSubscriber(parts.netloc, path, on_frame, done), parts.hostname, parts.port)
+            lambda: _LeanSubscriber(parts.netloc, path, reading.frame, done), parts.hostname, parts.port)
         try:
             await asyncio.wait_for(proto.opened, 30)
             proto.send_text(orjson.dumps({"op": "subscribe", "instrument": instrument, "channels": channels}))
-            await asyncio.wait_for(done, max(0.0, stop_at - time.time()))
+            await asyncio.wait_for(done, max(0.0, reading.stop_at - time.time()))
         except TimeoutError:
             pass
         except ConnectionError:
-            counts["closed"] += 1
+            reading.counts["closed"] += 1
         finally:
             transport.close()
 
     await asyncio.gather(*(one() for _ in range(count)))
-    return {"latencies": latencies, **counts}
+    return reading.result()
 
 
 def _subscriber_proc(args: tuple[Any, ...], out: Any) -> None:

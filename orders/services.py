@@ -157,6 +157,11 @@ async def _direct_results(requests: list[PlaceRequest], answers: list[Any]) -> l
                 await _answer_duplicates(conn, requests, dup_idx, results)
         except (psycopg.OperationalError, PoolTimeout) as exc:
             raise _db_errors(exc) from exc
+    return _keyed(requests, results)
+
+
+def _keyed(requests: list[PlaceRequest], results: list[Result | None]) -> list[Result]:
+    """Every request answered, each answer carrying its request's idempotency key."""
     out: list[Result] = []
     for req, res in zip(requests, results):
         assert res is not None
@@ -209,12 +214,7 @@ async def _place_via_inbox(requests: list[PlaceRequest], ids: list[uuid.UUID], s
         for k, f in zip(keys, futures):
             hub.forget(k, f)
         raise _db_errors(exc) from exc
-    out: list[Result] = []
-    for req, res in zip(requests, results):
-        assert res is not None
-        res.idempotency_key = req.idempotency_key
-        out.append(res)
-    return out
+    return _keyed(requests, results)
 
 
 async def _insert_orders(rows: list[tuple[uuid.UUID, PlaceRequest]]) -> dict[int, bool]:
