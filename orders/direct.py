@@ -55,14 +55,15 @@ class DirectClient:
         self._next_id += 1
         request_id = self._next_id
         fut: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
-        self._waiters[request_id] = fut
+        waiters = self._waiters
+        waiters[request_id] = fut
         self._writer.write(frame(orjson.dumps([request_id, rows])))
         try:
             return await asyncio.wait_for(asyncio.shield(fut), settings.ORDER_ACK_TIMEOUT_S)
         except TimeoutError:
             raise WorkerLost("no answer in time") from None
         finally:
-            self._waiters.pop(request_id, None)
+            waiters.pop(request_id, None)
 
     async def _connect(self) -> bool:
         """Find the worker and connect; concurrent callers share one attempt."""
@@ -99,15 +100,19 @@ class DirectClient:
             return False
         writer.write(frame(orjson.dumps(token)))
         self._writer = writer
-        asyncio.get_running_loop().create_task(self._read(reader, writer), name="pgbourse-direct-client")
+        # Each connection has its own waiters: the end of an old connection fails only its own.
+        self._waiters = {}
+        asyncio.get_running_loop().create_task(self._read(reader, writer, self._waiters),
+                                               name="pgbourse-direct-client")
         log.info("direct order path to the matching worker at %s:%d", host, port)
         return True
 
-    async def _read(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _read(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                    waiters: dict[int, asyncio.Future[list[Any]]]) -> None:
         try:
             while True:
                 request_id, answers = orjson.loads(await read_frame(reader))
-                fut = self._waiters.get(request_id)
+                fut = waiters.get(request_id)
                 if fut is not None and not fut.done():
                     fut.set_result(answers)
         except (asyncio.IncompleteReadError, ConnectionError, OSError, orjson.JSONDecodeError):
@@ -116,7 +121,7 @@ class DirectClient:
             if self._writer is writer:
                 self._writer = None
             writer.close()
-            lost = [f for f in self._waiters.values() if not f.done()]
+            lost = [f for f in waiters.values() if not f.done()]
             for f in lost:
                 f.set_exception(WorkerLost("connection to the matching worker lost"))
             if lost:
