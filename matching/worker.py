@@ -26,6 +26,7 @@ import orjson
 import psycopg
 from psycopg import sql
 from psycopg import errors as pg_errors
+from psycopg import pq
 
 from marketdata.feed import FeedBuilder, pack
 from orders.representation import fill_json, fmt, fmt_time, from_ns, order_json
@@ -189,8 +190,9 @@ class MatchingWorker:
             log.warning("another matching worker owns the books (advisory lock %d held); waiting", LOCK_KEY)
             await asyncio.sleep(1.0)
         # The same connection that holds the lock commits every batch: if it is lost, so is the
-        # lock, and no commit can happen on it.
-        await self.conn.set_autocommit(False)
+        # lock, and no commit can happen on it. It stays in autocommit mode: a batch's BEGIN and
+        # COMMIT are sent as statements of its pipeline (see commit); psycopg's own transaction
+        # blocks (rebuild, snapshots) start SERIALIZABLE too.
         await self.conn.set_isolation_level(psycopg.IsolationLevel.SERIALIZABLE)
         self.read_conn = await psycopg.AsyncConnection.connect(**self.conninfo, autocommit=True)
         await self.rebuild()
@@ -632,15 +634,24 @@ class MatchingWorker:
         while True:
             attempt += 1
             try:
-                # Pipeline mode around the whole transaction: BEGIN, every statement and COMMIT
-                # go out together, one round trip per batch.
+                # One pipeline: BEGIN, every statement and COMMIT go out together and come back
+                # in one round trip. (psycopg's transaction block waits for the statements'
+                # results before it sends COMMIT: a second round trip, during which PostgreSQL
+                # sat idle in the transaction while this event loop matched the next batch.)
                 async with self.conn.pipeline():
-                    async with self.conn.transaction():
-                        if self.before_write is not None:
-                            await self.before_write(attempt)
-                        await self._write(batch, params)
+                    await self.conn.execute("BEGIN ISOLATION LEVEL SERIALIZABLE")
+                    if self.before_write is not None:
+                        await self.before_write(attempt)
+                    await self._write(batch, params)
+                    await self.conn.execute("COMMIT")
                 return
-            except pg_errors.SerializationFailure:
+            except BaseException as exc:
+                # The statements after the failing one, COMMIT included, were skipped: end the
+                # aborted transaction (if the connection is still there).
+                if not self.conn.closed and self.conn.info.transaction_status != pq.TransactionStatus.IDLE:
+                    await self.conn.execute("ROLLBACK")
+                if not isinstance(exc, pg_errors.SerializationFailure):
+                    raise
                 self.retries += 1
                 if attempt >= MAX_RETRIES:
                     raise
