@@ -18,6 +18,7 @@ import time
 import uuid
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -135,7 +136,7 @@ class Batch:
     # Direct cancels/modifies: (answer index, order id, result); their orders are read back in
     # the batch's own round trip (cursors in `reads`) and answered whole.
     targets: list[tuple[int, str, str]] = field(default_factory=list)
-    reads: tuple[Any, Any] | None = None
+    reads: tuple[list[Any], list[Any]] | None = None
     # The statements' parameters, built when the batch is matched (see MatchingWorker.prepare).
     params: dict[str, Any] | None = None
 
@@ -161,7 +162,12 @@ RECENT_MAX = 200_000
 class MatchingWorker:
     def __init__(self, conninfo: dict[str, Any]) -> None:
         self.conninfo = conninfo
+        # Reads of the event loop (rebuild) and the snapshot feed's NOTIFYs.
         self.conn: psycopg.AsyncConnection[Any] | None = None
+        # The session that holds the lock, advertises the direct path and commits every batch,
+        # driven by a thread of its own (see commit).
+        self.wconn: psycopg.Connection[Any] | None = None
+        self._writer = ThreadPoolExecutor(1, thread_name_prefix="pgbourse-commit")
         self.books: dict[int, Book] = {}
         self.lock = asyncio.Lock()
         self.batches = 0
@@ -174,16 +180,15 @@ class MatchingWorker:
         self.read_conn: psycopg.AsyncConnection[Any] | None = None
         # The last write handed out (see _turn): each write waits for the one before it.
         self._last_write: asyncio.Future[None] | None = None
-        # Test seam: awaited inside each write attempt, after the transaction has begun.
-        self.before_write: Callable[[int], Awaitable[None]] | None = None
+        # Test seam: called (in the commit thread, with the commit connection) inside each write
+        # attempt, after the transaction has begun.
+        self.before_write: Callable[[psycopg.Connection[Any], int], None] | None = None
 
     # -- start ----------------------------------------------------------------------------
     async def start(self, wait_for_lock: bool = True) -> None:
-        self.conn = await psycopg.AsyncConnection.connect(**self.conninfo, autocommit=True)
+        self.wconn = await self._in_writer(psycopg.Connection.connect, **self.conninfo, autocommit=True)
         while True:
-            cur = await self.conn.execute("SELECT pg_try_advisory_lock(%s)", (LOCK_KEY,))
-            row = await cur.fetchone()
-            if row and row[0]:
+            if await self._in_writer(self._try_lock):
                 break
             if not wait_for_lock:
                 raise SystemExit("another matching worker holds the lock (pg advisory lock %d)" % LOCK_KEY)
@@ -191,18 +196,28 @@ class MatchingWorker:
             await asyncio.sleep(1.0)
         # The same connection that holds the lock commits every batch: if it is lost, so is the
         # lock, and no commit can happen on it. It stays in autocommit mode: a batch's BEGIN and
-        # COMMIT are sent as statements of its pipeline (see commit); psycopg's own transaction
-        # blocks (rebuild, snapshots) start SERIALIZABLE too.
+        # COMMIT are sent as statements of its pipeline (see commit). The other connection's
+        # transactions (rebuild, snapshots) are SERIALIZABLE too.
+        self.conn = await psycopg.AsyncConnection.connect(**self.conninfo, autocommit=True)
         await self.conn.set_isolation_level(psycopg.IsolationLevel.SERIALIZABLE)
         self.read_conn = await psycopg.AsyncConnection.connect(**self.conninfo, autocommit=True)
         await self.rebuild()
 
+    def _in_writer(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> asyncio.Future[Any]:
+        """Run fn in the commit thread, the only thread that uses `wconn`."""
+        return asyncio.get_running_loop().run_in_executor(self._writer, lambda: fn(*args, **kwargs))
+
+    def _try_lock(self) -> bool:
+        assert self.wconn is not None
+        row = self.wconn.execute("SELECT pg_try_advisory_lock(%s)", (LOCK_KEY,)).fetchone()
+        return bool(row and row[0])
+
     async def advertise(self, application_name: str) -> None:
         """Name the lock-holding session, so web processes find the direct path (and stop
         finding it the moment this session ends)."""
-        assert self.conn is not None
-        async with self.conn.transaction():
-            await self.conn.execute("SELECT set_config('application_name', %s, false)", (application_name,))
+        assert self.wconn is not None
+        await self._in_writer(self.wconn.execute, "SELECT set_config('application_name', %s, false)",
+                              (application_name,))
 
     async def rebuild(self) -> None:
         """Rebuild every book from PostgreSQL: open orders by price and original priority."""
@@ -384,7 +399,7 @@ class MatchingWorker:
 
         await self._in_turn(turn, write)
         if batch.targets:
-            current = await self._read_back(batch)
+            current = self._read_back(batch)
             for n, oid, result in batch.targets:
                 answers[n] = [result, current[oid]]
         started, matched = times
@@ -394,13 +409,13 @@ class MatchingWorker:
                      len(batch.trades), (matched - started) * 1e3, (done - matched) * 1e3)
         return answers
 
-    async def _read_back(self, batch: Batch) -> dict[str, dict[str, Any]]:
+    def _read_back(self, batch: Batch) -> dict[str, dict[str, Any]]:
         """The committed orders of the batch's direct cancels/modifies, rendered as GET shows them."""
         assert batch.reads is not None
-        order_cur, fills_cur = batch.reads
-        rows = [dict(zip(ORDER_COLUMNS, r)) for r in await order_cur.fetchall()]
+        order_rows, fill_rows = batch.reads
+        rows = [dict(zip(ORDER_COLUMNS, r)) for r in order_rows]
         books = {str(r["order_id"]): self.books[r["instrument_id"]] for r in rows}
-        fills = fills_by_order(await fills_cur.fetchall(), books)  # type: ignore[arg-type]
+        fills = fills_by_order(fill_rows, books)  # type: ignore[arg-type]
         return {oid: order_row_json(r, books[oid], fills.get(oid, []))  # type: ignore[arg-type]
                 for r in rows for oid in (str(r["order_id"]),)}
 
@@ -625,50 +640,71 @@ class MatchingWorker:
         }
 
     async def commit(self, batch: Batch) -> None:
-        assert self.conn is not None
+        """Write the batch in ONE SERIALIZABLE transaction; retried whole on 40001.
+
+        The statements run in the commit thread, on the lock-holding connection: while this
+        event loop matches the next batch (pure Python, holding the GIL for tens of ms), the
+        thread waits on PostgreSQL with the GIL released, so the two overlap. (Driven from the
+        event loop, the pipeline made no progress while a batch was being matched: at 4,000
+        orders/s the worker and its backend took turns instead of working together.)"""
         if batch.params is None:
             self.prepare(batch)
-        params = batch.params
-        assert params is not None
+        assert batch.params is not None
+        statements, reads = self._statements(batch, batch.params)
         attempt = 0
         while True:
             attempt += 1
             try:
-                # One pipeline: BEGIN, every statement and COMMIT go out together and come back
-                # in one round trip. (psycopg's transaction block waits for the statements'
-                # results before it sends COMMIT: a second round trip, during which PostgreSQL
-                # sat idle in the transaction while this event loop matched the next batch.)
-                async with self.conn.pipeline():
-                    await self.conn.execute("BEGIN ISOLATION LEVEL SERIALIZABLE")
-                    if self.before_write is not None:
-                        await self.before_write(attempt)
-                    await self._write(batch, params)
-                    await self.conn.execute("COMMIT")
+                batch.reads = await self._in_writer(self._commit_sync, statements, reads, attempt)
                 return
-            except BaseException as exc:
-                # The statements after the failing one, COMMIT included, were skipped: end the
-                # aborted transaction (if the connection is still there).
-                if not self.conn.closed and self.conn.info.transaction_status != pq.TransactionStatus.IDLE:
-                    await self.conn.execute("ROLLBACK")
-                if not isinstance(exc, pg_errors.SerializationFailure):
-                    raise
+            except pg_errors.SerializationFailure:
                 self.retries += 1
                 if attempt >= MAX_RETRIES:
                     raise
                 log.info("batch hit a serialization failure (40001), retrying (attempt %d)", attempt + 1)
                 await asyncio.sleep(0.001 * attempt)
 
-    async def _write(self, batch: Batch, params: dict[str, Any]) -> None:
-        """Queue the batch's statements (pipeline mode)."""
-        assert self.conn is not None
-        ex = self.conn.execute
+    def _commit_sync(self, statements: list[tuple[str, dict[str, Any]]], reads: list[tuple[str, dict[str, Any]]],
+                     attempt: int) -> tuple[list[Any], list[Any]] | None:
+        """One attempt, in the commit thread: BEGIN, every statement and COMMIT go out as one
+        pipeline and come back in one round trip. (psycopg's transaction block waits for the
+        statements' results before it sends COMMIT: a second round trip.) Returns the rows of
+        `reads`, read inside the transaction."""
+        conn = self.wconn
+        assert conn is not None
+        try:
+            with conn.pipeline():
+                conn.execute("BEGIN ISOLATION LEVEL SERIALIZABLE")
+                if self.before_write is not None:
+                    self.before_write(conn, attempt)
+                for query, params in statements:
+                    conn.execute(query, params)
+                cursors = [conn.execute(query, params) for query, params in reads]
+                conn.execute("COMMIT")
+        except BaseException:
+            # The statements after the failing one, COMMIT included, were skipped: end the
+            # aborted transaction (if the connection is still there).
+            if not conn.closed and conn.info.transaction_status != pq.TransactionStatus.IDLE:
+                conn.execute("ROLLBACK")
+            raise
+        if not cursors:
+            return None
+        orders, fills = cursors
+        return orders.fetchall(), fills.fetchall()
+
+    @staticmethod
+    def _statements(batch: Batch, params: dict[str, Any]) -> tuple[list[tuple[str, dict[str, Any]]],
+                                                                  list[tuple[str, dict[str, Any]]]]:
+        """The batch's statements, in order, and the reads that follow them (a direct cancel's
+        or modify's order and fills, answered whole)."""
+        out: list[tuple[str, dict[str, Any]]] = []
         # Fixed order of writes (orders, events, trades, commands, instruments) in every batch.
         if batch.direct:
             # Written once, with the outcome. A pending row of the same order (stored by a web
             # process that gave up waiting for this answer) is taken over. Any other row under
             # one of these keys leaves a row out: the cast fails, the batch does not commit, and
             # the worker restarts from PostgreSQL (its memory is ahead).
-            await ex("""
+            out.append(("""
                 WITH ins AS (
                 INSERT INTO orders_order (order_id, client_id, idempotency_key, request_hash, instrument_id, side,
                                           type, time_in_force, post_only, stp, status, price, quantity,
@@ -685,46 +721,47 @@ class MatchingWorker:
                    AND orders_order.idempotency_key = excluded.idempotency_key
                 RETURNING 1)
                 SELECT (CASE WHEN count(*) = %(direct_count)s THEN '0'
-                             ELSE 'direct order collides with a stored order' END)::int FROM ins""", params)
+                             ELSE 'direct order collides with a stored order' END)::int FROM ins""", params))
         if params["orders"] != "[]":
-            await ex("""
+            out.append(("""
                 UPDATE orders_order o
                    SET status = u->>1, filled_quantity = (u->>2)::numeric,
                        quantity = CASE WHEN (u->>7)::bool THEN (u->>3)::numeric ELSE o.quantity END,
                        price = CASE WHEN (u->>7)::bool THEN (u->>4)::numeric ELSE o.price END,
                        reason = u->>5, priority = coalesce((u->>6)::bigint, o.priority), updated_at = %(when)s
                   FROM jsonb_array_elements(%(orders)s::jsonb) AS u
-                 WHERE o.order_id = (u->>0)::uuid""", params)
+                 WHERE o.order_id = (u->>0)::uuid""", params))
         if batch.events:
-            await ex("""
+            out.append(("""
                 INSERT INTO orders_orderevent (order_id, instrument_id, status, price, quantity, filled_quantity,
                                                reason, trade_id, created_at)
                 SELECT (e->>0)::uuid, (e->>1)::bigint, e->>2, (e->>3)::numeric, (e->>4)::numeric,
                        (e->>5)::numeric, e->>6, (e->>7)::bigint, %(when)s
-                  FROM jsonb_array_elements(%(events)s::jsonb) WITH ORDINALITY AS x(e, n) ORDER BY n""", params)
+                  FROM jsonb_array_elements(%(events)s::jsonb) WITH ORDINALITY AS x(e, n) ORDER BY n""", params))
         if batch.trades:
-            await ex("""
+            out.append(("""
                 INSERT INTO orders_trade (instrument_id, trade_id, seq, price, quantity, aggressor_side,
                                           buy_order_id, sell_order_id, maker_order_id, taker_order_id, executed_at)
                 SELECT (t->>0)::bigint, (t->>1)::bigint, (t->>2)::bigint, (t->>3)::numeric, (t->>4)::numeric,
                        t->>5, (t->>6)::uuid, (t->>7)::uuid, (t->>8)::uuid, (t->>9)::uuid, %(when)s
-                  FROM jsonb_array_elements(%(trades)s::jsonb) WITH ORDINALITY AS x(t, n) ORDER BY n""", params)
+                  FROM jsonb_array_elements(%(trades)s::jsonb) WITH ORDINALITY AS x(t, n) ORDER BY n""", params))
         if batch.commands:
-            await ex("""
+            out.append(("""
                 UPDATE orders_ordercommand c SET processed = true, result = u->>1, processed_at = %(when)s
-                  FROM jsonb_array_elements(%(commands)s::jsonb) AS u WHERE c.id = (u->>0)::bigint""", params)
+                  FROM jsonb_array_elements(%(commands)s::jsonb) AS u WHERE c.id = (u->>0)::bigint""", params))
         if batch.books:
-            await ex("""
+            out.append(("""
                 UPDATE orders_instrument i SET last_seq = (u->>1)::bigint, last_trade_id = (u->>2)::bigint
-                  FROM jsonb_array_elements(%(instruments)s::jsonb) AS u WHERE i.id = (u->>0)::bigint""", params)
+                  FROM jsonb_array_elements(%(instruments)s::jsonb) AS u WHERE i.id = (u->>0)::bigint""", params))
         # NOTIFY inside the transaction: delivered only if, and when, it commits.
-        await ex("SELECT count(pg_notify('pgb_outcome', p)) FROM json_array_elements_text(%(outcomes)s::json) AS p",
-                 params)
-        await ex("SELECT count(pg_notify('pgb_market', p)) FROM json_array_elements_text(%(market)s::json) AS p",
-                 params)
-        if batch.targets:
-            ids = {"ids": list({uuid.UUID(oid) for _, oid, _ in batch.targets})}
-            batch.reads = (await ex(f"{ORDER_SELECT} WHERE order_id = ANY(%(ids)s)", ids), await ex(FILLS_SQL, ids))
+        out.append(("SELECT count(pg_notify('pgb_outcome', p)) FROM json_array_elements_text(%(outcomes)s::json) AS p",
+                    params))
+        out.append(("SELECT count(pg_notify('pgb_market', p)) FROM json_array_elements_text(%(market)s::json) AS p",
+                    params))
+        if not batch.targets:
+            return out, []
+        ids = {"ids": list({uuid.UUID(oid) for _, oid, _ in batch.targets})}
+        return out, [(f"{ORDER_SELECT} WHERE order_id = ANY(%(ids)s)", ids), (FILLS_SQL, ids)]
 
     # -- periodic -------------------------------------------------------------------------
     async def publish_snapshots(self) -> None:
@@ -799,6 +836,9 @@ class MatchingWorker:
         for conn in (self.conn, self.read_conn):
             if conn is not None:
                 await conn.close()
+        if self.wconn is not None:
+            await self._in_writer(self.wconn.close)
+        self._writer.shutdown(wait=False)
 
 
 def _text(value: Decimal | None) -> str | None:

@@ -86,7 +86,7 @@ def _run_with_concurrent_row(exchange, sym: str, pending_row: dict) -> tuple[Mat
         worker = MatchingWorker(exchange.conninfo)
         await worker.start(wait_for_lock=False)
 
-        async def store_concurrently(attempt: int) -> None:
+        def store_concurrently(conn: psycopg.Connection, attempt: int) -> None:
             if attempt == 1:
                 row = {"order_id": order_id, "key": key, "status": "pending"} | pending_row
                 with exchange.connect() as other:

@@ -152,12 +152,11 @@ def test_serialization_failure_is_retried_without_matching_twice(exchange, worke
         worker = MatchingWorker(exchange.conninfo)
         await worker.start(wait_for_lock=False)
 
-        async def conflicting_write(attempt: int) -> None:
+        def conflicting_write(conn: psycopg.Connection, attempt: int) -> None:
             if attempt == 1:
                 # when another transaction changes the instrument row after the batch's snapshot
-                assert worker.conn is not None
                 # (the batch is in pipeline mode: fetching forces the snapshot to be taken now)
-                await (await worker.conn.execute("SELECT 1")).fetchone()
+                conn.execute("SELECT 1").fetchone()
                 with exchange.connect() as other:
                     other.execute("UPDATE orders_instrument SET is_active = is_active WHERE symbol = %s", (sym,))
 
