@@ -42,7 +42,9 @@ def iso_from_ns(ts_ns: int) -> str:
 
 class _Side:
     """Levels of one side, best first, as a client holds them. Each level also keeps its
-    checksum digits (Kraken's rule) ready, so a checksum per delta is a join and a CRC."""
+    checksum digits (Kraken's rule) ready, and the side keeps its top levels' digits joined
+    until a change reaches them: most deltas of a deep book are below the top 10 and leave the
+    checksum's input as it was."""
 
     def __init__(self, descending: bool, grid: GridFormat) -> None:
         self.descending = descending
@@ -50,6 +52,7 @@ class _Side:
         self.qty: dict[int, int] = {}
         self.digits: dict[int, str] = {}
         self.keys: list[int] = []  # sort keys: -price for bids, price for asks
+        self._top: str | None = None  # the top DEPTH levels' digits, joined
 
     def set(self, price: int, qty: int) -> None:
         key = -price if self.descending else price
@@ -57,18 +60,28 @@ class _Side:
             if price in self.qty:
                 del self.qty[price]
                 del self.digits[price]
-                self.keys.pop(bisect.bisect_left(self.keys, key))
+                at = bisect.bisect_left(self.keys, key)
+                self.keys.pop(at)
+                if at < DEPTH:
+                    self._top = None
         else:
+            at = bisect.bisect_left(self.keys, key)
             if price not in self.qty:
-                bisect.insort(self.keys, key)
+                self.keys.insert(at, key)
             self.qty[price] = qty
             self.digits[price] = level_digits(self.grid.price(price)) + level_digits(self.grid.qty(qty))
+            if at < DEPTH:
+                self._top = None
 
-    def top_digits(self, n: int) -> str:
-        digits = self.digits
-        if self.descending:
-            return "".join([digits[-key] for key in self.keys[:n]])
-        return "".join([digits[key] for key in self.keys[:n]])
+    def top_digits(self) -> str:
+        """The checksum digits of the top DEPTH levels, best first."""
+        if self._top is None:
+            digits = self.digits
+            if self.descending:
+                self._top = "".join([digits[-key] for key in self.keys[:DEPTH]])
+            else:
+                self._top = "".join([digits[key] for key in self.keys[:DEPTH]])
+        return self._top
 
     def top(self, n: int) -> list[tuple[int, int]]:
         out = []
@@ -104,7 +117,7 @@ class FeedBuilder:
 
     def checksum(self) -> int:
         """marketdata.checksum.book_checksum of the top 10 levels, from the cached digits."""
-        return zlib.crc32((self.asks.top_digits(DEPTH) + self.bids.top_digits(DEPTH)).encode()) & 0xFFFFFFFF
+        return zlib.crc32((self.asks.top_digits() + self.bids.top_digits()).encode()) & 0xFFFFFFFF
 
     def events(self, events: Iterable[Any], client_of: dict[str, str] | None = None) -> list[dict[str, Any]]:
         """Wire events for engine events, in order; then a ticker if the top of book or last
