@@ -37,6 +37,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import orjson
+import uvloop
 import websockets
 
 
@@ -224,8 +225,11 @@ async def _subscribers_lean(url: str, instrument: str, channels: list[str], coun
 
 
 def _subscriber_proc(args: tuple[Any, ...], out: Any) -> None:
+    # uvloop (a pinned dependency, the server's loop too): the subscriber processes took half
+    # of a core each on asyncio's own loop, a third of one on uvloop, at 500 subscribers and
+    # 1,000 orders/s; the two cores they share with the server are the bench's scarce resource.
     lean, *rest = args
-    out.put(asyncio.run((_subscribers_lean if lean else _subscribers)(*rest)))
+    out.put(uvloop.run((_subscribers_lean if lean else _subscribers)(*rest)))
 
 
 async def _feeder(url: str, instrument: str, rate: float, seconds: float) -> dict[str, Any]:
