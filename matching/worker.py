@@ -48,6 +48,7 @@ from .types import (
     Reason,
     Rejected,
     Side,
+    Status,
     TimeInForce,
     Trade,
 )
@@ -140,6 +141,10 @@ class Batch:
     # The statements' parameters, built when the batch is matched (see MatchingWorker.prepare).
     params: dict[str, Any] | None = None
 
+
+# A direct cancel's or modify's order that no book holds open: its read-back decides the answer.
+NOT_IN_BOOK = "not_in_book"
+FINAL_STATUSES = frozenset(s.value for s in (Status.FILLED, Status.CANCELLED, Status.REJECTED))
 
 # One direct order, as a web process sends it (orders.direct): the PlaceRequest's fields.
 DIRECT_FIELDS = ("order_id", "client_id", "idempotency_key", "request_hash", "instrument_id", "side", "type",
@@ -336,9 +341,12 @@ class MatchingWorker:
         """Match what web processes sent straight to the worker (matching.direct):
         places `["place", *DIRECT_FIELDS]`, cancels `["cancel", order_id]` and modifies
         `["modify", order_id, price, quantity]`. Answers, per item and in order: a place's
-        committed state (the REST body) or DUPLICATE; a cancel's or modify's result ("ok" or
-        the refusal), or "unknown_order" when no book holds the order open. Returns once the
-        batch is matched: the task it returns commits it in its turn, then answers.
+        committed state (the REST body) or DUPLICATE; a cancel's or modify's
+        `[result ("ok" or the refusal), the order as committed]`. For an order no book holds
+        open: `["order_not_open", the order]` if it is finished, "order_not_found" if there is
+        no such order, and "unknown_order" if it is still waiting in the inbox (or placed later
+        in this batch): the inbox then orders the command after it. Returns once the batch is
+        matched: the task it returns commits it in its turn, then answers.
 
         A placed order's row is written once, with its outcome, in the batch transaction: no
         pending row, no second write, no read-back. Duplicates are decided first, against
@@ -356,11 +364,7 @@ class MatchingWorker:
             placed: list[tuple[int, str]] = []
             for n, item in enumerate(items):
                 if item[0] != "place":
-                    result = self._direct_command(batch, item, ts_ns)
-                    if result == "unknown_order":
-                        answers[n] = result
-                    else:
-                        batch.targets.append((n, item[1], result))
+                    batch.targets.append((n, item[1], self._direct_command(batch, item, ts_ns)))
                     continue
                 row = dict(zip(DIRECT_FIELDS, item[1:]))
                 oid, key = row["order_id"], (row["client_id"], row["idempotency_key"])
@@ -379,7 +383,7 @@ class MatchingWorker:
                 self._collect(batch, book, row, self._apply(book, row, ts_ns))
                 placed.append((n, oid))
             self._remember(batch)
-            if batch.books:
+            if batch.books or batch.targets:
                 self.prepare(batch)
             # Answers rendered now, sent only once the batch has committed.
             bodies = dict(self._placed_orders(batch, direct=True))
@@ -393,7 +397,7 @@ class MatchingWorker:
                              turn: tuple[asyncio.Future[None] | None, asyncio.Future[None]],
                              times: tuple[float, float]) -> list[Any]:
         async def write() -> None:
-            if batch.books:
+            if batch.books or batch.targets:
                 await self.commit(batch)
                 self.batches += 1
 
@@ -401,7 +405,15 @@ class MatchingWorker:
         if batch.targets:
             current = self._read_back(batch)
             for n, oid, result in batch.targets:
-                answers[n] = [result, current[oid]]
+                order = current.get(oid)
+                if result != NOT_IN_BOOK:
+                    answers[n] = [result, order]
+                elif order is None:
+                    answers[n] = "order_not_found"
+                elif order["status"] in FINAL_STATUSES:
+                    answers[n] = ["order_not_open", order]
+                else:
+                    answers[n] = "unknown_order"
         started, matched = times
         done = time.perf_counter()
         if (done - started) * 1000 > SLOW_BATCH_MS:
@@ -423,9 +435,9 @@ class MatchingWorker:
         kind, oid = item[0], item[1]
         book = next((b for b in self.books.values() if b.engine.get_order(oid) is not None), None)
         if book is None:
-            # Not open in memory: finished, unknown, or still a pending row in the inbox. The
-            # web process then queues the command through the inbox, which knows which.
-            return "unknown_order"
+            # Not open in memory: finished, unknown, or still a pending row in the inbox; the
+            # batch's read-back tells which (see match_direct).
+            return NOT_IN_BOOK
         row = {"kind": kind, "order_id": oid, "instrument_id": book.id, "direct": True,
                "price": None if kind == "cancel" or item[2] is None else Decimal(item[2]),
                "quantity": None if kind == "cancel" or item[3] is None else Decimal(item[3])}

@@ -380,8 +380,9 @@ async def order_command(order_id: str, kind: str, data: Any = None) -> Result:
 async def _command_direct(kind: str, oid: uuid.UUID, change: ModifyRequest | None) -> Result | None:
     """The command through the direct path, or None when the inbox must take it: no worker
     reachable, an answer lost (a repeat is harmless: a cancel of a cancelled order is refused,
-    a modify sets the same values again), or the order not open in the worker's books (it may
-    be a pending row, which only the inbox orders after its place)."""
+    a modify sets the same values again), or the order still a pending row (only the inbox
+    orders the command after its place). An order that is finished, or unknown, the worker
+    says so from its own read (409 with the order, 404)."""
     item = (kind, str(oid)) if change is None else (
         kind, str(oid), None if change.price is None else format(change.price, "f"),
         None if change.quantity is None else format(change.quantity, "f"))
@@ -391,6 +392,8 @@ async def _command_direct(kind: str, oid: uuid.UUID, change: ModifyRequest | Non
         return None
     if outcome == "unknown_order":
         return None
+    if outcome == "order_not_found":
+        raise ApiError(404, "order_not_found", f"No order {oid}.")
     result, order = outcome  # the worker read the order back in its batch's round trip
     return _command_result(kind, result, order)
 

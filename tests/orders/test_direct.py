@@ -41,6 +41,38 @@ def test_a_direct_order_is_written_once_with_its_outcome(exchange):
     assert cancelled == call(exchange.http, "GET", f"/orders/{body['order_id']}")[1]
 
 
+def test_a_command_for_an_order_no_book_holds_is_answered_from_the_workers_read(exchange, worker_restored):
+    sym = exchange.make_instrument()
+    iid = _instrument_id(exchange, sym)
+    maker = place(exchange, sym, side="sell", price="10.00", quantity="1")
+    place(exchange, sym, side="buy", price="10.00", quantity="1", client_id="bob")  # fills the maker
+    pending = str(uuid.uuid4())
+    with exchange.connect() as conn:  # an order still waiting in the inbox
+        conn.execute("INSERT INTO orders_order (order_id, client_id, idempotency_key, request_hash, instrument_id,"
+                     " side, type, time_in_force, post_only, stp, price, quantity, filled_quantity, status,"
+                     " created_at, updated_at) VALUES (%s, 'direct', %s, %s, %s, 'buy', 'limit', 'GTC', false,"
+                     " 'cancel_taker', 5, 1, 0, 'pending', now(), now())",
+                     (uuid.UUID(pending), uuid.uuid4().hex, "0" * 64, iid))
+    exchange.kill_worker()
+
+    async def scenario() -> list:
+        worker = MatchingWorker(exchange.conninfo)
+        await worker.start(wait_for_lock=False)
+        try:
+            return await worker.handle_direct([["cancel", maker["order_id"]], ["cancel", str(uuid.uuid4())],
+                                               ["cancel", pending]])
+        finally:
+            await worker.close()
+
+    filled, unknown, waiting = asyncio.run(scenario())
+    # then a finished order is refused with the order as stored, an unknown one is not found,
+    # and a pending one is left to the inbox, which orders the cancel after its place
+    assert filled[0] == "order_not_open" and filled[1]["status"] == "filled", filled
+    assert filled[1] == call(exchange.http, "GET", f"/orders/{maker['order_id']}")[1]
+    assert unknown == "order_not_found"
+    assert waiting == "unknown_order"
+
+
 def test_an_answer_lost_to_a_stalled_worker_still_makes_exactly_one_order(exchange, worker_restored):
     sym = exchange.make_instrument()
     place(exchange, sym, side="sell", price="20.00", quantity="1")  # the direct connection is up
