@@ -16,8 +16,9 @@ until the worker has no pending order, so one run's backlog does not land in the
 Beside the generator's own report it measures, from /proc, the CPU time each part used during
 the run (server processes, matching worker, the PostgreSQL backends connected to the benchmark
 database, the generator) and how busy the whole machine was. PostgreSQL's own background
-processes (WAL writer, checkpointer) are not counted. The machine's busy share and the load
-average before each run tell whether the box was quiet (a concurrent test suite is not). Everything it started is stopped when it ends, on error or Ctrl-C too.
+processes (WAL writer, checkpointer) are not counted. The machine's busy share, the share the
+host took (steal, see machine.py) and the load average before each run tell whether the box
+was quiet (a concurrent test suite is not; a busy host is not either). Everything it started is stopped when it ends, on error or Ctrl-C too.
 """
 from __future__ import annotations
 
@@ -37,6 +38,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from exchange_project import pgembed  # noqa: E402  (imports nothing from Django)
+from machine import CpuTimes, usage  # noqa: E402  (load-test/machine.py)
 from exchange_project.processes import (  # noqa: E402
     SERVERS,
     child_env,
@@ -83,13 +85,6 @@ def tree_cpu(table: dict[int, tuple[int, float]], root: int) -> float:
             total += table[pid][1]
         stack.extend(children.get(pid, []))
     return total
-
-
-def machine_busy() -> tuple[float, float]:
-    with open("/proc/stat") as f:
-        vals = [float(v) for v in f.readline().split()[1:]]
-    idle = vals[3] + vals[4]
-    return sum(vals) - idle, sum(vals)
 
 
 def backend_pids(db: str) -> list[int]:
@@ -261,10 +256,10 @@ def run_load(stack: Stack, endpoint: str, rate: float, duration: float, warmup: 
     # Sample over the measured window only (after warm-up), like the generator's statistics.
     time.sleep(warmup + 0.1)
     pg = backend_pids(a.db)
-    t0, m0 = _proc_table(), machine_busy()
+    t0, m0 = _proc_table(), CpuTimes.now()
     w0 = time.monotonic()
     time.sleep(duration)
-    t1, m1 = _proc_table(), machine_busy()
+    t1, m1 = _proc_table(), CpuTimes.now()
     wall = time.monotonic() - w0
     text, _ = gen.communicate()
     result = json.loads(out.read_text())
@@ -282,7 +277,7 @@ def run_load(stack: Stack, endpoint: str, rate: float, duration: float, warmup: 
         "postgres": pg_cpu, "generator": cpu(gen.pid), "wall": wall,
     }
     result["cpu_ms_per_req"] = {k: 1000 * v / done for k, v in result["cpu"].items() if k != "wall"}
-    result["machine_busy_pct"] = 100 * (m1[0] - m0[0]) / max(1e-9, m1[1] - m0[1])
+    result["machine_busy_pct"], result["steal_pct"] = usage(m0, m1)
     result["load1_before"] = load1
     result["pending_after"] = wait_drained(a.db) if endpoint == "orders" else 0
     return result
@@ -297,7 +292,8 @@ def describe(r: dict[str, Any]) -> str:
     c = r["cpu_ms_per_req"]
     return (f"{r['report']}\ncpu ms/req  server {c['server']:.2f}  worker {c['worker']:.2f}  "
             f"postgres {c['postgres']:.2f}  generator {c['generator']:.2f}   machine busy "
-            f"{r['machine_busy_pct']:.0f}% (load1 before {r['load1_before']:.2f})"
+            f"{r['machine_busy_pct']:.0f}%, taken by the host (steal) {r['steal_pct']:.0f}% "
+            f"(load1 before {r['load1_before']:.2f})"
             f"   -> {'SUSTAINED' if sustainable(r) else 'NOT sustained'}")
 
 
@@ -308,7 +304,7 @@ def summary_line(label: str, r: dict[str, Any]) -> str:
     c = r["cpu_ms_per_req"]
     return (f"{label}: completed {r['completed_rate']:.0f}/s, p50 {ms(r['p50_ms'])}, p99 {ms(r['p99_ms'])}, "
             f"errors {r['errors']}, cpu ms/req server {c['server']:.2f} worker {c['worker']:.2f} "
-            f"pg {c['postgres']:.2f} gen {c['generator']:.2f}, "
+            f"pg {c['postgres']:.2f} gen {c['generator']:.2f}, steal {r['steal_pct']:.0f}%, "
             f"{'sustained' if sustainable(r) else 'NOT sustained'}")
 
 

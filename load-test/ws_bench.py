@@ -39,6 +39,7 @@ from urllib.parse import urlsplit
 import orjson
 import uvloop
 import websockets
+from machine import CpuTimes, usage  # load-test/machine.py
 
 
 def order(instrument: str, rng: random.Random, client: str) -> dict[str, Any]:
@@ -270,7 +271,9 @@ def fanout(args: argparse.Namespace) -> None:
     for p in procs:
         p.start()
     time.sleep(warmup - 1)
+    cpu0 = CpuTimes.now()
     feed = asyncio.run(_feeder(args.url, args.instrument, args.rate, args.duration + 1))
+    busy, steal = usage(cpu0, CpuTimes.now())
     results = [queue.get(timeout=args.duration + warmup + 60) for _ in procs]
     for p in procs:
         p.join(10)
@@ -286,6 +289,7 @@ def fanout(args: argparse.Namespace) -> None:
           f"closed={total['closed']}")
     print(f"  latency worker-match -> client: p50 {statistics.median(lat) * 1000:.1f} ms, "
           f"p99 {percentile(lat, 99) * 1000:.1f} ms, max {max(lat) * 1000:.1f} ms")
+    print(f"  machine busy {busy:.0f}%, taken by the host (steal) {steal:.0f}% while the feeder ran")
 
 
 # -- order entry -----------------------------------------------------------------------------
@@ -313,6 +317,7 @@ async def entry(args: argparse.Namespace) -> None:
                     window.release()
 
         reader = asyncio.create_task(read())
+        cpu0 = CpuTimes.now()
         start = time.monotonic()
         sent = 0
         while time.monotonic() - start < args.duration:
@@ -324,6 +329,7 @@ async def entry(args: argparse.Namespace) -> None:
         while acked < sent and time.monotonic() - start < args.duration + 30:
             await asyncio.sleep(0.01)
         elapsed = time.monotonic() - start
+        busy, steal = usage(cpu0, CpuTimes.now())
         reader.cancel()
     print(f"entry: one client, {args.batch} orders per message, {args.window} messages in flight: "
           f"{acked} orders acknowledged in {elapsed:.2f}s = {acked / elapsed:.0f} orders/s; statuses {statuses}")
@@ -331,6 +337,7 @@ async def entry(args: argparse.Namespace) -> None:
         print(f"  message sent -> its acks received: p50 {statistics.median(latencies) * 1000:.0f} ms, "
               f"p99 {percentile(latencies, 99) * 1000:.0f} ms, max {max(latencies) * 1000:.0f} ms "
               f"over {len(latencies)} messages")
+    print(f"  machine busy {busy:.0f}%, taken by the host (steal) {steal:.0f}%")
 
 
 def main() -> None:

@@ -1,0 +1,33 @@
+"""How busy the whole machine was over a benchmark's window, and how much of its CPU the host
+took (steal), from /proc/stat's aggregate "cpu" line.
+
+Steal is the time this virtual machine's vCPUs wanted to run and the hypervisor ran something
+else. On the shared 2-vCPU machine the README's numbers come from it reached 15-24% in some
+windows and was ~0 in others, and the same command at the same commit then gave very different
+latencies: every benchmark here prints it, so a run can be judged by it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class CpuTimes:
+    busy: int  # user + nice + system + irq + softirq (ticks; guest time is inside user)
+    steal: int
+    total: int  # busy + idle + iowait + steal
+
+    @classmethod
+    def now(cls) -> "CpuTimes":
+        with open("/proc/stat") as f:
+            fields = [int(v) for v in f.readline().split()[1:9]]
+        fields += [0] * (8 - len(fields))
+        user, nice, system, idle, iowait, irq, softirq, steal = fields
+        busy = user + nice + system + irq + softirq
+        return cls(busy=busy, steal=steal, total=busy + idle + iowait + steal)
+
+
+def usage(start: CpuTimes, end: CpuTimes) -> tuple[float, float]:
+    """(busy %, steal %) of all the machine's CPU time between two readings."""
+    total = max(1, end.total - start.total)
+    return 100 * (end.busy - start.busy) / total, 100 * (end.steal - start.steal) / total
