@@ -340,12 +340,16 @@ async def order_command(order_id: str, kind: str, data: Any = None) -> Result:
     try:
         change: ModifyRequest | None = None
         if kind == "modify":
-            # The new price and quantity are checked against the order's instrument first.
+            # The new price and quantity are checked against the order's instrument first; an
+            # order that does not exist or has finished is answered from this read already.
             found = await read_order(oid)
-            if found is not None and found["row"]["status"] not in FINAL:
-                instrument = await by_id(found["row"]["instrument_id"])
-                assert instrument is not None
-                change = modify_request(data, instrument)
+            if found is None:
+                raise ApiError(404, "order_not_found", f"No order {order_id}.")
+            if found["row"]["status"] in FINAL:
+                raise _not_open(found["json"])
+            instrument = await by_id(found["row"]["instrument_id"])
+            assert instrument is not None
+            change = modify_request(data, instrument)
         if settings.MATCHING_DIRECT and (kind == "cancel" or change is not None):
             direct = await _command_direct(kind, oid, change)
             if direct is not None:
@@ -357,8 +361,7 @@ async def order_command(order_id: str, kind: str, data: Any = None) -> Result:
         if answer is None:
             current = await read_order(oid)
             assert current is not None
-            raise ApiError(409, "order_not_open", f"The order is already {current['json']['status']}.",
-                           extra={"order": current["json"]})
+            raise _not_open(current["json"])
         command_id, fut = answer
         (outcome,) = await _await_outcomes([f"cmd:{command_id}"], [fut])
         if outcome is None:
@@ -375,6 +378,10 @@ async def order_command(order_id: str, kind: str, data: Any = None) -> Result:
     except (psycopg.OperationalError, PoolTimeout) as exc:
         raise _db_errors(exc) from exc
     return _command_result(kind, outcome["r"], latest)
+
+
+def _not_open(order: dict[str, Any]) -> ApiError:
+    return ApiError(409, "order_not_open", f"The order is already {order['status']}.", extra={"order": order})
 
 
 async def _command_direct(kind: str, oid: uuid.UUID, change: ModifyRequest | None) -> Result | None:

@@ -264,7 +264,14 @@ def test_modify_errors(exchange, sym):
     status, body = call(exchange.http, "PATCH", f"/orders/{order['order_id']}", {})
     assert status == 400 and body["code"] == "modify_nothing"
     status, body = call(exchange.http, "PATCH", f"/orders/{uuid.uuid4()}", {"price": "1.00"})
-    assert status == 404
+    assert status == 404 and body["code"] == "order_not_found"
+    # a finished order: 409 with its state, whatever the body
+    done = place(exchange, sym, side="sell", price="100.00", quantity="0.4", client_id="m")  # meets t's rest
+    assert done["status"] == "filled"
+    for change in ({"quantity": "2"}, {"price": "100.001"}):
+        status, body = call(exchange.http, "PATCH", f"/orders/{done['order_id']}", change)
+        assert status == 409 and body["code"] == "order_not_open", body
+        assert body["order"] == call(exchange.http, "GET", f"/orders/{done['order_id']}")[1]
 
 
 # -- reads ---------------------------------------------------------------------------------
