@@ -413,9 +413,9 @@ class MatchingWorker:
                 order = current.get(oid)
                 if result != NOT_IN_BOOK:
                     answers[n] = [result, order]
-                elif order is None:
+                elif oid not in current:
                     answers[n] = "order_not_found"
-                elif order["status"] in FINAL_STATUSES:
+                elif order is not None and order["status"] in FINAL_STATUSES:
                     answers[n] = ["order_not_open", order]
                 else:
                     answers[n] = "unknown_order"
@@ -426,14 +426,16 @@ class MatchingWorker:
                      len(batch.trades), (matched - started) * 1e3, (done - matched) * 1e3)
         return answers
 
-    def _read_back(self, batch: Batch) -> dict[str, dict[str, Any]]:
-        """The committed orders of the batch's direct cancels/modifies, rendered as GET shows them."""
+    def _read_back(self, batch: Batch) -> dict[str, dict[str, Any] | None]:
+        """The committed orders of the batch's direct cancels/modifies, rendered as GET shows them;
+        None for an order of an instrument this worker has no book for yet (a pending order of an
+        instrument added since it started: the inbox takes its command)."""
         assert batch.reads is not None
         order_rows, fill_rows = batch.reads
         rows = [dict(zip(ORDER_COLUMNS, r)) for r in order_rows]
-        books = {str(r["order_id"]): self.books[r["instrument_id"]] for r in rows}
+        books = {str(r["order_id"]): self.books[r["instrument_id"]] for r in rows if r["instrument_id"] in self.books}
         fills = fills_by_order(fill_rows, books)  # type: ignore[arg-type]
-        return {oid: order_row_json(r, books[oid], fills.get(oid, []))  # type: ignore[arg-type]
+        return {oid: order_row_json(r, books[oid], fills.get(oid, [])) if oid in books else None  # type: ignore[arg-type]
                 for r in rows for oid in (str(r["order_id"]),)}
 
     def _direct_command(self, batch: Batch, item: list[Any], ts_ns: int) -> str:

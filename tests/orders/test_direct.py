@@ -46,31 +46,39 @@ def test_a_command_for_an_order_no_book_holds_is_answered_from_the_workers_read(
     iid = _instrument_id(exchange, sym)
     maker = place(exchange, sym, side="sell", price="10.00", quantity="1")
     place(exchange, sym, side="buy", price="10.00", quantity="1", client_id="bob")  # fills the maker
-    pending = str(uuid.uuid4())
-    with exchange.connect() as conn:  # an order still waiting in the inbox
-        conn.execute("INSERT INTO orders_order (order_id, client_id, idempotency_key, request_hash, instrument_id,"
-                     " side, type, time_in_force, post_only, stp, price, quantity, filled_quantity, status,"
-                     " created_at, updated_at) VALUES (%s, 'direct', %s, %s, %s, 'buy', 'limit', 'GTC', false,"
-                     " 'cancel_taker', 5, 1, 0, 'pending', now(), now())",
-                     (uuid.UUID(pending), uuid.uuid4().hex, "0" * 64, iid))
     exchange.kill_worker()
+
+    def store_pending(instrument_id: int) -> str:
+        """An order still waiting in the inbox."""
+        oid = str(uuid.uuid4())
+        with exchange.connect() as conn:
+            conn.execute("INSERT INTO orders_order (order_id, client_id, idempotency_key, request_hash, instrument_id,"
+                         " side, type, time_in_force, post_only, stp, price, quantity, filled_quantity, status,"
+                         " created_at, updated_at) VALUES (%s, 'direct', %s, %s, %s, 'buy', 'limit', 'GTC', false,"
+                         " 'cancel_taker', 5, 1, 0, 'pending', now(), now())",
+                         (uuid.UUID(oid), uuid.uuid4().hex, "0" * 64, instrument_id))
+        return oid
+
+    pending = store_pending(iid)
 
     async def scenario() -> list:
         worker = MatchingWorker(exchange.conninfo)
         await worker.start(wait_for_lock=False)
+        # (and one of an instrument added after the worker started: it has no book for it yet)
+        pending_new = store_pending(_instrument_id(exchange, exchange.make_instrument()))
         try:
             return await worker.handle_direct([["cancel", maker["order_id"]], ["cancel", str(uuid.uuid4())],
-                                               ["cancel", pending]])
+                                               ["cancel", pending], ["cancel", pending_new]])
         finally:
             await worker.close()
 
-    filled, unknown, waiting = asyncio.run(scenario())
+    filled, unknown, waiting, waiting_new = asyncio.run(scenario())
     # then a finished order is refused with the order as stored, an unknown one is not found,
     # and a pending one is left to the inbox, which orders the cancel after its place
     assert filled[0] == "order_not_open" and filled[1]["status"] == "filled", filled
     assert filled[1] == call(exchange.http, "GET", f"/orders/{maker['order_id']}")[1]
     assert unknown == "order_not_found"
-    assert waiting == "unknown_order"
+    assert waiting == waiting_new == "unknown_order"
 
 
 def test_an_answer_lost_to_a_stalled_worker_still_makes_exactly_one_order(exchange, worker_restored):
