@@ -36,6 +36,9 @@ SERVER_OPTIONS = {
     "checkpoint_timeout": "15min",
     "max_locks_per_transaction": "256",
     "listen_addresses": "''",
+    # Commit times of transactions, for load-test/ws_bench.py's commit -> client latency (a few
+    # bytes per transaction; a batch of orders is one transaction).
+    "track_commit_timestamp": "on",
 }
 
 

@@ -4,12 +4,17 @@ Needs a running exchange (`python manage.py runexchange`) and an instrument (def
 
   fanout:  N subscribers (default 500, batch frames) on --channels of one instrument, spread
            over --procs client processes, while a feeder places --rate orders/s over one
-           WebSocket. Latency = receipt time - the `time` of the OLDEST timed event in each frame
-           (the first new_trade or ticker: book_delta has no time; it travels in the same NOTIFY
-           and frame as its batch's trades), so an upper bound for every event of the frame. The
-           matching worker stamps `time` when it matches the batch, before its commit: it
-           over-states commit -> client by the commit itself. Same host, same clock. Frames are
-           scanned, not parsed, so the clients keep up with what the server sends.
+           WebSocket. Two latencies per frame, each from its OLDEST event (a frame lists events
+           in commit order), so an upper bound for every event of the frame:
+           - worker-match -> client: receipt time - the `time` of the first timed event (new_trade
+             or ticker; a book_delta has none), which the matching worker stamps when it matches
+             the batch, before the commit: it over-states commit -> client by the commit itself;
+           - commit -> client: receipt time - PostgreSQL's commit timestamp of that same batch's
+             transaction (pg_xact_commit_timestamp of the xmin of the OrderEvent rows the batch
+             wrote, stamped with the same `time`; read after the run). Needs
+             track_commit_timestamp = on, which the embedded server has.
+           Same host, same clock. Frames are scanned, not parsed, so the clients keep up with
+           what the server sends. The database: DATABASE_URL, else the embedded server's.
   entry:   one client pipelines `orders` messages (--batch orders each, --window in flight)
            for --duration seconds; throughput = acknowledged orders / elapsed, and the latency
            from sending a message to receiving its acks. In-flight orders (batch x window) over
@@ -33,6 +38,7 @@ import time
 import uuid
 from collections.abc import Callable
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -72,6 +78,7 @@ class _Reading:
 
     def __init__(self, warmup: float, duration: float) -> None:
         self.latencies: list[float] = []
+        self.timed: list[tuple[str, float]] = []  # (a frame's first `time`, receipt time)
         self.counts = {"events": 0, "frames": 0, "resync_required": 0, "closed": 0}
         self.start_measure = time.time() + warmup
         self.stop_at = time.time() + warmup + duration
@@ -86,10 +93,12 @@ class _Reading:
             at = raw.find(TIME_FIELD)
             if at >= 0:  # new_trade, ticker (a book_delta has no time of its own)
                 start = at + len(TIME_FIELD)
-                self.latencies.append(now - parse_time(raw[start:raw.index(b'"', start)].decode()))
+                text = raw[start:raw.index(b'"', start)].decode()
+                self.latencies.append(now - parse_time(text))
+                self.timed.append((text, now))
 
     def result(self) -> dict[str, Any]:
-        return {"latencies": self.latencies, **self.counts}
+        return {"latencies": self.latencies, "timed": self.timed, **self.counts}
 
 
 async def _subscribers(url: str, instrument: str, channels: list[str], count: int, duration: float,
@@ -258,6 +267,31 @@ async def _feeder(url: str, instrument: str, rate: float, seconds: float) -> dic
     return {"sent": sent, "acked": acked, "rate": sent / seconds}
 
 
+def commit_latencies(instrument: str, received: list[tuple[str, float]]) -> list[float] | str:
+    """Receipt time - commit time of the batch each frame's first `time` names, or why not."""
+    import psycopg
+
+    url = os.environ.get("DATABASE_URL")
+    if url:
+        conninfo: dict[str, Any] = {"conninfo": url}
+    else:
+        sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+        from exchange_project import pgembed
+
+        conninfo = dict(pgembed.connection_params())
+    batches = {text: dt.datetime.fromisoformat(text.replace("Z", "+00:00")) for text, _ in received}
+    with psycopg.connect(**conninfo) as conn:
+        if conn.execute("SHOW track_commit_timestamp").fetchone()[0] != "on":  # type: ignore[index]
+            return "track_commit_timestamp is off on this server"
+        rows = conn.execute(
+            "SELECT DISTINCT ON (e.created_at) e.created_at, extract(epoch FROM pg_xact_commit_timestamp(e.xmin))"
+            " FROM orders_orderevent e JOIN orders_instrument i ON i.id = e.instrument_id"
+            " WHERE i.symbol = %s AND e.created_at = ANY(%s)", (instrument, list(set(batches.values())))).fetchall()
+    committed_at = {at: float(epoch) for at, epoch in rows if epoch is not None}
+    out = [now - committed_at[batches[text]] for text, now in received if batches[text] in committed_at]
+    return out or "no commit timestamps (the batches committed before track_commit_timestamp was on)"
+
+
 def fanout(args: argparse.Namespace) -> None:
     channels = args.channels.split(",")
     per = [args.subscribers // args.procs + (1 if i < args.subscribers % args.procs else 0) for i in range(args.procs)]
@@ -287,6 +321,13 @@ def fanout(args: argparse.Namespace) -> None:
     print(f"  delivered {total['events']} events in {total['frames']} frames "
           f"({total['events'] / args.duration:.0f} events/s to all clients), resync_required={total['resync_required']}, "
           f"closed={total['closed']}")
+    committed = commit_latencies(args.instrument, [t for r in results for t in r["timed"]])
+    if isinstance(committed, str):
+        print(f"  latency commit -> client: not measured ({committed})")
+    else:
+        print(f"  latency commit -> client: p50 {statistics.median(committed) * 1000:.1f} ms, "
+              f"p99 {percentile(committed, 99) * 1000:.1f} ms, max {max(committed) * 1000:.1f} ms "
+              f"({len(committed)} of {len(lat)} frames' batches found)")
     print(f"  latency worker-match -> client: p50 {statistics.median(lat) * 1000:.1f} ms, "
           f"p99 {percentile(lat, 99) * 1000:.1f} ms, max {max(lat) * 1000:.1f} ms")
     print(f"  machine busy {busy:.0f}%, taken by the host (steal) {steal:.0f}% while the feeder ran")
