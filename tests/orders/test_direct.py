@@ -12,7 +12,7 @@ import uuid
 import psycopg
 import pytest
 
-from matching.worker import MatchingWorker
+from matching.worker import MatchingWorker, Recent
 from tests.http import call
 
 from .helpers import count_rows, order_body, place, wait_status
@@ -23,6 +23,18 @@ def worker_restored(exchange):
     yield
     exchange.kill_worker()
     exchange.start_worker()
+
+
+def test_recent_orders_are_remembered_for_at_least_their_bound_and_at_most_twice_it():
+    # The worker's memory of orders whose batch may still be committing (matching.worker.Recent)
+    recent = Recent(size=100)
+    for n in range(1000):
+        recent.add(n)
+        # every one of the last 100 added is still known
+        assert all(k in recent for k in range(max(0, n - 99), n + 1))
+    # and no more than 200 are kept: the oldest are forgotten
+    assert 799 not in recent and 0 not in recent
+    assert len(recent.newer) + len(recent.older) <= 200
 
 
 def test_a_direct_order_is_written_once_with_its_outcome(exchange):
