@@ -1,6 +1,7 @@
 """Every REST endpoint and every error the order-service issue names, over real HTTP."""
 from __future__ import annotations
 
+import time
 import uuid
 from decimal import Decimal
 
@@ -96,6 +97,18 @@ def test_same_key_with_different_body_is_409(exchange, sym):
     status, err = call(exchange.http, "POST", "/orders", {**body, "quantity": "2"})
     assert status == 409 and err["code"] == "idempotency_key_reused"
     assert count_rows(exchange, "orders_order", "idempotency_key = %s", (body["idempotency_key"],)) == 1
+
+
+def test_server_assigned_order_ids_are_time_ordered_uuid7(exchange, sym):
+    before_ms = time.time_ns() // 1_000_000
+    first = uuid.UUID(place(exchange, sym)["order_id"])
+    time.sleep(0.002)
+    second = uuid.UUID(place(exchange, sym)["order_id"])
+    after_ms = time.time_ns() // 1_000_000
+    # RFC 9562 version 7: the first 48 bits are the Unix time in milliseconds
+    assert first.version == second.version == 7 and first.variant == uuid.RFC_4122
+    assert before_ms <= first.int >> 80 < second.int >> 80 <= after_ms
+    assert first < second
 
 
 def test_client_supplied_order_id_and_its_reuse(exchange, sym):
