@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import sys
 import time
 import uuid
 from collections import defaultdict
@@ -167,6 +168,8 @@ SELECT o.order_id::text, o.client_id, o.idempotency_key
  WHERE (r->>12)::bool
 """
 RECENT_MAX = 200_000
+# At 0.5 ms a batch of ~666 orders commits in 48 ms instead of 57 (ws_bench.py entry: +4%).
+GIL_SWITCH_INTERVAL_S = 0.0005
 
 
 class Recent:
@@ -222,6 +225,9 @@ class MatchingWorker:
 
     # -- start ----------------------------------------------------------------------------
     async def start(self, wait_for_lock: bool = True) -> None:
+        # The commit thread needs the GIL for a moment after each reply from PostgreSQL, and the
+        # matching thread keeps it for up to the switch interval (CPython's default is 5 ms).
+        sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
         self.wconn = await self._in_writer(psycopg.Connection.connect, **self.conninfo, autocommit=True)
         while True:
             if await self._in_writer(self._try_lock):
