@@ -37,7 +37,15 @@ from orders import db, instruments
 from orders.errors import ApiError, database_unavailable
 from orders.selectors import orderbook
 from orders.services import Result, order_command, orders_place
-from orders.validation import InvalidJson, PlaceRequest, instrument_symbol, loads_exact, place_request
+from orders.validation import (
+    BAD_TEXT_DETAIL,
+    InvalidJson,
+    PlaceRequest,
+    bad_text_path,
+    instrument_symbol,
+    loads_exact,
+    place_request,
+)
 
 from .fanout import CHANNELS, Outbox, ensure_listening, fanout
 
@@ -175,10 +183,9 @@ class StreamConsumer(AsyncWebsocketConsumer):
     def error(self, code: str, detail: str, request: dict[str, Any] | None = None, **extra: Any) -> None:
         message: dict[str, Any] = {"event": "error", "code": code, "detail": detail}
         if request is not None:
-            if "op" in request:
-                message["op"] = request["op"]
-            if "id" in request:
-                message["id"] = request["id"]
+            for name in ("op", "id"):
+                if name in request and bad_text_path(request[name]) is None:
+                    message[name] = request[name]
         message.update(extra)
         self.reply(message)
 
@@ -199,6 +206,12 @@ class StreamConsumer(AsyncWebsocketConsumer):
             request = parse_message(text_data)
             if not isinstance(request, dict):
                 raise BadMessage("invalid_message", "A message must be a JSON object with an \"op\".")
+            # A NUL or lone surrogate anywhere but inside the bodies of an `orders` list (each of
+            # those is refused on its own, beside the good ones) refuses the whole message.
+            envelope = {k: v for k, v in request.items() if k != "orders"} if "orders" in request else request
+            where = bad_text_path(envelope)
+            if where is not None:
+                raise BadMessage("invalid_string", f"{where}: {BAD_TEXT_DETAIL}")
             op = request.get("op")
             handler = self.OPS.get(op) if isinstance(op, str) else None
             if handler is None:
@@ -350,7 +363,7 @@ class StreamConsumer(AsyncWebsocketConsumer):
     @staticmethod
     def _error_body(status: int, body: dict[str, Any], key: Any, request: dict[str, Any]) -> dict[str, Any]:
         message: dict[str, Any] = {"event": "error", "status": status, **body, "op": request.get("op", "order")}
-        if key is not None:
+        if key is not None and bad_text_path(key) is None:
             message["idempotency_key"] = key
         if "id" in request:
             message["id"] = request["id"]

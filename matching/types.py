@@ -85,18 +85,23 @@ def _scaled(value: object, exp: int, bad: Reason, too_many: Reason, magnitude_ca
         raise InvalidNumber(bad)
     sign, digits, vexp = value.as_tuple()
     assert isinstance(vexp, int)
-    coefficient = int("".join(map(str, digits)))
-    if coefficient == 0 or sign:
+    if sign or not any(digits):
         raise InvalidNumber(bad)
-    # Trailing zeros are not "decimals": 30000.000 is fine with tick 0.01.
-    while vexp < 0 and coefficient % 10 == 0:
-        coefficient //= 10
+    # Trailing zeros are not "decimals": 30000.000 is fine with tick 0.01. Stripped from the
+    # digits, so that the magnitude is known before any integer is built from them.
+    end = len(digits)
+    while vexp < 0 and digits[end - 1] == 0:
+        end -= 1
         vexp += 1
     if vexp < exp:
         raise InvalidNumber(too_many)
+    start = 0
+    while digits[start] == 0:
+        start += 1
     shift = vexp - exp
-    if shift + len(str(coefficient)) > len(str(magnitude_cap)) + 1:
+    if shift + end - start > len(str(magnitude_cap)) + 1:
         return magnitude_cap + 1
+    coefficient = int("".join(map(str, digits[start:end])))
     return coefficient * _pow10(shift)
 
 

@@ -18,11 +18,21 @@ import orjson
 
 from matching.types import STP, InstrumentSpec, InvalidNumber, OrderType, Reason, TimeInForce
 
-from .errors import ApiError
+from .errors import ApiError, invalid
 from .instruments import CachedInstrument
 
 MAX_BODY_BYTES = 64 * 1024
-_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d{1,4})?")
+# A number, as a string or a JSON number, has at most this many digits: any price or quantity an
+# instrument can hold fits, and nothing past it is ever converted (Python refuses to turn more
+# than 4,300 digits into an int, and a long one costs time to read).
+MAX_NUMBER_DIGITS = 64
+_INT_BOUND = 10**MAX_NUMBER_DIGITS
+# ASCII digits only: Decimal() also reads "١٠٠" and "０.００１", which no client means as a price.
+_NUMBER = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]{1,4})?", re.ASCII)
+# NUL cannot be stored in a PostgreSQL text column, and a lone surrogate cannot be encoded as
+# UTF-8 at all: a string holding either is refused wherever it appears.
+_BAD_TEXT = re.compile("[\x00\ud800-\udfff]")
+BAD_TEXT_DETAIL = "must not contain NUL (U+0000) or an unpaired surrogate"
 
 PLACE_FIELDS = frozenset({"idempotency_key", "client_id", "instrument", "side", "type", "price", "quantity",
                           "order_id", "time_in_force", "post_only", "stp"})
@@ -98,19 +108,61 @@ class InvalidJson(ValueError):
 
 def loads_exact(text: bytes | str) -> Any:
     """JSON whose numbers with a fraction or exponent come back as exact Decimal, never float.
-    Raises InvalidJson. Shared by the HTTP body parser and the WebSocket message parser."""
+    Raises InvalidJson. Shared by the HTTP body parser and the WebSocket message parser.
+    Strings may still hold NUL or lone surrogates (JSON allows both): see bad_text_path."""
     try:
         data = orjson.loads(text)
     except orjson.JSONDecodeError as exc:
-        # orjson refuses numbers beyond float range; the stdlib parser with Decimal does not.
+        # orjson refuses numbers beyond float range and lone surrogates; the stdlib parser
+        # reads both (the surrogates are refused by the validation, by field).
         try:
-            return json.loads(text, parse_float=Decimal, parse_constant=_reject_constant)
+            return _loads_stdlib(text)
         except (ValueError, RecursionError):
             raise InvalidJson(str(exc)) from None
     if _has_binary_fraction(data):
         # orjson made floats; re-read so 0.1 stays exactly 0.1 (and 30000.123456789 stays itself).
-        return json.loads(text, parse_float=Decimal, parse_constant=_reject_constant)
+        return _loads_stdlib(text)
     return data
+
+
+def _loads_stdlib(text: bytes | str) -> Any:
+    return json.loads(text, parse_float=Decimal, parse_int=_integer, parse_constant=_reject_constant)
+
+
+def _integer(digits: str) -> int | Decimal:
+    # Beyond MAX_NUMBER_DIGITS an integer stays a Decimal, which the validation refuses as too
+    # long (int() itself refuses more than 4,300 digits).
+    return int(digits) if len(digits) <= MAX_NUMBER_DIGITS + 1 else Decimal(digits)
+
+
+def bad_text_path(value: Any, path: str = "") -> str | None:
+    """Where in a parsed document the first string (a field name or a value) holding a NUL or a
+    lone surrogate is, as "field", "orders[3].client_id" or "(a field name)"; None if nowhere."""
+    if isinstance(value, str):
+        if value.isascii() and "\x00" not in value:
+            return None
+        return path if _BAD_TEXT.search(value) else None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if bad_text_path(key) is not None:
+                return f"{path}.(a field name)" if path else "(a field name)"
+            found = bad_text_path(item, f"{path}.{key}" if path else str(key))
+            if found is not None:
+                return found
+    elif isinstance(value, list):
+        for n, item in enumerate(value):
+            found = bad_text_path(item, f"{path}[{n}]")
+            if found is not None:
+                return found
+    return None
+
+
+def refuse_bad_text(value: Any) -> None:
+    """ApiError(400, "invalid_string") naming the first string of ``value`` that holds a NUL or
+    a lone surrogate. Run before anything reads, stores or echoes a client's strings."""
+    where = bad_text_path(value)
+    if where is not None:
+        raise invalid(where or "body", "invalid_string", BAD_TEXT_DETAIL)
 
 
 def parse_json(body: bytes) -> Any:
@@ -118,9 +170,11 @@ def parse_json(body: bytes) -> Any:
     if len(body) > MAX_BODY_BYTES:
         raise ApiError(413, "body_too_large", f"Request body exceeds {MAX_BODY_BYTES} bytes.")
     try:
-        return loads_exact(body)
+        data = loads_exact(body)
     except InvalidJson as exc:
         raise ApiError(400, "invalid_json", f"Request body is not valid JSON: {exc}") from None
+    refuse_bad_text(data)
+    return data
 
 
 def _reject_constant(name: str) -> Any:
@@ -141,14 +195,19 @@ def _decimal(value: Any, field: str, errors: _Errors) -> Decimal | None:
     if isinstance(value, bool) or value is None:
         errors.add(field, "invalid_type", "must be a decimal number or a string holding one")
         return None
-    if isinstance(value, (int, Decimal)):
-        return Decimal(value)
-    if isinstance(value, str) and len(value) <= 64 and _NUMBER.fullmatch(value):
+    if isinstance(value, int):
+        if -_INT_BOUND < value < _INT_BOUND:
+            return Decimal(value)
+    elif isinstance(value, Decimal):
+        if len(value.as_tuple().digits) <= MAX_NUMBER_DIGITS:
+            return value
+    elif isinstance(value, str) and len(value) <= MAX_NUMBER_DIGITS and _NUMBER.fullmatch(value):
         try:
             return Decimal(value)
         except InvalidOperation:
             pass
-    errors.add(field, "invalid_number", "must be a decimal number or a string holding one")
+    errors.add(field, "invalid_number",
+               f"must be a decimal number or a string holding one, of at most {MAX_NUMBER_DIGITS} digits")
     return None
 
 
@@ -163,6 +222,9 @@ def _string(data: dict[str, Any], field: str, errors: _Errors, max_len: int, req
         return None
     if len(value) > max_len:
         errors.add(field, "too_long", f"must be at most {max_len} characters")
+        return None
+    if bad_text_path(value) is not None:
+        errors.add(field, "invalid_string", BAD_TEXT_DETAIL)
         return None
     return value
 
@@ -198,7 +260,7 @@ def instrument_symbol(data: Any) -> str | None:
     """The instrument named by a body, if it is a plausible symbol (for the cache lookup)."""
     if isinstance(data, dict):
         value = data.get("instrument")
-        if isinstance(value, str) and 0 < len(value) <= 32:
+        if isinstance(value, str) and 0 < len(value) <= 32 and bad_text_path(value) is None:
             return value
     return None
 
@@ -232,6 +294,7 @@ def _on_grid(memo: _GridMemo, value: Decimal, to_steps: Any, from_steps: Any) ->
 def place_request(data: Any, instrument: CachedInstrument | None) -> PlaceRequest:
     if not isinstance(data, dict):
         raise ApiError(400, "invalid_body", "The request body must be a JSON object.")
+    refuse_bad_text(data)
     errors = _Errors()
     for field in data:
         if field not in PLACE_FIELDS:
@@ -295,6 +358,7 @@ def place_request(data: Any, instrument: CachedInstrument | None) -> PlaceReques
 def modify_request(data: Any, instrument: CachedInstrument) -> ModifyRequest:
     if not isinstance(data, dict):
         raise ApiError(400, "invalid_body", "The request body must be a JSON object.")
+    refuse_bad_text(data)
     errors = _Errors()
     for field in data:
         if field not in {"price", "quantity"}:

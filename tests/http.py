@@ -32,10 +32,11 @@ def call(base: str, method: str, path: str, body: Any = None, raw: bytes | None 
         return resp.status, data.decode(errors="replace")
 
 
-async def acall(base: str, method: str, path: str, body: Any = None, timeout: float = 30) -> tuple[int, Any]:
+async def acall(base: str, method: str, path: str, body: Any = None, timeout: float = 30,
+                raw: bytes | None = None) -> tuple[int, Any]:
     parts = urlsplit(base)
     reader, writer = await asyncio.wait_for(asyncio.open_connection(parts.hostname, parts.port), timeout)
-    payload = b"" if body is None else _dumps(body)
+    payload = raw if raw is not None else b"" if body is None else _dumps(body)
     head = (f"{method} {path} HTTP/1.1\r\nHost: {parts.hostname}\r\nContent-Type: application/json\r\n"
             f"Accept: application/json\r\nContent-Length: {len(payload)}\r\nConnection: close\r\n\r\n")
     try:

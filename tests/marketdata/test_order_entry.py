@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 from tests.http import call
@@ -72,3 +73,41 @@ def test_cancel_answers_with_the_final_state_or_an_error(exchange: Any) -> None:
             assert (await ws.request({"op": "cancel"}))["code"] == "invalid_message"
 
     asyncio.run(scenario())
+
+
+def test_hostile_strings_and_numbers_get_an_error_and_never_touch_other_orders(exchange: Any) -> None:
+    sym = exchange.make_instrument()
+    goods = [body(sym, "sell", f"{100 + n % 5}.00", "0.5", client_id="ws-good") for n in range(100)]
+    hostile = [
+        # NUL and lone surrogates, escaped as a client's JSON library sends them
+        json.dumps({"op": "order", **body(sym, "buy", "90.00", "1", client_id="a\x00")}),
+        json.dumps({"op": "order", **body(sym, "buy", "90.00", "1"), "idempotency_key": "s\ud800"}),
+        # a 5,000-digit quantity
+        json.dumps({"op": "order", **body(sym, "buy", "90.00", "1")}).replace('"1"', "1." + "0" * 5000 + "1"),
+    ]
+
+    async def scenario() -> None:
+        async with session(exchange.ws) as ws:
+            # a surrogate anywhere in a message, even in a ping's id, is answered, not a closed socket
+            await ws.send(json.dumps({"op": "ping", "id": "p\udc00"}))
+            assert (await ws.next())["code"] == "invalid_string"
+            await ws.send({"op": "orders", "orders": goods[:50], "id": "first"})
+            for text in hostile:
+                await ws.send(text)
+            # an orders list with one hostile body keeps its good orders
+            await ws.send(json.dumps({"op": "orders", "id": "mixed", "orders": [
+                *goods[50:], {**body(sym, "buy", "90.00", "1"), "client_id": "x\x00"}]}))
+            replies = [await ws.next(timeout=30) for _ in range(5)]
+            by_id = {r.get("id"): r for r in replies if r["event"] == "orders_ack"}
+            errors = [r for r in replies if r["event"] == "error"]
+            assert sorted(e["code"] for e in errors) == ["invalid_number", "invalid_string", "invalid_string"]
+            assert [a["status"] for a in by_id["first"]["acks"]] == [201] * 50
+            mixed = by_id["mixed"]["acks"]
+            assert [a["status"] for a in mixed[:50]] == [201] * 50
+            assert (mixed[50]["status"], mixed[50]["code"]) == (400, "invalid_string")
+            assert (await ws.request({"op": "ping"}))["event"] == "pong"
+
+    asyncio.run(scenario())
+    status, book = call(exchange.http, "GET", f"/orderbook?instrument={sym}")
+    assert status == 200 and book["ask_total_quantity"] == "50.0000" and book["bid_level_count"] == 0
+    assert exchange.procs["worker"].poll() is None

@@ -143,3 +143,22 @@ def test_a_bad_spec_fails_fast(kwargs: dict) -> None:
     base.update(kwargs)
     with pytest.raises(ValueError):
         InstrumentSpec(**base)
+
+
+@pytest.mark.parametrize(
+    "value,reason",
+    [
+        (D("1." + "0" * 5000 + "1"), Reason.PRICE_TOO_MANY_DECIMALS),
+        (D("1" + "0" * 5000), Reason.PRICE_TOO_HIGH),
+        (D("0." + "0" * 5000 + "1"), Reason.PRICE_TOO_MANY_DECIMALS),
+    ],
+)
+def test_numbers_of_thousands_of_digits_are_refused_without_building_them(value: D, reason: Reason) -> None:
+    # Python refuses to turn more than 4,300 digits into an int: the conversion must never try.
+    with pytest.raises(InvalidNumber) as exc:
+        BTC.price_to_ticks(value)
+    assert exc.value.reason is reason
+
+
+def test_trailing_zeros_by_the_thousand_are_still_not_decimals() -> None:
+    assert BTC.price_to_ticks(D("30000." + "0" * 5000)) == 3_000_000

@@ -1,13 +1,15 @@
 """Every REST endpoint and every error the order-service issue names, over real HTTP."""
 from __future__ import annotations
 
+import asyncio
+import json
 import time
 import uuid
 from decimal import Decimal
 
 import pytest
 
-from tests.http import call
+from tests.http import acall, call, gather_limited
 
 from .helpers import count_rows, order_body, place
 
@@ -153,9 +155,48 @@ BAD = [
                       b'"quantity":"1","qty":"2"}', 400, "unknown_field"),
     ("post-only IOC", b'{"idempotency_key":"k","client_id":"c","instrument":"SYM","side":"buy","price":"1.00",'
                       b'"quantity":"1","post_only":true,"time_in_force":"IOC"}', 400, "post_only_not_allowed"),
+    ("Arabic-Indic digits", '{"idempotency_key":"k","client_id":"c","instrument":"SYM","side":"buy","price":"١٠٠",'
+                            '"quantity":"1"}'.encode(), 400, "invalid_number"),
+    ("full-width digits", '{"idempotency_key":"k","client_id":"c","instrument":"SYM","side":"buy","price":"1.00",'
+                          '"quantity":"０.００１"}'.encode(), 400, "invalid_number"),
+    ("5,000-digit number", b'{"idempotency_key":"k","client_id":"c","instrument":"SYM","side":"buy","price":"1.00",'
+                           b'"quantity":1.' + b"0" * 5000 + b'1}', 400, "invalid_number"),
+    ("5,000-digit integer", b'{"idempotency_key":"k","client_id":"c","instrument":"SYM","side":"buy",'
+                            b'"price":"1.00","quantity":1' + b"0" * 5000 + b'}', 400, "invalid_number"),
     ("bad order_id", b'{"idempotency_key":"k","client_id":"c","instrument":"SYM","side":"buy","price":"1.00",'
                      b'"quantity":"1","order_id":"xyz"}', 400, "invalid_uuid"),
 ]
+
+
+HOSTILE = [
+    ("NUL in client_id", {"client_id": "a\x00"}, "client_id"),
+    ("NUL in idempotency_key", {"idempotency_key": "k\x00"}, "idempotency_key"),
+    ("lone surrogate in idempotency_key", {"idempotency_key": "s\ud800"}, "idempotency_key"),
+    ("lone surrogate in client_id", {"client_id": "s\udfff"}, "client_id"),
+]
+
+
+@pytest.mark.parametrize("name,bad,field", HOSTILE, ids=[h[0] for h in HOSTILE])
+def test_a_hostile_string_is_refused_and_changes_no_other_order(exchange, sym, name, bad, field):
+    # given 200 good orders sent at the same moment as one order with a NUL or a lone surrogate
+    async def scenario():
+        goods = [order_body(sym, side="buy" if n % 2 else "sell", price=f"{100 + n % 5}.00", client_id=f"c{n % 7}")
+                 for n in range(200)]
+        # (json.dumps escapes them as \u0000 and \ud800, as a client's JSON library would)
+        raw = json.dumps({**order_body(sym), **bad}).encode()
+        calls = [acall(exchange.http, "POST", "/orders", g) for g in goods]
+        calls.insert(100, acall(exchange.http, "POST", "/orders", raw=raw))
+        return await gather_limited(calls, limit=64)
+
+    answers = asyncio.run(scenario())
+    bad_status, bad_body = answers.pop(100)
+    # then the hostile one is a 400 naming its field, and every good one is placed and answered 201
+    assert (bad_status, bad_body["code"]) == (400, "invalid_string"), bad_body
+    assert field in bad_body["fields"]
+    assert [s for s, _ in answers] == [201] * 200, [b for s, b in answers if s != 201][:3]
+    # and the matching worker is the one that started with the suite: it never went down
+    assert exchange.procs["worker"].poll() is None
+    assert exchange.log_text("worker").count("matching worker ready") == 1
 
 
 @pytest.mark.parametrize("name,raw,status,code", BAD, ids=[b[0] for b in BAD])
