@@ -36,7 +36,7 @@ class MatchingConsumer(AsyncConsumer):
 
     async def worker_start(self, message: dict[str, Any]) -> None:
         try:
-            self.worker = MatchingWorker(conninfo_kwargs())
+            self.worker = MatchingWorker(conninfo_kwargs("pgbourse-worker"))
             await self.worker.start()
             await self.worker.persist_snapshots(source="startup")
             bind = bind_address()

@@ -56,7 +56,7 @@ class PostgresInboxLayer(BaseChannelLayer):
         if self._conn is None or self._conn.closed:
             from orders.db import conninfo_kwargs
 
-            self._conn = await psycopg.AsyncConnection.connect(**conninfo_kwargs(), autocommit=True)
+            self._conn = await psycopg.AsyncConnection.connect(**conninfo_kwargs("pgbourse-worker-inbox"), autocommit=True)
             await self._conn.execute(f"LISTEN {INBOX_CHANNEL}")
         return self._conn
 

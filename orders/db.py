@@ -15,7 +15,9 @@ from psycopg_pool import AsyncConnectionPool
 CONNECT_TIMEOUT_S = 2
 
 
-def conninfo_kwargs() -> dict[str, Any]:
+def conninfo_kwargs(application_name: str | None = None) -> dict[str, Any]:
+    """psycopg's connection arguments; ``application_name`` names the session in
+    pg_stat_activity (pgbourse-web, pgbourse-worker...), so an operator sees who is who."""
     db = settings.DATABASES["default"]
     kwargs: dict[str, Any] = {"dbname": db["NAME"], "user": db.get("USER") or None,
                               "password": db.get("PASSWORD") or None, "host": db.get("HOST") or None,
@@ -23,6 +25,8 @@ def conninfo_kwargs() -> dict[str, Any]:
     kwargs.update(db.get("OPTIONS", {}))
     kwargs.setdefault("connect_timeout", CONNECT_TIMEOUT_S)
     kwargs.pop("pool", None)
+    if application_name is not None:
+        kwargs["application_name"] = application_name
     return {k: v for k, v in kwargs.items() if v is not None}
 
 
@@ -34,7 +38,7 @@ async def pool() -> AsyncConnectionPool:
     loop_id = id(asyncio.get_running_loop())
     found = _pools.get(loop_id)
     if found is None:
-        kwargs = conninfo_kwargs()
+        kwargs = conninfo_kwargs("pgbourse-web")
         # Order entry commits asynchronously: nothing is acknowledged on these commits alone
         # (see orders.services). Set once per connection instead of per transaction.
         kwargs["options"] = (kwargs.get("options", "") + " -c synchronous_commit=off").strip()

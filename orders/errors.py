@@ -36,6 +36,19 @@ def database_unavailable() -> ApiError:
     return ApiError(503, "database_unavailable", "PostgreSQL is unreachable; try again shortly.")
 
 
+def outcome_unknown(order_id: str, idempotency_key: str | None = None) -> ApiError:
+    """The answer for a request that may have been carried out: the order (or command) reached
+    the matching worker or PostgreSQL, and then the way back failed. Never "failed": a retry
+    with the same idempotency key, or GET /orders/{order_id}, tells what happened."""
+    extra: dict[str, Any] = {"order_id": order_id}
+    if idempotency_key is not None:
+        extra["idempotency_key"] = idempotency_key
+    return ApiError(504, "outcome_unknown",
+                    "The request reached the exchange but its outcome could not be confirmed: it may have "
+                    "been carried out. Retry with the same idempotency_key, or GET /orders/{order_id}.",
+                    extra=extra)
+
+
 def _flatten(detail: Any) -> dict[str, Any]:
     if isinstance(detail, dict):
         out: dict[str, Any] = {}

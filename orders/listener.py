@@ -59,7 +59,7 @@ class Hub:
         backoff = 0.1
         while True:
             try:
-                conn = await psycopg.AsyncConnection.connect(**conninfo_kwargs(), autocommit=True)
+                conn = await psycopg.AsyncConnection.connect(**conninfo_kwargs("pgbourse-web-listen"), autocommit=True)
                 self._conn = conn
                 async with conn:
                     await conn.execute(f"LISTEN {OUTCOME_CHANNEL}")

@@ -14,6 +14,7 @@ synchronous commit flushes the WAL past it before any 201, and the 202 path flus
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import time
 import uuid
@@ -32,12 +33,14 @@ from .coalesce import coalescer
 from .db import pool
 from .direct import WorkerLost, WorkerUnavailable
 from .direct import client as direct_client
-from .errors import ApiError, database_unavailable
+from .errors import ApiError, database_unavailable, outcome_unknown
 from .instruments import by_id
 from .listener import hub
 from .models import FINAL_STATUSES
 from .selectors import orders_by_id
 from .validation import ModifyRequest, PlaceRequest, modify_request
+
+log = logging.getLogger(__name__)
 
 INSERT_ORDERS = """
 WITH ins AS (
@@ -169,8 +172,10 @@ async def _direct_results(requests: list[PlaceRequest], answers: list[Any]) -> l
         try:
             async with (await pool()).connection() as conn:
                 await _answer_duplicates(conn, requests, dup_idx, results)
-        except (psycopg.OperationalError, PoolTimeout) as exc:
-            raise _db_errors(exc) from exc
+        except (psycopg.OperationalError, PoolTimeout):
+            # Only the duplicates go unanswered: the orders placed beside them stand (201).
+            for n in dup_idx:
+                results[n] = Result(503, database_unavailable().body())
     return _keyed(requests, results)
 
 
@@ -187,16 +192,21 @@ def _keyed(requests: list[PlaceRequest], results: list[Result | None]) -> list[R
 async def _place_via_inbox(requests: list[PlaceRequest], ids: list[uuid.UUID], settle: bool = False) -> list[Result]:
     """Store the orders as pending rows for the worker's inbox and wait for their outcomes.
     settle: the orders were already sent to the worker directly and their answer lost, so an
-    order already stored under its own id is this request's (201), and nobody waits again."""
-    try:
-        await hub.ensure_started()
-    except (TimeoutError, psycopg.Error, OSError) as exc:
-        raise _db_errors(exc) from exc
+    order already stored under its own id is this request's (201), and nobody waits again.
+
+    A failure before anything can have been stored is 503 (nothing happened). Once the orders
+    may exist (the worker had them, or their INSERT's commit was sent), a failure is 504
+    outcome_unknown: never "failed" for an order that may trade."""
     keys = [str(i) for i in ids]
-    futures = [] if settle else [hub.expect(k) for k in keys]
+    futures: list[asyncio.Future[Any]] = []
+    may_exist = settle
     results: list[Result | None] = [None] * len(requests)
     try:
+        if not settle:
+            await hub.ensure_started()
+            futures = [hub.expect(k) for k in keys]
         inserted = await coalescer(_insert_orders).submit(list(zip(ids, requests)))
+        may_exist = True
         dup_idx = [n for n in range(len(requests)) if n not in inserted]
         if dup_idx:
             if not settle:
@@ -224,11 +234,21 @@ async def _place_via_inbox(requests: list[PlaceRequest], ids: list[uuid.UUID], s
             else:
                 current = from_db[keys[n]]["json"]
                 results[n] = Result(202 if current["status"] == "pending" else 201, current)
-    except (psycopg.OperationalError, PoolTimeout) as exc:
+    except (psycopg.Error, PoolTimeout, TimeoutError, OSError, CommitUncertain) as exc:
         for k, f in zip(keys, futures):
             hub.forget(k, f)
-        raise _db_errors(exc) from exc
+        if not may_exist and not isinstance(exc, CommitUncertain):
+            if not isinstance(exc, (psycopg.OperationalError, PoolTimeout, TimeoutError, OSError)):
+                raise
+            raise _db_errors(exc) from exc
+        log.warning("order outcome unknown after a database failure (%s): %d order(s)", exc, len(requests))
+        return [Result(504, outcome_unknown(k, r.idempotency_key).body(), r.idempotency_key)
+                for k, r in zip(keys, requests)]
     return _keyed(requests, results)
+
+
+class CommitUncertain(Exception):
+    """The COMMIT of a write was sent and no answer came back: it may or may not have happened."""
 
 
 async def _insert_orders(rows: list[tuple[uuid.UUID, PlaceRequest]]) -> dict[int, bool]:
@@ -241,7 +261,10 @@ async def _insert_orders(rows: list[tuple[uuid.UUID, PlaceRequest]]) -> dict[int
              r.time_in_force, r.post_only, r.stp, None if r.price is None else format(r.price, "f"),
              format(r.quantity, "f")) for i, r in rows]).decode()})
         inserted = {(str(row[0]), row[1], row[2]) for row in await cur.fetchall()}
-        await conn.commit()
+        try:
+            await conn.commit()
+        except psycopg.Error as exc:
+            raise CommitUncertain(str(exc)) from exc
     # A row is a request's only if order_id, client and key all match: two requests in one
     # group may carry the same client-supplied order_id, or be the very same request twice (the
     # first in the statement's order is the one inserted).
@@ -277,10 +300,12 @@ async def _insert_commands(
                    for n, _, command_id, _ in await cur.fetchall()}
         try:
             await conn.commit()
-        except BaseException:
+        except BaseException as exc:
             for n, answer in answers.items():
                 if answer is not None:
                     hub.forget(f"cmd:{answer[0]}", answer[1])
+            if isinstance(exc, psycopg.Error):
+                raise CommitUncertain(str(exc)) from exc
             raise
     return answers
 
@@ -351,6 +376,8 @@ async def order_command(order_id: str, kind: str, data: Any = None) -> Result:
         await hub.ensure_started()
     except (TimeoutError, psycopg.Error, OSError) as exc:
         raise _db_errors(exc) from exc
+    # Whether the command may have been carried out already: after that, a failure is 504.
+    may_exist = False
     try:
         change: ModifyRequest | None = None
         if kind == "modify":
@@ -365,10 +392,11 @@ async def order_command(order_id: str, kind: str, data: Any = None) -> Result:
             assert instrument is not None
             change = modify_request(data, instrument)
         if settings.MATCHING_DIRECT and (kind == "cancel" or change is not None):
-            direct = await _command_direct(kind, oid, change)
+            direct, may_exist = await _command_direct(kind, oid, change)
             if direct is not None:
                 return direct
         answers = await coalescer(_insert_commands).submit([(kind, oid, change)])
+        may_exist = True
         if 0 not in answers:
             raise ApiError(404, "order_not_found", f"No order {order_id}.")
         answer = answers[0]
@@ -389,7 +417,12 @@ async def order_command(order_id: str, kind: str, data: Any = None) -> Result:
         found = await read_order(oid)
         assert found is not None
         latest = found["json"]
-    except (psycopg.OperationalError, PoolTimeout) as exc:
+    except (psycopg.Error, PoolTimeout, TimeoutError, OSError, CommitUncertain) as exc:
+        if may_exist or isinstance(exc, CommitUncertain):
+            log.warning("%s of %s: outcome unknown after a database failure (%s)", kind, oid, exc)
+            raise outcome_unknown(str(oid)) from exc
+        if not isinstance(exc, (psycopg.OperationalError, PoolTimeout)):
+            raise
         raise _db_errors(exc) from exc
     return _command_result(kind, outcome["r"], latest)
 
@@ -398,25 +431,28 @@ def _not_open(order: dict[str, Any]) -> ApiError:
     return ApiError(409, "order_not_open", f"The order is already {order['status']}.", extra={"order": order})
 
 
-async def _command_direct(kind: str, oid: uuid.UUID, change: ModifyRequest | None) -> Result | None:
+async def _command_direct(kind: str, oid: uuid.UUID, change: ModifyRequest | None) -> tuple[Result | None, bool]:
     """The command through the direct path, or None when the inbox must take it: no worker
     reachable, an answer lost (a repeat is harmless: a cancel of a cancelled order is refused,
     a modify sets the same values again), or the order still a pending row (only the inbox
     orders the command after its place). An order that is finished, or unknown, the worker
-    says so from its own read (409 with the order, 404)."""
+    says so from its own read (409 with the order, 404). The flag says whether the worker may
+    have carried the command out (its answer was lost)."""
     item = (kind, str(oid)) if change is None else (
         kind, str(oid), None if change.price is None else format(change.price, "f"),
         None if change.quantity is None else format(change.quantity, "f"))
     try:
         (outcome,) = (await coalescer(_send_direct).submit([item])).values()
-    except (WorkerUnavailable, WorkerLost):
-        return None
+    except WorkerUnavailable:
+        return None, False
+    except WorkerLost:
+        return None, True
     if outcome == "unknown_order":
-        return None
+        return None, False
     if outcome == "order_not_found":
         raise ApiError(404, "order_not_found", f"No order {oid}.")
     result, order = outcome  # the worker read the order back in its batch's round trip
-    return _command_result(kind, result, order)
+    return _command_result(kind, result, order), False
 
 
 def _command_result(kind: str, outcome: str, latest: dict[str, Any]) -> Result:

@@ -114,7 +114,7 @@ class Exchange:
 
     # -- data -----------------------------------------------------------------------------
     def connect(self, **kwargs: Any) -> psycopg.Connection[Any]:
-        return psycopg.connect(**self.conninfo, autocommit=True, **kwargs)
+        return psycopg.connect(**{**self.conninfo, **kwargs}, autocommit=True)
 
     def make_instrument(self, symbol: str | None = None, tick_size: str = "0.01", lot_size: str = "0.0001",
                         min_qty: str = "0.0001", max_qty: str = "1000", max_price: str = "10000000",
