@@ -18,7 +18,7 @@ RUN pip install --no-cache-dir -r requirements.txt
 
 COPY . .
 # Compile the engine from the sources just copied (build/ is never copied in: .dockerignore).
-RUN PGBOURSE_ENGINE=python python -m matching._build
+RUN PGBOURSE_ENGINE=python python -m matching.engine._build
 
 RUN useradd --create-home --uid 1000 exchange && chown -R exchange /app
 USER exchange

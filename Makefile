@@ -30,7 +30,7 @@ engine: $(VENV)/.installed
 ifeq ($(PGBOURSE_ENGINE),python)
 	@echo "PGBOURSE_ENGINE=python: the matching engine runs interpreted (not compiled)"
 else
-	@PGBOURSE_ENGINE=python $(PY) -m matching._build
+	@PGBOURSE_ENGINE=python $(PY) -m matching.engine._build
 endif
 
 run: venv
@@ -39,7 +39,7 @@ run: venv
 test: venv
 	$(PY) -m pytest
 	@# The engine's own tests again on the interpreted fallback, when the first run was compiled.
-	@if $(PY) -c 'import matching, sys; sys.exit(0 if matching.ENGINE_BUILD.startswith("compiled") else 1)' 2>/dev/null; then \
+	@if $(PY) -c 'import matching.engine, sys; sys.exit(0 if matching.engine.ENGINE_BUILD.startswith("compiled") else 1)' 2>/dev/null; then \
 	  echo "tests/matching again with the interpreted engine (PGBOURSE_ENGINE=python):"; \
 	  PGBOURSE_ENGINE=python $(PY) -m pytest tests/matching -q -p no:cacheprovider; \
 	fi

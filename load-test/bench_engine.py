@@ -40,9 +40,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from matching import ENGINE_BUILD  # noqa: E402
-from matching.engine import Engine  # noqa: E402
-from matching.types import (  # noqa: E402
+from matching.engine import ENGINE_BUILD  # noqa: E402
+from matching.engine.engine import Engine  # noqa: E402
+from matching.engine.types import (  # noqa: E402
     STP,
     Cancel,
     InstrumentSpec,

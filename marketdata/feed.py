@@ -24,8 +24,8 @@ from typing import Any
 
 import orjson
 
-from matching.grid import GridFormat
-from matching.types import BookDelta, InstrumentSpec, OrderUpdate, Rejected, Side, Trade
+from matching.engine.grid import GridFormat
+from matching.engine.types import BookDelta, InstrumentSpec, OrderUpdate, Rejected, Side, Trade
 
 from .checksum import DEPTH, level_digits
 

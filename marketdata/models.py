@@ -14,7 +14,7 @@ class BookSnapshot(models.Model):
     source = models.CharField(max_length=16, default="worker")
     bids = models.JSONField(help_text="[[price, quantity, order_count], ...] best first")
     asks = models.JSONField(help_text="[[price, quantity, order_count], ...] best first")
-    engine_snapshot = models.JSONField(help_text="matching.engine snapshot (restorable)")
+    engine_snapshot = models.JSONField(help_text="matching.engine.engine snapshot (restorable)")
 
     class Meta:
         ordering = ["-taken_at", "-id"]

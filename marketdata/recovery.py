@@ -7,8 +7,8 @@ import orjson
 from django.db import connection, transaction
 from django.utils import timezone
 
-from matching.engine import Engine
-from matching.grid import GridFormat
+from matching.engine.engine import Engine
+from matching.engine.grid import GridFormat
 from orders.models import Instrument
 
 from .models import BookSnapshot

@@ -35,9 +35,9 @@ from orders.representation import fill_json, fmt, fmt_time, from_ns, order_json
 from orders.selectors import FILLS_SQL, ORDER_COLUMNS, ORDER_SELECT, fills_by_order, order_row_json
 
 from .direct import DUPLICATE
-from .engine import Engine
-from .grid import GridFormat
-from .types import (
+from .engine.engine import Engine
+from .engine.grid import GridFormat
+from .engine.types import (
     STP,
     Cancel,
     InstrumentSpec,

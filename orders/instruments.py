@@ -7,7 +7,7 @@ import time
 from dataclasses import dataclass
 from decimal import Decimal
 
-from matching.types import InstrumentSpec
+from matching.engine.types import InstrumentSpec
 
 from .db import pool
 

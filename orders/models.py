@@ -11,7 +11,7 @@ from decimal import Decimal
 from django.db import models
 from django.db.models import F, Q
 
-from matching.types import InstrumentSpec
+from matching.engine.types import InstrumentSpec
 
 MONEY = {"max_digits": 30, "decimal_places": 12}
 INBOX_SEQUENCE = "orders_inbox_seq"

@@ -16,7 +16,7 @@ from typing import Any
 
 import orjson
 
-from matching.types import STP, InstrumentSpec, InvalidNumber, OrderType, Reason, TimeInForce
+from matching.engine.types import STP, InstrumentSpec, InvalidNumber, OrderType, Reason, TimeInForce
 
 from .errors import ApiError, invalid
 from .instruments import CachedInstrument

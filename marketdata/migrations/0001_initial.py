@@ -22,7 +22,7 @@ class Migration(migrations.Migration):
                 ('source', models.CharField(default='worker', max_length=16)),
                 ('bids', models.JSONField(help_text='[[price, quantity, order_count], ...] best first')),
                 ('asks', models.JSONField(help_text='[[price, quantity, order_count], ...] best first')),
-                ('engine_snapshot', models.JSONField(help_text='matching.engine snapshot (restorable)')),
+                ('engine_snapshot', models.JSONField(help_text='matching.engine.engine snapshot (restorable)')),
                 ('instrument', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='snapshots', to='orders.instrument')),
             ],
             options={

@@ -8,8 +8,8 @@ from decimal import Decimal
 
 from marketdata.checksum import book_checksum
 from marketdata.feed import FeedBuilder
-from matching.grid import GridFormat
-from matching.types import BookDelta, InstrumentSpec, Side
+from matching.engine.grid import GridFormat
+from matching.engine.types import BookDelta, InstrumentSpec, Side
 
 SPEC = InstrumentSpec(symbol="T-USD", tick_size=Decimal("0.01"), lot_size=Decimal("0.0001"),
                       min_qty=Decimal("0.0001"), max_qty=Decimal("1000"), max_price=Decimal("1000000"))

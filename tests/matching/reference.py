@@ -19,7 +19,7 @@ from decimal import Decimal
 from random import Random
 from typing import Any
 
-from matching.types import (
+from matching.engine.types import (
     STP,
     Accepted,
     BookDelta,

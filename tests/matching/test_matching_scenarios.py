@@ -6,8 +6,8 @@ from decimal import Decimal as D
 
 import pytest
 
-from matching.engine import Engine
-from matching.types import (
+from matching.engine.engine import Engine
+from matching.engine.types import (
     STP,
     Accepted,
     BookDelta,
@@ -436,7 +436,7 @@ def test_seq_is_gap_free_across_trades_and_deltas_from_the_constructor_value() -
 
 
 def test_same_commands_give_byte_identical_events() -> None:
-    from matching.codec import event_to_dict
+    from matching.engine.codec import event_to_dict
     import json
 
     cmds = [

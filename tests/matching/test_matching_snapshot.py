@@ -9,9 +9,9 @@ from random import Random
 
 import pytest
 
-from matching.codec import event_to_dict, snapshot_dumps, snapshot_loads
-from matching.engine import Engine
-from matching.types import (
+from matching.engine.codec import event_to_dict, snapshot_dumps, snapshot_loads
+from matching.engine.engine import Engine
+from matching.engine.types import (
     STP,
     BookDelta,
     InstrumentSpec,

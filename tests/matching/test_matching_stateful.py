@@ -10,8 +10,8 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from matching.engine import Engine
-from matching.types import STP, Cancel, InstrumentSpec, Modify, OrderType, Place, Side, TimeInForce
+from matching.engine.engine import Engine
+from matching.engine.types import STP, Cancel, InstrumentSpec, Modify, OrderType, Place, Side, TimeInForce
 from tests.matching.reference import Reference
 
 SPEC = InstrumentSpec("HYP-USD", D("0.5"), D("0.01"), D("0.01"), D("0.20"), D("100"), D("1"))

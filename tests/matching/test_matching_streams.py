@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import pytest
 
-from matching.engine import Engine
-from matching.types import Side
+from matching.engine.engine import Engine
+from matching.engine.types import Side
 from tests.matching.reference import Reference, make_stream
 
 STREAMS = 2000

@@ -6,7 +6,7 @@ from decimal import Decimal as D
 
 import pytest
 
-from matching.types import InstrumentSpec, InvalidNumber, OrderType, Reason, TimeInForce
+from matching.engine.types import InstrumentSpec, InvalidNumber, OrderType, Reason, TimeInForce
 
 BTC = InstrumentSpec(
     symbol="BTC-USD",

@@ -12,9 +12,9 @@ import psycopg
 import pytest
 
 from exchange_project.processes import child_env, server_command, stop_process_group, worker_command
-from matching.engine import Engine
+from matching.engine.engine import Engine
 from matching.inbox import COLUMNS, PENDING_SQL
-from matching.types import STP, OrderType, Place, Side, TimeInForce
+from matching.engine.types import STP, OrderType, Place, Side, TimeInForce
 from matching.worker import MatchingWorker
 from orders.models import Instrument
 from tests.conftest import free_port

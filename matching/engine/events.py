@@ -1,6 +1,6 @@
-"""Events (out) of the matching engine. ``matching.types`` re-exports them.
+"""Events (out) of the matching engine. ``matching.engine.types`` re-exports them.
 
-Pure: stdlib only, no I/O. Kept apart from ``matching.types`` because this module is
+Pure: stdlib only, no I/O. Kept apart from ``matching.engine.types`` because this module is
 compiled with the engine (see ``matching/_native.py``): there the classes are native,
 and building one is a single C call; ``types`` (commands, spec, validation) stays plain
 Python in both builds, so commands accept and reject exactly the same input.
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar, Final, Self, cast, final
 
-from matching.enums import Reason, Side, Status
+from matching.engine.enums import Reason, Side, Status
 
 try:
     # A compile-time hint for mypyc (installed with mypy); a no-op at run time.

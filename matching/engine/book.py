@@ -25,7 +25,7 @@ from bisect import bisect_left, insort
 from collections.abc import Iterator
 from typing import Any
 
-from matching.types import STP, Level, Side
+from matching.engine.types import STP, Level, Side
 
 try:
     # A compile-time hint for mypyc (installed with mypy); a no-op at run time.

@@ -1,6 +1,6 @@
 """The engine's enumerations (str-valued: a member equals its plain string value).
 
-Pure: stdlib only. ``matching.types`` re-exports all of them; import them from there.
+Pure: stdlib only. ``matching.engine.types`` re-exports all of them; import them from there.
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ the edge, through ``InstrumentSpec`` conversions that reject rather than round.
 
 The enums live in ``matching/enums.py`` and the events in ``matching/events.py``
 (compiled with the engine when a build exists); both are re-exported here, so
-``from matching.types import Trade, Side`` is the one import for users.
+``from matching.engine.types import Trade, Side`` is the one import for users.
 Commands are frozen slotted dataclasses: they are built once per request at
 the edge, so readability wins there. This module stays plain Python in both
 builds, so a command accepts exactly the same input either way.
@@ -18,18 +18,18 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import NamedTuple
 
-from matching.enums import STP as STP
-from matching.enums import OrderType as OrderType
-from matching.enums import Reason as Reason
-from matching.enums import Side as Side
-from matching.enums import Status as Status
-from matching.enums import TimeInForce as TimeInForce
-from matching.events import Accepted as Accepted
-from matching.events import BookDelta as BookDelta
-from matching.events import Event as Event
-from matching.events import OrderUpdate as OrderUpdate
-from matching.events import Rejected as Rejected
-from matching.events import Trade as Trade
+from matching.engine.enums import STP as STP
+from matching.engine.enums import OrderType as OrderType
+from matching.engine.enums import Reason as Reason
+from matching.engine.enums import Side as Side
+from matching.engine.enums import Status as Status
+from matching.engine.enums import TimeInForce as TimeInForce
+from matching.engine.events import Accepted as Accepted
+from matching.engine.events import BookDelta as BookDelta
+from matching.engine.events import Event as Event
+from matching.engine.events import OrderUpdate as OrderUpdate
+from matching.engine.events import Rejected as Rejected
+from matching.engine.events import Trade as Trade
 
 
 class InvalidNumber(Exception):

@@ -1,6 +1,6 @@
-"""Compile the matching core with mypyc into build/engine/<key>/ (see matching/_native.py).
+"""Compile the matching core with mypyc into build/engine/<key>/ (see matching/engine/_native.py).
 
-    PGBOURSE_ENGINE=python python -m matching._build [-v]
+    PGBOURSE_ENGINE=python python -m matching.engine._build [-v]
 
 Idempotent: does nothing when the build for the current sources exists. Without a C
 compiler, Python headers, mypy or setuptools it prints a warning and exits 0 (the
@@ -18,7 +18,7 @@ import sysconfig
 import tempfile
 from pathlib import Path
 
-from matching._native import BUILD_ROOT, GROUP, MODULES, PACKAGE_DIR, complete, build_dir, build_key
+from matching.engine._native import BUILD_ROOT, GROUP, MODULES, PACKAGE_DIR, build_dir, build_key, complete
 
 _SETUP = """
 import sys
@@ -59,11 +59,11 @@ def build(verbose: bool = False) -> int:
         print(f"WARNING: matching engine not compiled ({why}); the interpreted engine will be used.", file=sys.stderr)
         return 0
     BUILD_ROOT.mkdir(parents=True, exist_ok=True)
-    root = PACKAGE_DIR.parent
+    root = PACKAGE_DIR.parent.parent
     print(f"matching: compiling {', '.join(m + '.py' for m in MODULES)} with mypyc (build/engine/{key}) ...", flush=True)
     with tempfile.TemporaryDirectory(dir=BUILD_ROOT, prefix=".tmp-") as tmp:
         out = Path(tmp) / "out"
-        files = ",".join(f"matching/{m}.py" for m in MODULES)
+        files = ",".join(f"matching/engine/{m}.py" for m in MODULES)
         proc = subprocess.run(
             [sys.executable, "-c", _SETUP, files, GROUP, str(out), str(Path(tmp) / "temp")],
             cwd=root,

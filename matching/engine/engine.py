@@ -70,8 +70,8 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any, Final
 
-from matching.book import BookSide, PriceLevel, RestingOrder
-from matching.types import (
+from matching.engine.book import BookSide, PriceLevel, RestingOrder
+from matching.engine.types import (
     STP,
     Accepted,
     BookDelta,

@@ -1,11 +1,11 @@
 """The engine's optional compiled build: where it lives and when it may be used.
 
 The engine's modules are plain Python and always work as such. ``python -m
-matching._build`` (run by ``make``) compiles ``events.py``, ``book.py``, ``engine.py`` and
+matching.engine._build`` (run by ``make``) compiles ``events.py``, ``book.py``, ``engine.py`` and
 ``codec.py``, unchanged, with mypyc into ``build/engine/<key>/``, where ``<key>`` is a
 hash of the exact bytes of every file the build reads (those four, ``types.py``,
 ``enums.py``, this loader and the build script) and of the interpreter's extension
-suffix. ``matching/__init__.py`` calls ``activate()``, which puts that directory first
+suffix. ``matching/engine/__init__.py`` calls ``activate()``, which puts that directory first
 on the package's ``__path__`` only if the build for the CURRENT sources is complete:
 an edited source file changes the key, so a stale build can never shadow it (the
 interpreted modules load instead, with a warning on stderr). ``PGBOURSE_ENGINE=python`` forces the interpreted engine;
@@ -24,9 +24,10 @@ from pathlib import Path
 
 MODULES = ("events", "book", "engine", "codec")  # compiled; types.py and enums.py stay interpreted
 KEY_SOURCES = (*MODULES, "types", "enums", "_native", "_build")  # what the build is made from
-GROUP = "matching._native_engine"  # mypyc's shared library: matching/_native_engine__mypyc.<ext>
+GROUP = "matching.engine._native_engine"  # mypyc's shared library: matching/engine/_native_engine__mypyc.<ext>
+PACKAGE_SUBDIR = Path("matching", "engine")  # where the compiled modules lie inside a build
 PACKAGE_DIR = Path(__file__).resolve().parent
-BUILD_ROOT = PACKAGE_DIR.parent / "build" / "engine"
+BUILD_ROOT = PACKAGE_DIR.parent.parent / "build" / "engine"
 EXT_SUFFIX = sysconfig.get_config_var("EXT_SUFFIX") or ".so"
 
 
@@ -46,7 +47,7 @@ def build_dir(key: str | None = None, build_root: Path = BUILD_ROOT) -> Path:
 
 
 def complete(directory: Path) -> bool:
-    pkg = directory / "matching"
+    pkg = directory / PACKAGE_SUBDIR
     names = [f"{m}{EXT_SUFFIX}" for m in MODULES] + [f"{GROUP.rsplit('.', 1)[1]}__mypyc{EXT_SUFFIX}"]
     return all((pkg / n).is_file() for n in names)
 
@@ -79,5 +80,5 @@ def activate(
                 file=sys.stderr,
             )
         return "interpreted (no compiled build for these sources)"
-    package_path.insert(0, str(directory / "matching"))
+    package_path.insert(0, str(directory / PACKAGE_SUBDIR))
     return f"compiled (mypyc, build {key})"

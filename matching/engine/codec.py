@@ -10,7 +10,7 @@ import json
 from enum import Enum
 from typing import Any
 
-from matching.types import Event
+from matching.engine.types import Event
 
 
 def event_to_dict(ev: Event) -> dict[str, Any]:
