@@ -1,5 +1,7 @@
-"""ASGI entry: HTTP (Django, with a lean path for POST /orders), WebSocket (Channels) and the
-matching worker's channel (Channels' runworker)."""
+"""ASGI entry and composition root: HTTP (Django, with the lean path for order writes), the
+WebSocket (Channels), and the matching worker's channel (Channels' runworker), which is given
+here the market-data feed it publishes with (marketdata.feed), so that nothing under matching/
+imports the apps above it."""
 from __future__ import annotations
 
 import gc
@@ -16,14 +18,15 @@ django_http = ASGIStaticFilesHandler(get_asgi_application())
 
 from channels.routing import ChannelNameRouter, ProtocolTypeRouter  # noqa: E402
 
+from marketdata.feed import FeedBuilder  # noqa: E402
 from marketdata.routing import websocket_application  # noqa: E402
-from matching.consumer import MatchingConsumer  # noqa: E402
+from matching.worker.consumer import MatchingConsumer  # noqa: E402
 from orders.fastpath import http_application  # noqa: E402
 
 application = ProtocolTypeRouter({
     "http": http_application(django_http),
     "websocket": websocket_application(),
-    "channel": ChannelNameRouter({"matching": MatchingConsumer.as_asgi()}),
+    "channel": ChannelNameRouter({"matching": MatchingConsumer.as_asgi(feed_factory=FeedBuilder)}),
 })
 
 # Garbage collection, in the web processes and the matching worker alike (both load this module).

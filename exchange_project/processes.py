@@ -11,19 +11,21 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 SERVERS = ("granian", "daphne", "uvicorn")
-# granian by measurement (README, "Throughput"): a third to a tenth of daphne's CPU per request,
-# and it serves the Channels WebSocket too. ASGI_SERVER=daphne switches back.
-DEFAULT_SERVER = os.environ.get("ASGI_SERVER", "granian")
 
 
 def worker_command() -> list[str]:
     return [sys.executable, str(ROOT / "manage.py"), "runworker", "--layer", "matching", "matching"]
 
 
-def server_command(port: int, server: str = DEFAULT_SERVER, workers: int = 1, host: str = "127.0.0.1",
+def server_command(port: int, server: str | None = None, workers: int = 1, host: str = "127.0.0.1",
                    fast: bool = True) -> list[str]:
-    """The ASGI server's command line. fast=False picks the pure-Python event loop / parser
-    where the server has a choice (for comparisons in load-test/)."""
+    """The ASGI server's command line (default: settings.ASGI_SERVER, granian by measurement:
+    docs/decisions.md). fast=False picks the pure-Python event loop / parser where the server
+    has a choice (for comparisons in load-test/)."""
+    if server is None:
+        from django.conf import settings
+
+        server = settings.ASGI_SERVER
     if server == "granian":
         # asginl: ASGI without lifespan (Channels' ProtocolTypeRouter has no lifespan route).
         return [sys.executable, "-m", "granian", "--interface", "asginl", "--host", host, "--port", str(port),

@@ -1,4 +1,7 @@
-"""Settings: everything that varies comes from the environment, read once here, failing fast."""
+"""Settings: everything that varies comes from the environment, read once here, typed, failing
+fast on a bad value. (Two variables are read before Django starts, by modules that must not
+depend on it: PGBOURSE_ENGINE, which engine build matching.engine loads, and PGBOURSE_PGDATA,
+where exchange_project.pgembed keeps the embedded PostgreSQL.)"""
 from __future__ import annotations
 
 import os
@@ -27,6 +30,33 @@ def env_float(name: str, default: float) -> float:
         return default if raw is None else float(raw)
     except ValueError:
         raise ImproperlyConfigured(f"{name} must be a number, got {raw!r}") from None
+
+
+def env_int(name: str, default: int, minimum: int | None = None) -> int:
+    raw = os.environ.get(name)
+    try:
+        value = default if raw is None else int(raw)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be an integer, got {raw!r}") from None
+    if minimum is not None and value < minimum:
+        raise ImproperlyConfigured(f"{name} must be at least {minimum}, got {value}")
+    return value
+
+
+def env_choice(name: str, default: str, choices: tuple[str, ...]) -> str:
+    value = os.environ.get(name, default)
+    if value not in choices:
+        raise ImproperlyConfigured(f"{name} must be one of {', '.join(choices)}, got {value!r}")
+    return value
+
+
+def env_address(name: str, default: str) -> tuple[str, int]:
+    """host:port (port 0: any free one)."""
+    raw = os.environ.get(name, default)
+    host, sep, port = raw.rpartition(":")
+    if not sep or not port.isdigit() or not host:
+        raise ImproperlyConfigured(f"{name} must be host:port, got {raw!r}")
+    return host, int(port)
 
 
 def database_from_url(url: str) -> dict[str, object]:
@@ -96,7 +126,9 @@ TEMPLATES = [
 WSGI_APPLICATION = None
 ASGI_APPLICATION = "exchange_project.asgi.application"
 
-if os.environ.get("DATABASE_URL"):
+# Without DATABASE_URL, an embedded PostgreSQL under var/ (exchange_project/pgembed.py).
+EMBEDDED_POSTGRES = not os.environ.get("DATABASE_URL")
+if not EMBEDDED_POSTGRES:
     _db = database_from_url(os.environ["DATABASE_URL"])
 else:
     from exchange_project import pgembed
@@ -105,14 +137,17 @@ else:
     _db = {"NAME": _params["dbname"], "USER": _params["user"], "PASSWORD": "",
            "HOST": _params["host"], "PORT": str(_params["port"]), "OPTIONS": {}}
 
+# libpq's connect_timeout (its minimum is 2 s) and the pool's wait for a connection: fail fast
+# when PostgreSQL is unreachable, so the API answers 503 instead of hanging.
+DB_CONNECT_TIMEOUT_S = env_int("DB_CONNECT_TIMEOUT_S", 2, minimum=2)
+
 DATABASES = {
     "default": {
         "ENGINE": "django.db.backends.postgresql",
         **_db,
         "CONN_MAX_AGE": 60,
         "CONN_HEALTH_CHECKS": True,
-        # Fail fast when PostgreSQL is unreachable: the API answers 503 instead of hanging.
-        "OPTIONS": {"connect_timeout": 2, **_db["OPTIONS"]},  # type: ignore[dict-item]
+        "OPTIONS": {"connect_timeout": DB_CONNECT_TIMEOUT_S, **_db["OPTIONS"]},  # type: ignore[dict-item]
         "TEST": {"NAME": os.environ.get("PGBOURSE_TEST_DB", f"test_pgbourse_{os.getpid()}")},
     }
 }
@@ -126,9 +161,10 @@ FIXTURE_DIRS = [BASE_DIR / "fixtures"]
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "var" / "static"
 
-# Channels groups live in each web process; PostgreSQL LISTEN/NOTIFY feeds them (no broker).
-CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer",
-                              "CONFIG": {"capacity": 1000, "expiry": 60}}}
+# One channel layer, the matching worker's: PostgreSQL itself (matching/worker/inbox.py). The
+# WebSocket consumers use none: the market feeds reach them through the LISTEN hub and their
+# own bounded outboxes (marketdata/fanout.py).
+CHANNEL_LAYERS = {"matching": {"BACKEND": "matching.worker.inbox.PostgresInboxLayer", "CONFIG": {"batch_limit": 2000}}}
 
 REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer",
@@ -151,10 +187,30 @@ SPECTACULAR_SETTINGS = {
 
 # How long a POST waits for the matching worker before answering 202 pending.
 ORDER_ACK_TIMEOUT_S = env_float("ORDER_ACK_TIMEOUT_S", 2.0)
-# Orders go straight to the matching worker when it is reachable (matching.direct); 0 sends
-# every order through the PostgreSQL inbox instead.
-MATCHING_DIRECT = os.environ.get("MATCHING_DIRECT", "1") != "0"
-DB_POOL_MAX = int(os.environ.get("DB_POOL_MAX", "16"))
+# Orders go straight to the matching worker when it is reachable (matching/worker/direct.py);
+# 0 (in the worker and the web processes) sends every order through the PostgreSQL inbox.
+MATCHING_DIRECT = env_bool("MATCHING_DIRECT", True)
+# Where the worker listens for web processes (port 0: any free port), and the address it
+# advertises to them (default: the bound one; set it when they run on other hosts).
+MATCHING_DIRECT_BIND = env_address("MATCHING_DIRECT_BIND", "127.0.0.1:0")
+MATCHING_DIRECT_ADVERTISE = os.environ.get("MATCHING_DIRECT_ADVERTISE") or None
+# A batch slower than this (match + commit) is logged.
+MATCHING_SLOW_BATCH_MS = env_float("PGBOURSE_SLOW_BATCH_MS", 250.0)
+# The `snapshot` feed's period, the period of persisted book snapshots, and how often the hot
+# tables' planner statistics are checked (matching/worker/periodic.py).
+SNAPSHOT_FEED_EVERY_S = env_float("PGBOURSE_SNAPSHOT_FEED_EVERY_S", 1.0)
+SNAPSHOT_PERSIST_EVERY_S = env_float("PGBOURSE_SNAPSHOT_PERSIST_EVERY_S", 60.0)
+STATISTICS_EVERY_S = env_float("PGBOURSE_STATISTICS_EVERY_S", 2.0)
+# From this many sockets on an instrument, market frames go out on a tick of this period
+# (marketdata/fanout.py); 0: never.
+FEED_FLUSH_MS = env_float("PGBOURSE_FEED_FLUSH_MS", 20.0)
+DB_POOL_MAX = env_int("DB_POOL_MAX", 16, minimum=2)
+# The ASGI server that `manage.py runexchange` runs (granian by measurement: docs/decisions.md),
+# its address and number of web processes.
+ASGI_SERVER = env_choice("ASGI_SERVER", "granian", ("granian", "daphne", "uvicorn"))
+HOST = os.environ.get("HOST", "127.0.0.1")
+PORT = env_int("PORT", 8000, minimum=1)
+WEB_WORKERS = env_int("WEB_WORKERS", 1, minimum=1)
 
 LOGGING = {
     "version": 1,
@@ -164,6 +220,3 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
     "loggers": {"django.request": {"level": "ERROR"}, "daphne": {"level": "WARNING"}},
 }
-
-# The matching worker's channel layer: PostgreSQL itself (see matching/inbox.py).
-CHANNEL_LAYERS["matching"] = {"BACKEND": "matching.inbox.PostgresInboxLayer", "CONFIG": {"batch_limit": 2000}}

@@ -33,6 +33,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 from psycopg_pool import PoolTimeout
 
+from matching.contract import PlaceOrder
 from orders import db, instruments
 from orders.errors import ApiError, database_unavailable
 from orders.selectors import orderbook
@@ -40,7 +41,6 @@ from orders.services import Result, order_command, orders_place
 from orders.validation import (
     BAD_TEXT_DETAIL,
     InvalidJson,
-    PlaceRequest,
     bad_text_path,
     instrument_symbol,
     loads_exact,
@@ -129,7 +129,7 @@ def transport_backlog(send: Any) -> Callable[[], int] | None:
 
 class StreamConsumer(AsyncWebsocketConsumer):
     box: Outbox
-    _pending: list[tuple[PlaceRequest, Callable[[Result | ApiError], None]]]
+    _pending: list[tuple[PlaceOrder, Callable[[Result | ApiError], None]]]
     _inflight: int
     _placers: int
     _tasks: set[asyncio.Task[Any]]
@@ -294,7 +294,7 @@ class StreamConsumer(AsyncWebsocketConsumer):
         self.reply(reply)
 
     # -- order entry ----------------------------------------------------------------------
-    async def _validate(self, body: Any) -> PlaceRequest:
+    async def _validate(self, body: Any) -> PlaceOrder:
         symbol = instrument_symbol(body)
         try:
             found = await instruments.by_symbol(symbol) if symbol is not None else None
@@ -317,7 +317,7 @@ class StreamConsumer(AsyncWebsocketConsumer):
         req_id = request.get("id")
         self._submit([(place, lambda result: self.reply(self._ack(result, place.idempotency_key, req_id)))])
 
-    def _submit(self, items: list[tuple[PlaceRequest, Callable[[Result | ApiError], None]]]) -> None:
+    def _submit(self, items: list[tuple[PlaceOrder, Callable[[Result | ApiError], None]]]) -> None:
         """Queue validated orders; each callback gets its order's result."""
         self._inflight += len(items)
         self._pending.extend(items)
@@ -341,7 +341,7 @@ class StreamConsumer(AsyncWebsocketConsumer):
         finally:
             self._placers -= 1
 
-    async def _place(self, requests: list[PlaceRequest]) -> list[Result | ApiError]:
+    async def _place(self, requests: list[PlaceOrder]) -> list[Result | ApiError]:
         try:
             async with service_slots():
                 return list(await orders_place(requests))
@@ -378,7 +378,7 @@ class StreamConsumer(AsyncWebsocketConsumer):
         if self._inflight + len(bodies) > MAX_INFLIGHT_ORDERS:
             raise BadMessage("too_many_inflight", f"At most {MAX_INFLIGHT_ORDERS} orders may await their ack.")
         acks: list[dict[str, Any] | None] = [None] * len(bodies)
-        places: list[tuple[int, PlaceRequest]] = []
+        places: list[tuple[int, PlaceOrder]] = []
         for n, body in enumerate(bodies):
             key = body.get("idempotency_key") if isinstance(body, dict) else None
             try:

@@ -25,13 +25,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import orjson
+from django.conf import settings
+
+from matching.contract import MarketPayload
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +57,6 @@ FRAME_MAX_EVENTS = 500
 # without, 155 ms at 20 ms, 128 ms at 40 ms). The price, up to 20 ms more, is paid only where
 # the per-frame costs matter: from FLUSH_MIN_SOCKETS sockets on an instrument (10 sockets at 200
 # orders/s: p50 4 ms without the tick, 24 ms with it). PGBOURSE_FEED_FLUSH_MS=0: never.
-FLUSH_INTERVAL_S = float(os.environ.get("PGBOURSE_FEED_FLUSH_MS", "20")) / 1000
 FLUSH_MIN_SOCKETS = 64
 
 
@@ -220,7 +221,7 @@ class Outbox:
 class Fanout:
     """This process's map from topics to outboxes; registered once with the LISTEN hub."""
 
-    def __init__(self, flush_interval: float = FLUSH_INTERVAL_S) -> None:
+    def __init__(self, flush_interval: float) -> None:
         self.by_instrument: dict[str, set[Outbox]] = {}
         self.messages = 0
         self.events = 0
@@ -274,14 +275,14 @@ class Fanout:
         box.interests = {}
 
     # -- hub callbacks --------------------------------------------------------------------
-    def on_market(self, message: dict[str, Any]) -> None:
-        """One committed pgb_market payload: {"instrument": X, "events": [...]}, in commit order."""
+    def on_market(self, message: MarketPayload) -> None:
+        """One committed market payload, in commit order."""
         self.messages += 1
-        boxes = self.by_instrument.get(message["instrument"])
+        instrument = message.instrument
+        boxes = self.by_instrument.get(instrument)
         if not boxes:
             return
-        instrument = message["instrument"]
-        events = message["events"]
+        events = message.events
         self.events += len(events)
         texts: list[str | None] = [None] * len(events)
         tick = self.flush_interval > 0 and len(boxes) >= FLUSH_MIN_SOCKETS
@@ -333,7 +334,7 @@ class Fanout:
             box.resync("feed_reconnected")
 
 
-fanout = Fanout()
+fanout = Fanout(flush_interval=settings.FEED_FLUSH_MS / 1000)
 _registered = False
 
 

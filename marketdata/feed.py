@@ -1,7 +1,8 @@
 """From engine events to market-data messages (pure: no Django, no I/O, no clock).
 
-The matching worker feeds each committed batch's events through one FeedBuilder per instrument
-and NOTIFYs the resulting payloads inside the same transaction. The builder keeps a mirror of
+The matching worker feeds each batch's events through one FeedBuilder per instrument (it is
+given this class by the composition root, exchange_project.asgi) and NOTIFYs the resulting
+events inside the batch's transaction (matching.contract.market_payloads). The builder keeps a mirror of
 the price levels exactly as a feed client reconstructs them from book_delta messages, so the
 checksum on each delta is the checksum of the client's book after applying that delta.
 
@@ -22,22 +23,11 @@ import zlib
 from collections.abc import Iterable
 from typing import Any
 
-import orjson
-
 from matching.engine.grid import GridFormat
 from matching.engine.types import BookDelta, InstrumentSpec, OrderUpdate, Rejected, Side, Trade
+from matching.records import iso_from_ns
 
 from .checksum import DEPTH, level_digits
-
-MAX_PAYLOAD_BYTES = 7900  # PostgreSQL's NOTIFY limit is 8000 bytes
-
-
-def iso_from_ns(ts_ns: int) -> str:
-    """ISO-8601 UTC with microseconds, from integer nanoseconds (no float, no clock)."""
-    import datetime as dt
-
-    value = dt.datetime(1970, 1, 1, tzinfo=dt.UTC) + dt.timedelta(microseconds=ts_ns // 1000)
-    return value.isoformat().replace("+00:00", "Z")
 
 
 class _Side:
@@ -180,22 +170,3 @@ class FeedBuilder:
                 "bids": [[self._p(p), self._q(q)] for p, q in self.bids.top(depth)],
                 "asks": [[self._p(p), self._q(q)] for p, q in self.asks.top(depth)],
                 "seq": self.seq, "time": iso_from_ns(ts_ns)}
-
-
-def pack(symbol: str, events: list[dict[str, Any]], limit: int = MAX_PAYLOAD_BYTES) -> list[str]:
-    """Split events into NOTIFY payloads {"instrument", "events": [...]} each under the limit,
-    keeping their order. A single event never exceeds the limit (they are small and bounded)."""
-    payloads: list[str] = []
-    head = b'{"instrument":' + orjson.dumps(symbol) + b',"events":['
-    chunk: list[bytes] = []
-    size = len(head) + 2
-    for ev in events:
-        blob = orjson.dumps(ev)
-        if chunk and size + len(blob) + 1 > limit:
-            payloads.append((head + b",".join(chunk) + b"]}").decode())
-            chunk, size = [], len(head) + 2
-        chunk.append(blob)
-        size += len(blob) + 1
-    if chunk:
-        payloads.append((head + b",".join(chunk) + b"]}").decode())
-    return payloads

@@ -9,30 +9,21 @@ from django.utils import timezone
 
 from matching.engine.engine import Engine
 from matching.engine.grid import GridFormat
+from matching.records import MAX_PRIORITY_SQL, OPEN_ORDERS_SQL, engine_from_rows
 from orders.models import Instrument
 
 from .models import BookSnapshot
 
 
 def engine_from_database(instrument: Instrument) -> Engine:
-    """Rebuild the instrument's book as the worker does on start (open orders by priority)."""
-    spec = instrument.spec()
+    """Rebuild the instrument's book exactly as the worker does on start (matching.records)."""
     with connection.cursor() as cur:
-        cur.execute("SELECT order_id, client_id, side, price, quantity, filled_quantity, priority, stp, post_only "
-                    "FROM orders_order WHERE instrument_id = %s AND status IN ('open', 'partially_filled') "
-                    "ORDER BY priority", [instrument.id])
+        cur.execute(OPEN_ORDERS_SQL, [instrument.id])
         rows = cur.fetchall()
-        cur.execute("SELECT coalesce(max(priority), 0) FROM orders_order WHERE instrument_id = %s", [instrument.id])
+        cur.execute(MAX_PRIORITY_SQL, [instrument.id])
         (max_priority,) = cur.fetchone() or (0,)
-    orders = [{"order_id": str(oid), "client_id": cid, "side": side, "price_ticks": spec.price_to_ticks(price),
-               "qty_lots": spec.qty_to_lots(qty), "filled_lots": int(filled / spec.lot_size), "priority": prio,
-               "stp": stp, "post_only": post_only}
-              for oid, cid, side, price, qty, filled, prio, stp, post_only in rows]
-    engine = Engine.restore(spec, {"version": 1, "symbol": spec.symbol, "seq": instrument.last_seq,
-                                   "next_trade_id": instrument.last_trade_id + 1,
-                                   "next_priority": (max_priority or 0) + 1, "orders": orders})
-    engine.check_invariants()
-    return engine
+    return engine_from_rows(instrument.spec(), rows, last_seq=instrument.last_seq,
+                            last_trade_id=instrument.last_trade_id, max_priority=max_priority)
 
 
 def snapshot_from_database(instrument: Instrument, source: str = "admin") -> BookSnapshot:

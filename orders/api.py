@@ -16,12 +16,14 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from matching.records import ORDER_COLUMNS, fmt_decimal, fmt_time
+
 from . import services
 from .errors import ApiError
 from .instruments import by_symbol_sync
 from .models import Instrument, Order, Status, Trade
-from .representation import fmt, fmt_time, trade_json
-from .selectors import ORDER_COLUMNS, orderbook_sync, orders_json_sync
+from .representation import order_body, trade_json
+from .selectors import orderbook_sync, orders_sync
 from .serializers import (
     ErrorSerializer,
     InstrumentSerializer,
@@ -99,7 +101,7 @@ class OrderCollection(generics.GenericAPIView):
         _int_param(request, "limit", 50, 1, 1000)
         page = self.paginate_queryset(qs.values(*ORDER_COLUMNS, "id"))
         assert page is not None
-        return self.get_paginated_response(orders_json_sync(list(page)))
+        return self.get_paginated_response([order_body(state) for state in orders_sync(list(page))])
 
     @extend_schema(request=OrderCreateSerializer,
                    responses={201: OrderSerializer, 200: OrderSerializer, 202: OrderSerializer, **ERRORS})
@@ -155,8 +157,8 @@ class TradeList(APIView):
         tick, lot = instrument.spec.tick_size, instrument.spec.lot_size
         rows = Trade.objects.filter(instrument=instrument.id).order_by("-seq")[:limit]
         return Response([trade_json(
-            trade_id=t.trade_id, instrument=instrument.symbol, price=fmt(t.price, tick) or "",
-            quantity=fmt(t.quantity, lot) or "", aggressor_side=t.aggressor_side,
+            trade_id=t.trade_id, instrument=instrument.symbol, price=fmt_decimal(t.price, tick),
+            quantity=fmt_decimal(t.quantity, lot), aggressor_side=t.aggressor_side,
             buy_order_id=str(t.buy_order_id), sell_order_id=str(t.sell_order_id),
             maker_order_id=str(t.maker_order_id), taker_order_id=str(t.taker_order_id), seq=t.seq,
             executed_at=fmt_time(t.executed_at)) for t in rows])

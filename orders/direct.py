@@ -1,7 +1,7 @@
-"""The web process's side of the direct order path (matching.direct): one connection to the
-matching worker per event loop, found through PostgreSQL, shared by every request.
+"""The web process's side of the direct order path (matching.worker.direct): one connection to
+the matching worker per event loop, found through PostgreSQL, shared by every request.
 
-`send(rows)` answers each order's committed REST body (or matching.worker.DUPLICATE), or raises
+`send(commands)` answers each command with the worker's answer (matching.contract), or raises
   - WorkerUnavailable: nothing was sent (no worker advertised, or it refused the connection);
     the caller can use the inbox path as if this one did not exist;
   - WorkerLost: the orders were sent but no answer came (connection dropped, or none within
@@ -13,14 +13,23 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any
 
-import orjson
 import psycopg
 from django.conf import settings
 from psycopg_pool import PoolTimeout
 
-from matching.direct import APPLICATION_PREFIX, frame, parse_advertisement, read_frame
+from matching.contract import (
+    APPLICATION_PREFIX,
+    Answer,
+    Command,
+    DecodeError,
+    Hello,
+    Request,
+    decode_response,
+    frame,
+    parse_advertisement,
+    read_frame,
+)
 
 from .db import pool
 
@@ -43,21 +52,21 @@ class DirectClient:
     def __init__(self) -> None:
         self._writer: asyncio.StreamWriter | None = None
         self._connecting: asyncio.Future[bool] | None = None
-        self._waiters: dict[int, asyncio.Future[list[Any]]] = {}
+        self._waiters: dict[int, asyncio.Future[list[Answer]]] = {}
         self._next_id = 0
         self._next_lookup = 0.0
 
-    async def send(self, rows: list[tuple[Any, ...]]) -> list[Any]:
+    async def send(self, commands: list[Command]) -> list[Answer]:
         if self._writer is None or self._writer.is_closing():
             if not await self._connect():
                 raise WorkerUnavailable()
         assert self._writer is not None
         self._next_id += 1
         request_id = self._next_id
-        fut: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
+        fut: asyncio.Future[list[Answer]] = asyncio.get_running_loop().create_future()
         waiters = self._waiters
         waiters[request_id] = fut
-        self._writer.write(frame(orjson.dumps([request_id, rows])))
+        self._writer.write(frame(Request(request_id=request_id, commands=commands)))
         try:
             return await asyncio.wait_for(asyncio.shield(fut), settings.ORDER_ACK_TIMEOUT_S)
         except TimeoutError:
@@ -98,7 +107,7 @@ class DirectClient:
         except (OSError, TimeoutError) as exc:
             log.info("matching worker at %s:%d not reachable (%s); orders go through the inbox", host, port, exc)
             return False
-        writer.write(frame(orjson.dumps(token)))
+        writer.write(frame(Hello(token=token)))
         self._writer = writer
         # Each connection has its own waiters: the end of an old connection fails only its own.
         self._waiters = {}
@@ -108,14 +117,16 @@ class DirectClient:
         return True
 
     async def _read(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                    waiters: dict[int, asyncio.Future[list[Any]]]) -> None:
+                    waiters: dict[int, asyncio.Future[list[Answer]]]) -> None:
         try:
             while True:
-                request_id, answers = orjson.loads(await read_frame(reader))
-                fut = waiters.get(request_id)
+                response = decode_response(await read_frame(reader))
+                fut = waiters.get(response.request_id)
                 if fut is not None and not fut.done():
-                    fut.set_result(answers)
-        except (asyncio.IncompleteReadError, ConnectionError, OSError, orjson.JSONDecodeError):
+                    fut.set_result(response.answers)
+        except DecodeError as exc:
+            log.error("connection to the matching worker closed: a frame does not match the contract (%s)", exc)
+        except (asyncio.IncompleteReadError, ConnectionError, OSError):
             pass
         finally:
             if self._writer is writer:

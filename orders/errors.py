@@ -13,13 +13,15 @@ from django.http import Http404
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 
+from matching.contract import Code
+
 
 class ApiError(Exception):
-    def __init__(self, status_code: int, code: str, detail: str, fields: dict[str, Any] | None = None,
+    def __init__(self, status_code: int, code: Code | str, detail: str, fields: dict[str, Any] | None = None,
                  extra: dict[str, Any] | None = None) -> None:
         super().__init__(detail)
         self.status_code = status_code
-        self.code = code
+        self.code = code.value if isinstance(code, Code) else code
         self.detail = detail
         self.fields = fields or {}
         self.extra = extra or {}

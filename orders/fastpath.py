@@ -101,14 +101,14 @@ async def _respond(send: Send, status: int, body: dict[str, Any]) -> None:
 async def place_order(body: bytes, *, test_only: bool = False) -> tuple[int, dict[str, Any]]:
     data = parse_json(body)
     instrument = await by_symbol(symbol) if (symbol := instrument_symbol(data)) else None
-    request = place_request(data, instrument)
+    order = place_request(data, instrument)
     if test_only:
-        return 200, {"instrument": request.instrument.symbol, "side": request.side, "type": request.type,
-                     "price": None if request.price is None else str(request.price),
-                     "quantity": str(request.quantity), "time_in_force": request.time_in_force,
-                     "post_only": request.post_only, "stp": request.stp, "client_id": request.client_id,
-                     "idempotency_key": request.idempotency_key, "valid": True}
-    (result,) = await orders_place([request])
+        assert instrument is not None
+        return 200, {"instrument": instrument.symbol, "side": order.side.value, "type": order.type.value,
+                     "price": order.price, "quantity": order.quantity, "time_in_force": order.time_in_force.value,
+                     "post_only": order.post_only, "stp": order.stp.value, "client_id": order.client_id,
+                     "idempotency_key": order.idempotency_key, "valid": True}
+    (result,) = await orders_place([order])
     return result.status, result.body
 
 

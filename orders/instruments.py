@@ -7,7 +7,10 @@ import time
 from dataclasses import dataclass
 from decimal import Decimal
 
+from typing import Any
+
 from matching.engine.types import InstrumentSpec
+from matching.records import INSTRUMENT_COLUMNS, INSTRUMENTS_SQL, spec_of
 
 from .db import pool
 
@@ -35,20 +38,15 @@ _by_id: dict[int, CachedInstrument] = {}
 _loaded_at = 0.0
 _lock: asyncio.Lock | None = None
 
-SQL = ("SELECT id, symbol, tick_size, lot_size, min_qty, max_qty, max_price, min_notional, is_active "
-       "FROM orders_instrument")
+SQL = INSTRUMENTS_SQL
 
 
-def _build(row: tuple) -> CachedInstrument:
-    iid, symbol, tick, lot, min_qty, max_qty, max_price, min_notional, active = row
-    spec = InstrumentSpec(symbol=symbol, tick_size=tick.normalize(), lot_size=lot.normalize(),
-                          min_qty=min_qty.normalize(), max_qty=max_qty.normalize(),
-                          max_price=max_price.normalize(),
-                          min_notional=None if min_notional is None else min_notional.normalize())
-    return CachedInstrument(id=iid, symbol=symbol, spec=spec, is_active=active)
+def _build(values: tuple[Any, ...]) -> CachedInstrument:
+    row = dict(zip(INSTRUMENT_COLUMNS, values))
+    return CachedInstrument(id=row["id"], symbol=row["symbol"], spec=spec_of(row), is_active=row["is_active"])
 
 
-def _install(rows: list[tuple]) -> None:
+def _install(rows: list[tuple[Any, ...]]) -> None:
     global _by_symbol, _by_id, _loaded_at
     built = [_build(r) for r in rows]
     _by_symbol = {i.symbol: i for i in built}

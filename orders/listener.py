@@ -2,10 +2,11 @@
 
 The matching worker NOTIFYs inside its batch transaction, so a notification is delivered only
 after the batch has committed. This hub receives:
-  - `pgb_outcome`: the result of each command (place/cancel/modify), resolving the request
-    waiting for it (keyed by order id, or "cmd:<id>" for cancel/modify);
-  - `pgb_market`: market-data events, handed to the subscribers registered by the feeds
-    (which fan them out to Channels groups).
+  - the outcome channel: the result of each inbox command (matching.contract.PlaceOutcome,
+    CommandOutcome), resolving the request waiting for it (keyed by order id, or "cmd:<id>"
+    for a cancel/modify);
+  - the market channel: each committed batch's market events (MarketPayload), handed to the
+    subscribers registered by the feeds (marketdata.fanout, which fills the sockets' outboxes).
 If the connection drops, it reconnects with backoff, wakes every waiting request (they then read
 PostgreSQL, the record of truth) and tells the feed subscribers to make their clients resync.
 """
@@ -16,17 +17,21 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import orjson
 import psycopg
 
-from .db import conninfo_kwargs
+from matching.contract import (
+    MARKET_CHANNEL,
+    OUTCOME_CHANNEL,
+    MarketPayload,
+    PlaceOutcome,
+    decode_market,
+    decode_outcomes,
+)
+from matching.worker.postgres import conninfo
 
 log = logging.getLogger(__name__)
 
-OUTCOME_CHANNEL = "pgb_outcome"
-MARKET_CHANNEL = "pgb_market"
-
-MarketCallback = Callable[[dict[str, Any]], None]
+MarketCallback = Callable[[MarketPayload], None]
 ResyncCallback = Callable[[], Awaitable[None] | None]
 
 
@@ -59,7 +64,7 @@ class Hub:
         backoff = 0.1
         while True:
             try:
-                conn = await psycopg.AsyncConnection.connect(**conninfo_kwargs("pgbourse-web-listen"), autocommit=True)
+                conn = await psycopg.AsyncConnection.connect(**conninfo("pgbourse-web-listen"), autocommit=True)
                 self._conn = conn
                 async with conn:
                     await conn.execute(f"LISTEN {OUTCOME_CHANNEL}")
@@ -85,11 +90,6 @@ class Hub:
             self._wake_all_waiters()
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, 2.0)
-
-    async def kill_connection_for_test(self) -> None:
-        """Close the LISTEN connection abruptly (fault injection for the tests)."""
-        if self._conn is not None:
-            await self._conn.close()
 
     # -- outcomes -------------------------------------------------------------------------
     def expect(self, key: str) -> asyncio.Future[Any]:
@@ -118,16 +118,17 @@ class Hub:
 
     def _dispatch(self, channel: str, payload: str) -> None:
         if channel == OUTCOME_CHANNEL:
-            for item in orjson.loads(payload):
-                futs = self._waiters.pop(item["k"], None)
+            for outcome in decode_outcomes(payload):
+                key = outcome.order_id if isinstance(outcome, PlaceOutcome) else f"cmd:{outcome.command_id}"
+                futs = self._waiters.pop(key, None)
                 if futs:
                     for fut in futs:
                         if not fut.done():
-                            fut.set_result(item)
+                            fut.set_result(outcome)
         elif channel == MARKET_CHANNEL:
             if not self._market:
                 return  # no feed in this process yet: don't pay for parsing
-            message = orjson.loads(payload)
+            message = decode_market(payload)
             for callback in list(self._market):
                 try:
                     callback(message)

@@ -11,7 +11,9 @@ from decimal import Decimal
 from django.db import models
 from django.db.models import F, Q
 
+from matching.contract import OrderStatus
 from matching.engine.types import InstrumentSpec
+from matching.records import spec_from_row
 
 MONEY = {"max_digits": 30, "decimal_places": 12}
 INBOX_SEQUENCE = "orders_inbox_seq"
@@ -53,15 +55,8 @@ class Instrument(models.Model):
         return self.symbol
 
     def spec(self) -> InstrumentSpec:
-        return InstrumentSpec(
-            symbol=self.symbol,
-            tick_size=self.tick_size.normalize(),
-            lot_size=self.lot_size.normalize(),
-            min_qty=self.min_qty.normalize(),
-            max_qty=self.max_qty.normalize(),
-            max_price=self.max_price.normalize(),
-            min_notional=None if self.min_notional is None else self.min_notional.normalize(),
-        )
+        return spec_from_row(self.symbol, self.tick_size, self.lot_size, self.min_qty, self.max_qty,
+                             self.max_price, self.min_notional)
 
 
 class Side(models.TextChoices):
@@ -87,17 +82,8 @@ class Stp(models.TextChoices):
     CANCEL_BOTH = "cancel_both"
 
 
-class Status(models.TextChoices):
-    PENDING = "pending"
-    OPEN = "open"
-    PARTIALLY_FILLED = "partially_filled"
-    FILLED = "filled"
-    CANCELLED = "cancelled"
-    REJECTED = "rejected"
-
-
-OPEN_STATUSES = (Status.OPEN, Status.PARTIALLY_FILLED)
-FINAL_STATUSES = (Status.FILLED, Status.CANCELLED, Status.REJECTED)
+# The statuses are the contract's (matching.contract.OrderStatus), one definition for all.
+Status = models.TextChoices("Status", [(s.name, s.value) for s in OrderStatus])  # type: ignore[misc]
 
 
 class Order(models.Model):

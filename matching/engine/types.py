@@ -135,6 +135,12 @@ def _exact_steps(value: Decimal, grid: _Grid, what: str) -> int:
     return units // grid.units
 
 
+def exact_steps(value: Decimal, step: Decimal, what: str) -> int:
+    """``value`` as a whole number of ``step``s, exactly; ValueError if it is off that grid
+    (a stored quantity is never rounded onto it)."""
+    return _exact_steps(value, _grid(step), what)
+
+
 def limits_of(spec: InstrumentSpec) -> _Limits:
     cached = _LIMITS_CACHE.get(spec)
     if cached is not None:

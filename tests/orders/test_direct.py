@@ -12,7 +12,13 @@ import uuid
 import psycopg
 import pytest
 
-from matching.worker import MatchingWorker, Recent
+from marketdata.feed import FeedBuilder
+from matching.contract import CancelOrder, Code, CommandResult, Placed, PlaceOrder
+from matching.engine.types import STP, OrderType, Side, TimeInForce
+from matching.worker.dedupe import Recent
+from matching.worker.service import MatchingWorker
+from matching.worker.store import Store
+from orders.representation import order_body as rendered
 from tests.http import call
 
 from .helpers import count_rows, order_body, place, wait_status
@@ -74,23 +80,25 @@ def test_a_command_for_an_order_no_book_holds_is_answered_from_the_workers_read(
     pending = store_pending(iid)
 
     async def scenario() -> list:
-        worker = MatchingWorker(exchange.conninfo)
+        worker = MatchingWorker(exchange.conninfo, FeedBuilder)
         await worker.start(wait_for_lock=False)
         # (and one of an instrument added after the worker started: it has no book for it yet)
         pending_new = store_pending(_instrument_id(exchange, exchange.make_instrument()))
         try:
-            return await worker.handle_direct([["cancel", maker["order_id"]], ["cancel", str(uuid.uuid4())],
-                                               ["cancel", pending], ["cancel", pending_new]])
+            return await worker.handle_direct([CancelOrder(order_id=maker["order_id"]),
+                                               CancelOrder(order_id=str(uuid.uuid4())),
+                                               CancelOrder(order_id=pending), CancelOrder(order_id=pending_new)])
         finally:
             await worker.close()
 
     filled, unknown, waiting, waiting_new = asyncio.run(scenario())
     # then a finished order is refused with the order as stored, an unknown one is not found,
     # and a pending one is left to the inbox, which orders the cancel after its place
-    assert filled[0] == "order_not_open" and filled[1]["status"] == "filled", filled
-    assert filled[1] == call(exchange.http, "GET", f"/orders/{maker['order_id']}")[1]
-    assert unknown == "order_not_found"
-    assert waiting == waiting_new == "unknown_order"
+    assert isinstance(filled, CommandResult) and filled.code is Code.ORDER_NOT_OPEN, filled
+    assert filled.order is not None and filled.order.status == "filled"
+    assert rendered(filled.order) == call(exchange.http, "GET", f"/orders/{maker['order_id']}")[1]
+    assert unknown == CommandResult(code=Code.ORDER_NOT_FOUND)
+    assert waiting == waiting_new == CommandResult(code=Code.DEFERRED)
 
 
 def test_an_answer_lost_to_a_stalled_worker_still_makes_exactly_one_order(exchange, worker_restored):
@@ -118,9 +126,10 @@ def test_an_answer_lost_to_a_stalled_worker_still_makes_exactly_one_order(exchan
     assert count_rows(exchange, "orders_trade", "buy_order_id = %s", (oid,)) == 1
 
 
-def _direct_item(instrument_id: int, order_id: str, key: str, client: str = "direct") -> list:
-    return ["place", order_id, client, key, "0" * 64, instrument_id, "buy", "limit", "GTC", False, "cancel_taker",
-            "10.00", "1", False]
+def _direct_item(instrument_id: int, order_id: str, key: str, client: str = "direct") -> PlaceOrder:
+    return PlaceOrder(order_id=order_id, client_id=client, idempotency_key=key, request_hash="0" * 64,
+                      instrument_id=instrument_id, side=Side.BUY, type=OrderType.LIMIT, time_in_force=TimeInForce.GTC,
+                      post_only=False, stp=STP.CANCEL_TAKER, price="10.00", quantity="1")
 
 
 def _instrument_id(exchange, sym: str) -> int:
@@ -128,17 +137,20 @@ def _instrument_id(exchange, sym: str) -> int:
         return conn.execute("SELECT id FROM orders_instrument WHERE symbol = %s", (sym,)).fetchone()[0]
 
 
-def _run_with_concurrent_row(exchange, sym: str, pending_row: dict) -> tuple[MatchingWorker, list | Exception]:
+def _run_with_concurrent_row(exchange, monkeypatch, sym: str,
+                             pending_row: dict) -> tuple[MatchingWorker, list | Exception]:
     """A worker matches one direct order; between its duplicate check and its write another
     session stores `pending_row` (as a web process that gave up waiting would)."""
     iid = _instrument_id(exchange, sym)
     order_id, key = str(uuid.uuid4()), uuid.uuid4().hex
 
     async def scenario() -> tuple[MatchingWorker, list | Exception]:
-        worker = MatchingWorker(exchange.conninfo)
+        worker = MatchingWorker(exchange.conninfo, FeedBuilder)
         await worker.start(wait_for_lock=False)
+        begin = Store._begin
 
-        def store_concurrently(conn: psycopg.Connection, attempt: int) -> None:
+        def store_concurrently(store: Store, conn: psycopg.Connection, attempt: int) -> None:
+            begin(store, conn, attempt)
             if attempt == 1:
                 row = {"order_id": order_id, "key": key, "status": "pending"} | pending_row
                 with exchange.connect() as other:
@@ -149,7 +161,7 @@ def _run_with_concurrent_row(exchange, sym: str, pending_row: dict) -> tuple[Mat
                         " 'cancel_taker', 10, 1, 0, %s, now(), now())",
                         (uuid.UUID(row["order_id"]), row["key"], "0" * 64, iid, row["status"]))
 
-        worker.before_write = store_concurrently
+        monkeypatch.setattr(Store, "_begin", store_concurrently)
         try:
             return worker, await worker.handle_direct([_direct_item(iid, order_id, key)])
         except psycopg.Error as exc:
@@ -160,13 +172,13 @@ def _run_with_concurrent_row(exchange, sym: str, pending_row: dict) -> tuple[Mat
     return asyncio.run(scenario())
 
 
-def test_a_pending_copy_stored_meanwhile_is_taken_over(exchange, worker_restored):
+def test_a_pending_copy_stored_meanwhile_is_taken_over(exchange, worker_restored, monkeypatch):
     sym = exchange.make_instrument()
     exchange.kill_worker()
-    worker, answers = _run_with_concurrent_row(exchange, sym, {})
+    worker, answers = _run_with_concurrent_row(exchange, monkeypatch, sym, {})
     # then the batch committed, answering the order; the pending row became that order
-    assert isinstance(answers, list) and answers[0]["status"] == "open", answers
-    oid = uuid.UUID(answers[0]["order_id"])
+    assert isinstance(answers, list) and isinstance(answers[0], Placed) and answers[0].order.status == "open", answers
+    oid = uuid.UUID(answers[0].order.order_id)
     with exchange.connect() as conn:
         assert conn.execute("SELECT status FROM orders_order WHERE order_id = %s", (oid,)).fetchall() == [("open",)]
 
@@ -175,12 +187,12 @@ def test_a_pending_copy_stored_meanwhile_is_taken_over(exchange, worker_restored
     pytest.param({"key": "another-key", "status": "cancelled"}, id="same order_id, another order"),
     pytest.param({"order_id": None}, id="same key, another order_id"),
 ])
-def test_a_batch_that_collides_with_a_stored_order_does_not_commit(exchange, worker_restored, collision):
+def test_a_batch_that_collides_with_a_stored_order_does_not_commit(exchange, worker_restored, monkeypatch, collision):
     sym = exchange.make_instrument()
     exchange.kill_worker()
     if collision.get("order_id", "") is None:
         collision = {"order_id": str(uuid.uuid4())}
-    worker, answer = _run_with_concurrent_row(exchange, sym, collision)
+    worker, answer = _run_with_concurrent_row(exchange, monkeypatch, sym, collision)
     # then the write failed (the worker process would exit and rebuild) and nothing of the
     # batch was stored: no event, no sequence number, only the other session's row
     assert isinstance(answer, psycopg.Error), answer

@@ -13,9 +13,12 @@ import pytest
 
 from exchange_project.processes import child_env, server_command, stop_process_group, worker_command
 from matching.engine.engine import Engine
-from matching.inbox import COLUMNS, PENDING_SQL
+from marketdata.feed import FeedBuilder
 from matching.engine.types import STP, OrderType, Place, Side, TimeInForce
-from matching.worker import MatchingWorker
+from matching.worker import periodic
+from matching.worker.inbox import COLUMNS, PENDING_SQL, pending
+from matching.worker.service import MatchingWorker
+from matching.worker.store import Store
 from orders.models import Instrument
 from tests.conftest import free_port
 from tests.http import acall, call
@@ -141,7 +144,7 @@ def _instrument(exchange, sym: str) -> Instrument:
                       max_price=row[5], min_notional=row[6])
 
 
-def test_serialization_failure_is_retried_without_matching_twice(exchange, worker_restored):
+def test_serialization_failure_is_retried_without_matching_twice(exchange, worker_restored, monkeypatch):
     sym = exchange.make_instrument()
     exchange.kill_worker()
     # given a pending order and a worker about to commit its batch
@@ -149,10 +152,12 @@ def test_serialization_failure_is_retried_without_matching_twice(exchange, worke
     assert status == 202
 
     async def scenario() -> MatchingWorker:
-        worker = MatchingWorker(exchange.conninfo)
+        worker = MatchingWorker(exchange.conninfo, FeedBuilder)
         await worker.start(wait_for_lock=False)
+        begin = Store._begin
 
-        def conflicting_write(conn: psycopg.Connection, attempt: int) -> None:
+        def conflicting_write(store: Store, conn: psycopg.Connection, attempt: int) -> None:
+            begin(store, conn, attempt)
             if attempt == 1:
                 # when another transaction changes the instrument row after the batch's snapshot
                 # (the batch is in pipeline mode: fetching forces the snapshot to be taken now)
@@ -160,11 +165,11 @@ def test_serialization_failure_is_retried_without_matching_twice(exchange, worke
                 with exchange.connect() as other:
                     other.execute("UPDATE orders_instrument SET is_active = is_active WHERE symbol = %s", (sym,))
 
-        worker.before_write = conflicting_write
+        monkeypatch.setattr(Store, "_begin", conflicting_write)
         async with await psycopg.AsyncConnection.connect(**exchange.conninfo, autocommit=True) as conn:
             cur = await conn.execute(PENDING_SQL, {"limit": 100})
-            rows = [dict(zip(COLUMNS, r)) for r in await cur.fetchall()]
-        await worker.handle_rows(rows)
+            items = [pending(dict(zip(COLUMNS, r))) for r in await cur.fetchall()]
+        await worker.handle_inbox(items)
         await worker.close()
         return worker
 
@@ -228,7 +233,7 @@ def test_postgres_unreachable_is_503_quickly(exchange):
 
 def test_worker_analyzes_a_table_that_outgrew_its_statistics(exchange):
     # Plans are cached from the statistics of the moment; a table that has changed by more than
-    # it held at its last ANALYZE is analyzed again (matching/worker.py, HOT_TABLES).
+    # it held at its last ANALYZE is analyzed again (matching/worker/periodic.py, HOT_TABLES).
     with exchange.connect() as conn:
         conn.execute("DROP TABLE IF EXISTS stats_probe")
         conn.execute("CREATE TABLE stats_probe (id bigint PRIMARY KEY)")
@@ -239,13 +244,13 @@ def test_worker_analyzes_a_table_that_outgrew_its_statistics(exchange):
                            "WHERE relname = 'stats_probe'").fetchone()[0] < 40:  # stats flush ~1 s
             assert time.monotonic() < deadline, "statistics counters never caught up"
             time.sleep(0.2)
-    worker = MatchingWorker(exchange.conninfo)
     try:
-        assert asyncio.run(worker.refresh_statistics(("stats_probe",), min_changes=10)) == ["stats_probe"]
+        refresh = periodic.refresh_statistics
+        assert asyncio.run(refresh(exchange.conninfo, ("stats_probe",), min_changes=10)) == ["stats_probe"]
         with exchange.connect() as conn:
             assert conn.execute("SELECT reltuples FROM pg_class WHERE relname = 'stats_probe'").fetchone()[0] == 40
         # Fresh statistics: nothing to do until it changes by more than it holds again.
-        assert asyncio.run(worker.refresh_statistics(("stats_probe",), min_changes=10)) == []
+        assert asyncio.run(refresh(exchange.conninfo, ("stats_probe",), min_changes=10)) == []
     finally:
         with exchange.connect() as conn:
             conn.execute("DROP TABLE stats_probe")

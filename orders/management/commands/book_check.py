@@ -31,8 +31,8 @@ class Command(BaseCommand):
         for inst in qs:
             try:
                 engine = engine_from_database(inst)
-            except AssertionError as exc:
-                problems.append(f"{inst.symbol}: rebuilt book breaks an invariant: {exc}")
+            except (AssertionError, ValueError) as exc:
+                problems.append(f"{inst.symbol}: cannot be rebuilt: {exc}")
                 continue
             with connection.cursor() as cur:
                 cur.execute("""

@@ -6,7 +6,6 @@ restarted (it rebuilds its books from PostgreSQL), Ctrl-C stops everything clean
 """
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import time
@@ -17,8 +16,9 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand
 
 from exchange_project import pgembed
+from django.conf import settings
+
 from exchange_project.processes import (
-    DEFAULT_SERVER,
     SERVERS,
     child_env,
     server_command,
@@ -41,13 +41,13 @@ class Command(BaseCommand):
     help = "Run the exchange: embedded PostgreSQL (if no DATABASE_URL), migrations, matching worker, ASGI server."
 
     def add_arguments(self, parser: Any) -> None:
-        parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
-        parser.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
-        parser.add_argument("--server", choices=SERVERS, default=DEFAULT_SERVER)
-        parser.add_argument("--web-workers", type=int, default=int(os.environ.get("WEB_WORKERS", "1")))
+        parser.add_argument("--port", type=int, default=settings.PORT)
+        parser.add_argument("--host", default=settings.HOST)
+        parser.add_argument("--server", choices=SERVERS, default=settings.ASGI_SERVER)
+        parser.add_argument("--web-workers", type=int, default=settings.WEB_WORKERS)
 
     def handle(self, *args: Any, **opts: Any) -> None:
-        if not os.environ.get("DATABASE_URL"):
+        if settings.EMBEDDED_POSTGRES:
             pgembed.ensure_running()
         call_command("migrate", interactive=False, verbosity=0)
         if ensure_default_instrument():

@@ -1,0 +1,285 @@
+"""One batch of commands, from the engine's events to what gets written and answered (pure).
+
+The worker matches a batch's commands through the books' engines; this module turns each
+command's events into the rows the batch's transaction writes (orders, OrderEvents, trades,
+processed commands, the instruments' counters), the answers (an ``OrderState`` for every new
+order, the result of every cancel and modify) and the market events the feeds publish. No
+database, no clock: the batch's time comes in with it. The statements that write these rows
+are the store's (matching.worker.store).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import defaultdict
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+import orjson
+
+from matching.contract import (
+    CancelOrder,
+    Code,
+    CommandOutcome,
+    Fill,
+    ModifyOrder,
+    Outcome,
+    OrderState,
+    OrderStatus,
+    PlaceOrder,
+    PlaceOutcome,
+    Role,
+    code_of,
+    market_payloads,
+    outcome_payloads,
+)
+from matching.engine.types import Cancel, InvalidNumber, Modify, OrderUpdate, Place, Rejected, Trade
+from matching.records import datetime_from_ns, fmt_decimal, fmt_time
+
+from .books import Book
+
+
+@dataclass(frozen=True, slots=True)
+class Pending:
+    """A command read from the inbox: an order stored as pending (``created_at`` is its row's),
+    or a cancel/modify row (``command_id``), of an order of ``instrument_id``."""
+
+    command: PlaceOrder | CancelOrder | ModifyOrder
+    instrument_id: int
+    command_id: int | None = None
+    created_at: dt.datetime | None = None
+
+
+@dataclass(slots=True)
+class Batch:
+    """Everything one batch of commands changes, ready to be written and answered."""
+
+    ts_ns: int
+    when: dt.datetime
+    when_iso: str
+    # The final state of every order the batch touched.
+    final: dict[str, tuple[Book, OrderUpdate | Rejected]] = field(default_factory=dict)
+    events: list[dict[str, Any]] = field(default_factory=list)
+    trades: list[dict[str, Any]] = field(default_factory=list)
+    # Inbox cancels/modifies: (command row id, result).
+    commands: list[tuple[int, Code]] = field(default_factory=list)
+    # Every place, in order, with the created_at of its pending row (None: it came directly).
+    places: list[tuple[PlaceOrder, Book, dt.datetime | None]] = field(default_factory=list)
+    fills: dict[str, list[Fill]] = field(default_factory=lambda: defaultdict(list))
+    market: dict[int, list[dict[str, Any]]] = field(default_factory=lambda: defaultdict(list))
+    books: dict[int, Book] = field(default_factory=dict)
+    # Orders that came directly (not as pending rows): INSERTed with their final state instead
+    # of UPDATEd, and answered to the sender instead of by NOTIFY.
+    direct: set[str] = field(default_factory=set)
+
+
+def new_batch(ts_ns: int) -> Batch:
+    when = datetime_from_ns(ts_ns)
+    return Batch(ts_ns=ts_ns, when=when, when_iso=fmt_time(when))
+
+
+# --------------------------------------------------------------------------------------------
+# Matching a command
+# --------------------------------------------------------------------------------------------
+
+
+def place(batch: Batch, book: Book, cmd: PlaceOrder, created_at: dt.datetime | None = None) -> None:
+    """Match a new order (from the inbox when ``created_at`` is its pending row's)."""
+    ts = batch.ts_ns
+    try:
+        events: list[Any] = book.engine.place(Place(
+            order_id=cmd.order_id, client_id=cmd.client_id, side=cmd.side, order_type=cmd.type,
+            price_ticks=None if cmd.price is None else book.ticks(cmd.price), qty_lots=book.lots(cmd.quantity),
+            tif=cmd.time_in_force, post_only=cmd.post_only, stp=cmd.stp, ts_ns=ts))
+    except InvalidNumber as exc:
+        # The instrument's grid changed (admin) after the order was validated.
+        events = [Rejected(cmd.order_id, exc.reason, ts)]
+    batch.books[book.id] = book
+    if created_at is None:
+        batch.direct.add(cmd.order_id)
+    batch.places.append((cmd, book, created_at))
+    _collect(batch, book, events, placed=cmd)
+    batch.market[book.id].extend(book.feed.events(events, {cmd.order_id: cmd.client_id}))
+
+
+def command(batch: Batch, book: Book, cmd: CancelOrder | ModifyOrder) -> Code:
+    """Cancel or modify an order the book holds open; the result (``ok`` or the refusal)."""
+    ts = batch.ts_ns
+    try:
+        if isinstance(cmd, CancelOrder):
+            events: list[Any] = book.engine.cancel(Cancel(order_id=cmd.order_id, ts_ns=ts))
+        else:
+            events = book.engine.modify(Modify(
+                order_id=cmd.order_id, ts_ns=ts,
+                price_ticks=None if cmd.price is None else book.ticks(cmd.price),
+                qty_lots=None if cmd.quantity is None else book.lots(cmd.quantity)))
+    except InvalidNumber as exc:
+        events = [Rejected(cmd.order_id, exc.reason, ts)]
+    batch.books[book.id] = book
+    refused = _collect(batch, book, events, placed=None)
+    batch.market[book.id].extend(book.feed.events(events))
+    return Code.OK if refused is None else refused
+
+
+def _collect(batch: Batch, book: Book, events: list[Any], placed: PlaceOrder | None) -> Code | None:
+    """One command's events as rows to write and fills to answer with; the refusal, if any.
+    Prices and quantities become exact strings here (GridFormat); PostgreSQL parses them."""
+    g, iid = book.grid, book.id
+    last_trade: dict[str, int] = {}
+    refused: Code | None = None
+    for ev in events:
+        kind = type(ev)
+        if kind is OrderUpdate:
+            batch.final[ev.order_id] = (book, ev)
+            batch.events.append({
+                "order_id": ev.order_id, "instrument_id": iid, "status": ev.status.value,
+                "price": None if ev.price_ticks is None else g.price(ev.price_ticks), "quantity": g.qty(ev.qty_lots),
+                "filled_quantity": g.qty(ev.filled_lots), "reason": None if ev.reason is None else ev.reason.value,
+                "trade_id": last_trade.pop(ev.order_id, None)})
+        elif kind is Trade:
+            price, qty = g.price(ev.price_ticks), g.qty(ev.qty_lots)
+            batch.trades.append({
+                "instrument_id": iid, "trade_id": ev.trade_id, "seq": ev.seq, "price": price, "quantity": qty,
+                "aggressor_side": ev.aggressor.value, "buy_order_id": ev.buy_order_id,
+                "sell_order_id": ev.sell_order_id, "maker_order_id": ev.maker_order_id,
+                "taker_order_id": ev.taker_order_id})
+            last_trade[ev.maker_order_id] = last_trade[ev.taker_order_id] = ev.trade_id
+            for oid in (ev.buy_order_id, ev.sell_order_id):
+                # Only the batch's new orders are answered with their fills (the others are
+                # read back whole).
+                if placed is not None and oid == placed.order_id or oid in batch.fills:
+                    batch.fills[oid].append(Fill(
+                        trade_id=ev.trade_id, price=price, quantity=qty,
+                        role=Role.MAKER if oid == ev.maker_order_id else Role.TAKER, seq=ev.seq,
+                        executed_at=batch.when_iso))
+        elif kind is Rejected:
+            refused = code_of(ev.reason)
+            if placed is not None:
+                batch.final[ev.order_id] = (book, ev)
+                batch.events.append({
+                    "order_id": ev.order_id, "instrument_id": iid, "status": OrderStatus.REJECTED.value,
+                    "price": placed.price, "quantity": placed.quantity, "filled_quantity": "0",
+                    "reason": ev.reason.value, "trade_id": None})
+    if placed is not None and placed.order_id not in batch.fills:
+        batch.fills[placed.order_id] = []
+    return refused
+
+
+# --------------------------------------------------------------------------------------------
+# What the batch answers
+# --------------------------------------------------------------------------------------------
+
+
+def taken(batch: Batch) -> Iterator[tuple[str, str, str]]:
+    """(order_id, client_id, idempotency_key) of every order the batch placed."""
+    for cmd, _, _ in batch.places:
+        yield cmd.order_id, cmd.client_id, cmd.idempotency_key
+
+
+def placed_states(batch: Batch, direct: bool) -> Iterator[OrderState]:
+    """Each order the batch placed (those that came directly, or those from the inbox), as it
+    will stand once the batch commits, with its fills."""
+    when = batch.when_iso
+    for cmd, book, created_at in batch.places:
+        oid = cmd.order_id
+        if (created_at is None) is not direct:
+            continue
+        _, ev = batch.final[oid]
+        g, spec = book.grid, book.spec
+        if type(ev) is Rejected:
+            status, reason = OrderStatus.REJECTED, ev.reason.value
+            quantity = fmt_decimal(Decimal(cmd.quantity), spec.lot_size)
+            price = None if cmd.price is None else fmt_decimal(Decimal(cmd.price), spec.tick_size)
+            filled, remaining = g.qty(0), quantity
+        else:
+            status, reason = OrderStatus(ev.status.value), None if ev.reason is None else ev.reason.value
+            quantity, filled, remaining = g.qty(ev.qty_lots), g.qty(ev.filled_lots), g.qty(ev.remaining_lots)
+            price = None if ev.price_ticks is None else g.price(ev.price_ticks)
+        yield OrderState(
+            order_id=oid, client_id=cmd.client_id, instrument=book.symbol, side=cmd.side, type=cmd.type,
+            time_in_force=cmd.time_in_force, post_only=cmd.post_only, stp=cmd.stp, price=price, quantity=quantity,
+            filled_quantity=filled, remaining_quantity=remaining, status=status, reason=reason,
+            idempotency_key=cmd.idempotency_key, created_at=when if created_at is None else fmt_time(created_at),
+            updated_at=when, fills=batch.fills.get(oid, []))
+
+
+def outcomes(batch: Batch) -> list[Outcome]:
+    """The inbox's answers: each pending order as committed, each command's result."""
+    out: list[Outcome] = [PlaceOutcome(order_id=state.order_id, order=state)
+                          for state in placed_states(batch, direct=False)]
+    out.extend(CommandOutcome(command_id=command_id, code=code) for command_id, code in batch.commands)
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# What the batch writes
+# --------------------------------------------------------------------------------------------
+
+
+def _order_updates(batch: Batch) -> list[dict[str, Any]]:
+    """The final state of every stored order the batch touched (not its direct new ones);
+    ``set_terms``: the price and quantity are set too (a modify may have changed them)."""
+    rows: list[dict[str, Any]] = []
+    for oid, (book, ev) in batch.final.items():
+        if oid in batch.direct:
+            continue
+        if type(ev) is Rejected:
+            rows.append({"order_id": oid, "status": OrderStatus.REJECTED.value, "filled_quantity": "0",
+                         "quantity": None, "price": None, "reason": ev.reason.value, "priority": None,
+                         "set_terms": False})
+        else:
+            g = book.grid
+            rows.append({"order_id": oid, "status": ev.status.value, "filled_quantity": g.qty(ev.filled_lots),
+                         "quantity": g.qty(ev.qty_lots),
+                         "price": None if ev.price_ticks is None else g.price(ev.price_ticks),
+                         "reason": None if ev.reason is None else ev.reason.value, "priority": ev.priority,
+                         "set_terms": True})
+    return rows
+
+
+def _new_orders(batch: Batch) -> list[dict[str, Any]]:
+    """The rows of the batch's direct orders, as they stand at its end."""
+    rows: list[dict[str, Any]] = []
+    for cmd, book, created_at in batch.places:
+        if created_at is not None:
+            continue
+        _, ev = batch.final[cmd.order_id]
+        row = {"order_id": cmd.order_id, "client_id": cmd.client_id, "idempotency_key": cmd.idempotency_key,
+               "request_hash": cmd.request_hash, "instrument_id": book.id, "side": cmd.side.value,
+               "type": cmd.type.value, "time_in_force": cmd.time_in_force.value, "post_only": cmd.post_only,
+               "stp": cmd.stp.value}
+        if type(ev) is Rejected:
+            row.update(status=OrderStatus.REJECTED.value, price=cmd.price, quantity=cmd.quantity,
+                       filled_quantity="0", reason=ev.reason.value, priority=None)
+        else:
+            g = book.grid
+            row.update(status=ev.status.value, price=None if ev.price_ticks is None else g.price(ev.price_ticks),
+                       quantity=g.qty(ev.qty_lots), filled_quantity=g.qty(ev.filled_lots),
+                       reason=None if ev.reason is None else ev.reason.value, priority=ev.priority)
+        rows.append(row)
+    return rows
+
+
+def statement_params(batch: Batch) -> dict[str, Any]:
+    """The parameters of the batch's statements (matching.worker.store), built as soon as it is
+    matched: the instruments' counters are read from the engines now, before the next batch
+    moves them, and the commit itself is then only I/O. Each row set travels as ONE JSON text:
+    PostgreSQL reads it once, where a list of Python values would be sent element by element."""
+    market: list[str] = []
+    for iid, events in batch.market.items():
+        market.extend(market_payloads(batch.books[iid].symbol, events))
+    return {
+        "when": batch.when,
+        "orders": orjson.dumps(_order_updates(batch)).decode(),
+        "new_orders": orjson.dumps(_new_orders(batch)).decode(),
+        "direct_count": len(batch.direct),
+        "events": orjson.dumps(batch.events).decode(),
+        "trades": orjson.dumps(batch.trades).decode(),
+        "commands": orjson.dumps([{"id": i, "result": code.value} for i, code in batch.commands]).decode(),
+        "instruments": orjson.dumps([{"id": b.id, "last_seq": b.engine.seq, "last_trade_id": b.engine.next_trade_id - 1}
+                                     for b in batch.books.values()]).decode(),
+        "outcomes": orjson.dumps(outcome_payloads(outcomes(batch))).decode(),
+        "market": orjson.dumps(market).decode(),
+    }

@@ -1,0 +1,109 @@
+"""The worker's books: one per instrument, each an engine with the feed that mirrors it, rebuilt
+from the record on start (bootstrap) and for an instrument added since."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from typing import Any, Protocol
+
+import psycopg
+
+from matching.engine.engine import Engine
+from matching.engine.grid import GridFormat
+from matching.engine.types import InstrumentSpec, InvalidNumber, Reason
+from matching.records import INSTRUMENT_COLUMNS, INSTRUMENTS_SQL, MAX_PRIORITY_SQL, OPEN_ORDERS_SQL, engine_from_rows, spec_of
+
+# Decimal string -> ticks/lots, memoised per book: orders cluster on few prices and sizes, and
+# the exact conversion is the worker's costliest call per order. Bounded by starting over.
+_MEMO_MAX = 50_000
+
+
+class Feed(Protocol):
+    """What the worker needs of a market-data feed (marketdata.feed.FeedBuilder): wire events
+    for a command's engine events, and the periodic top-of-book snapshot."""
+
+    def events(self, events: Iterable[Any], client_of: dict[str, str] | None = None) -> list[dict[str, Any]]: ...
+
+    def snapshot(self, ts_ns: int, depth: int = 5) -> dict[str, Any]: ...
+
+
+# (spec, the book's levels as (side "buy"|"sell", price_ticks, qty_lots), its seq) -> a feed
+FeedFactory = Callable[[InstrumentSpec, list[tuple[str, int, int]], int], Feed]
+
+
+@dataclass(slots=True)
+class Book:
+    id: int
+    symbol: str
+    spec: InstrumentSpec
+    engine: Engine
+    feed: Feed
+    grid: GridFormat
+    _ticks: dict[str, int] = field(default_factory=dict)
+    _lots: dict[str, int] = field(default_factory=dict)
+
+    def ticks(self, price: str) -> int:
+        """InvalidNumber if the price is off this instrument's grid (it changed since the
+        order was validated)."""
+        found = self._ticks.get(price)
+        if found is None:
+            if len(self._ticks) >= _MEMO_MAX:
+                self._ticks.clear()
+            found = self._ticks[price] = self.spec.price_to_ticks(_decimal(price, Reason.INVALID_PRICE))
+        return found
+
+    def lots(self, quantity: str) -> int:
+        found = self._lots.get(quantity)
+        if found is None:
+            if len(self._lots) >= _MEMO_MAX:
+                self._lots.clear()
+            found = self._lots[quantity] = self.spec.qty_to_lots(_decimal(quantity, Reason.INVALID_QUANTITY))
+        return found
+
+
+def _decimal(text: str, bad: Reason) -> Decimal:
+    try:
+        return Decimal(text)
+    except InvalidOperation:
+        raise InvalidNumber(bad) from None
+
+
+def book_of(instrument: dict[str, Any], engine: Engine, feed_factory: FeedFactory) -> Book:
+    spec = spec_of(instrument)
+    depth = engine.depth(10**9)
+    levels = [("buy", lv.price_ticks, lv.qty_lots) for lv in depth.bids]
+    levels += [("sell", lv.price_ticks, lv.qty_lots) for lv in depth.asks]
+    return Book(instrument["id"], instrument["symbol"], spec, engine, feed_factory(spec, levels, engine.seq),
+                GridFormat(spec))
+
+
+async def read_book(conn: psycopg.AsyncConnection[Any], instrument: dict[str, Any],
+                    feed_factory: FeedFactory) -> Book:
+    """One instrument's book from its open orders (records.engine_from_rows)."""
+    cur = await conn.execute(OPEN_ORDERS_SQL, (instrument["id"],))
+    open_orders = await cur.fetchall()
+    cur = await conn.execute(MAX_PRIORITY_SQL, (instrument["id"],))
+    row = await cur.fetchone()
+    engine = engine_from_rows(spec_of(instrument), open_orders, last_seq=instrument["last_seq"],
+                              last_trade_id=instrument["last_trade_id"], max_priority=row[0] if row else 0)
+    return book_of(instrument, engine, feed_factory)
+
+
+async def read_instruments(conn: psycopg.AsyncConnection[Any], instrument_id: int | None = None) -> list[dict[str, Any]]:
+    if instrument_id is None:
+        cur = await conn.execute(INSTRUMENTS_SQL + " ORDER BY id")
+    else:
+        cur = await conn.execute(INSTRUMENTS_SQL + " WHERE id = %s", (instrument_id,))
+    return [dict(zip(INSTRUMENT_COLUMNS, r)) for r in await cur.fetchall()]
+
+
+async def load_books(conn: psycopg.AsyncConnection[Any], feed_factory: FeedFactory) -> dict[int, Book]:
+    """Every book, in one SERIALIZABLE snapshot of the record: open orders by price and
+    original priority, with the instruments' sequence counters."""
+    books: dict[int, Book] = {}
+    async with conn.transaction():
+        for instrument in await read_instruments(conn):
+            books[instrument["id"]] = await read_book(conn, instrument, feed_factory)
+    return books
