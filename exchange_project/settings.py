@@ -92,6 +92,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "django_prometheus",
     "channels",
+    "exchange_project",
     "orders",
     "matching",
     "marketdata",
