@@ -11,7 +11,7 @@ PYTHON ?= $(shell for c in python3.13 python3.12 python3 $$HOME/.pyenv/versions/
 	  $$p -c 'import sys; sys.exit(0 if sys.version_info >= (3, 12) else 1)' 2>/dev/null && { echo $$p; break; }; \
 	done)
 
-.PHONY: run test venv engine db-start db-stop db-wipe lock bench-engine bench-http bench-ws clean
+.PHONY: run test lint venv engine db-start db-stop db-wipe lock bench-engine bench-http bench-ws clean
 
 $(VENV)/.installed: requirements.txt
 	@test -n "$(PYTHON)" || { echo "Python 3.12+ not found; set PYTHON=/path/to/python3.12" >&2; exit 1; }
@@ -36,7 +36,12 @@ endif
 run: venv
 	$(PY) manage.py runexchange
 
-test: venv
+# ruff over the project; mypy --strict over the pure engine, the contract and what is pure beside them.
+lint: venv
+	$(PY) -m ruff check --quiet .
+	$(PY) -m mypy --strict --no-error-summary matching/engine matching/contract.py matching/records.py matching/worker/batch.py
+
+test: venv lint
 	$(PY) -m pytest
 	@# The engine's own tests again on the interpreted fallback, when the first run was compiled.
 	@if $(PY) -c 'import matching.engine, sys; sys.exit(0 if matching.engine.ENGINE_BUILD.startswith("compiled") else 1)' 2>/dev/null; then \

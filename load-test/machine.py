@@ -18,7 +18,7 @@ class CpuTimes:
     total: int  # busy + idle + iowait + steal
 
     @classmethod
-    def now(cls) -> "CpuTimes":
+    def now(cls) -> CpuTimes:
         with open("/proc/stat") as f:
             fields = [int(v) for v in f.readline().split()[1:9]]
         fields += [0] * (8 - len(fields))

@@ -37,9 +37,10 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from exchange_project import pgembed  # noqa: E402  (imports nothing from Django)
-from machine import CpuTimes, usage  # noqa: E402  (load-test/machine.py)
-from exchange_project.processes import (  # noqa: E402
+from machine import CpuTimes, usage
+
+from exchange_project import pgembed
+from exchange_project.processes import (
     SERVERS,
     child_env,
     server_command,
@@ -222,7 +223,7 @@ class Stack:
         raise SystemExit("server did not answer POST /orders/test within 60 s")
 
     def _spawn(self, name: str, cmd: list[str]) -> None:
-        log = open(self.logdir / f"{name}.log", "wb")
+        log = open(self.logdir / f"{name}.log", "wb")  # noqa: SIM115 - the child writes it until it ends
         self.procs[name] = subprocess.Popen(cmd, env=self.env, stdout=log, stderr=subprocess.STDOUT,
                                             start_new_session=True)
 

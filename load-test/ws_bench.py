@@ -28,9 +28,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
-import os
 import datetime as dt
 import multiprocessing as mp
+import os
 import random
 import statistics
 import sys

@@ -259,9 +259,7 @@ async def _main(args: argparse.Namespace) -> int:
         if kind == "new_trade" and client.synced.is_set():
             print(f"trade #{event['trade_id']} {event['aggressor_side']} {event['quantity']} @ {event['price']} "
                   f"seq={event['seq']}", flush=True)
-        elif kind == "book_delta" and not args.trades_only and client.synced.is_set():
-            _print_top(client, args.depth)
-        elif kind == "book_snapshot":
+        elif kind == "book_delta" and not args.trades_only and client.synced.is_set() or kind == "book_snapshot":
             _print_top(client, args.depth)
         elif kind in ("ticker", "order_update", "error", "resync_required"):
             print(orjson.dumps(event).decode(), flush=True)

@@ -128,16 +128,12 @@ class Role(str, Enum):
     TAKER = "taker"
 
 
-class _Message(msgspec.Struct, frozen=True, kw_only=True):
-    pass
-
-
 # --------------------------------------------------------------------------------------------
 # What the worker commits and answers with
 # --------------------------------------------------------------------------------------------
 
 
-class Fill(_Message):
+class Fill(msgspec.Struct, frozen=True, kw_only=True):
     trade_id: int
     price: str
     quantity: str
@@ -146,7 +142,7 @@ class Fill(_Message):
     executed_at: str
 
 
-class OrderState(_Message):
+class OrderState(msgspec.Struct, frozen=True, kw_only=True):
     """An order as committed, with every fill: what GET /orders/{id} shows."""
 
     order_id: str
@@ -174,7 +170,7 @@ class OrderState(_Message):
 # --------------------------------------------------------------------------------------------
 
 
-class PlaceOrder(_Message, tag="place", tag_field="kind"):
+class PlaceOrder(msgspec.Struct, frozen=True, kw_only=True, tag="place", tag_field="kind"):
     """A validated order. Prices and quantities are exact decimal strings on the instrument's
     grid; ``order_id_supplied`` says the client chose the id (so it is checked as a key)."""
 
@@ -193,11 +189,11 @@ class PlaceOrder(_Message, tag="place", tag_field="kind"):
     order_id_supplied: bool = False
 
 
-class CancelOrder(_Message, tag="cancel", tag_field="kind"):
+class CancelOrder(msgspec.Struct, frozen=True, kw_only=True, tag="cancel", tag_field="kind"):
     order_id: str
 
 
-class ModifyOrder(_Message, tag="modify", tag_field="kind"):
+class ModifyOrder(msgspec.Struct, frozen=True, kw_only=True, tag="modify", tag_field="kind"):
     """``quantity`` is the new TOTAL quantity, including what is already filled."""
 
     order_id: str
@@ -213,24 +209,24 @@ Command = PlaceOrder | CancelOrder | ModifyOrder
 # --------------------------------------------------------------------------------------------
 
 
-class Placed(_Message, tag="placed", tag_field="kind"):
+class Placed(msgspec.Struct, frozen=True, kw_only=True, tag="placed", tag_field="kind"):
     """A new order, committed with its outcome (which may be ``rejected`` by the engine)."""
 
     order: OrderState
 
 
-class Duplicate(_Message, tag="duplicate", tag_field="kind"):
+class Duplicate(msgspec.Struct, frozen=True, kw_only=True, tag="duplicate", tag_field="kind"):
     """The key (client_id, idempotency_key), or the client-chosen order_id, is on record: the
     web process answers from PostgreSQL (the original order, or a 409)."""
 
 
-class Refused(_Message, tag="refused", tag_field="kind"):
+class Refused(msgspec.Struct, frozen=True, kw_only=True, tag="refused", tag_field="kind"):
     """The worker would not take the command at all (it changes nothing); ``code`` says why."""
 
     code: Code
 
 
-class CommandResult(_Message, tag="result", tag_field="kind"):
+class CommandResult(msgspec.Struct, frozen=True, kw_only=True, tag="result", tag_field="kind"):
     """A cancel's or modify's answer. ``code``: ``ok``, the engine's refusal, ``order_not_open``
     (finished; ``order`` as stored), ``order_not_found``, or ``deferred`` (no book holds the
     order open yet: it is still waiting in the inbox, which orders the command after it)."""
@@ -247,18 +243,18 @@ Answer = Placed | Duplicate | Refused | CommandResult
 # --------------------------------------------------------------------------------------------
 
 
-class Hello(_Message):
+class Hello(msgspec.Struct, frozen=True, kw_only=True):
     """The first frame a web process sends: the token the worker advertised."""
 
     token: str
 
 
-class Request(_Message):
+class Request(msgspec.Struct, frozen=True, kw_only=True):
     request_id: int
     commands: list[Command]
 
 
-class Response(_Message):
+class Response(msgspec.Struct, frozen=True, kw_only=True):
     request_id: int
     answers: list[Answer]
 
@@ -328,7 +324,7 @@ INBOX_CHANNEL: Final = "pgb_inbox"
 NOTIFY_MAX_BYTES: Final = 7900
 
 
-class PlaceOutcome(_Message, tag="place", tag_field="kind"):
+class PlaceOutcome(msgspec.Struct, frozen=True, kw_only=True, tag="place", tag_field="kind"):
     """An inbox order's outcome. ``order`` is None when it would not fit in a NOTIFY: the
     waiting web process then reads it from PostgreSQL."""
 
@@ -336,7 +332,7 @@ class PlaceOutcome(_Message, tag="place", tag_field="kind"):
     order: OrderState | None = None
 
 
-class CommandOutcome(_Message, tag="command", tag_field="kind"):
+class CommandOutcome(msgspec.Struct, frozen=True, kw_only=True, tag="command", tag_field="kind"):
     """An inbox cancel's or modify's result (``ok`` or the refusal)."""
 
     command_id: int
@@ -346,7 +342,7 @@ class CommandOutcome(_Message, tag="command", tag_field="kind"):
 Outcome = PlaceOutcome | CommandOutcome
 
 
-class MarketPayload(_Message):
+class MarketPayload(msgspec.Struct, frozen=True, kw_only=True):
     """One instrument's market events of one committed batch (or part of them), in order.
     The events are the feed's wire events (marketdata.feed), each a JSON object."""
 

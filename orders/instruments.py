@@ -6,7 +6,6 @@ import asyncio
 import time
 from dataclasses import dataclass
 from decimal import Decimal
-
 from typing import Any
 
 from matching.engine.types import InstrumentSpec
@@ -58,10 +57,9 @@ async def refresh() -> None:
     global _lock
     if _lock is None:
         _lock = asyncio.Lock()
-    async with _lock:
-        async with (await pool()).connection() as conn:
-            cur = await conn.execute(SQL)
-            _install(await cur.fetchall())
+    async with _lock, (await pool()).connection() as conn:
+        cur = await conn.execute(SQL)
+        _install(await cur.fetchall())
 
 
 async def by_symbol(symbol: str) -> CachedInstrument | None:

@@ -117,7 +117,8 @@ class Order(models.Model):
             models.CheckConstraint(condition=Q(filled_quantity__gte=0) & Q(filled_quantity__lte=F("quantity")),
                                    name="order_filled_within_quantity"),
             models.CheckConstraint(condition=Q(price__isnull=True) | Q(price__gt=0), name="order_price_positive"),
-            models.CheckConstraint(condition=Q(type="market", price__isnull=True) | Q(type="limit", price__isnull=False),
+            models.CheckConstraint(condition=Q(type="market", price__isnull=True)
+                                   | Q(type="limit", price__isnull=False),
                                    name="order_price_matches_type"),
             models.CheckConstraint(condition=Q(status__in=[s.value for s in Status]), name="order_status_valid"),
         ]
@@ -154,6 +155,9 @@ class OrderCommand(models.Model):
 
     class Meta:
         indexes = [models.Index(fields=["inbox_seq"], condition=Q(processed=False), name="command_pending_inbox")]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.order_id} {'processed: ' + str(self.result) if self.processed else 'pending'}"
 
 
 class Trade(models.Model):
@@ -199,3 +203,6 @@ class OrderEvent(models.Model):
 
     class Meta:
         ordering = ["id"]
+
+    def __str__(self) -> str:
+        return f"{self.order_id} {self.status}"

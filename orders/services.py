@@ -449,7 +449,8 @@ def _command_result(kind: str, code: Code, latest: dict[str, Any]) -> Result:
         # The engine forgets finished orders; the order exists, so it is simply no longer open.
         if code is Code.UNKNOWN_ORDER:
             code = Code.ORDER_NOT_OPEN
-        raise ApiError(409, code, _REFUSALS.get(code, f"The {kind} was refused: {code.value}."), extra={"order": latest})
+        detail = _REFUSALS.get(code, f"The {kind} was refused: {code.value}.")
+        raise ApiError(409, code, detail, extra={"order": latest})
     return Result(200, latest)
 
 
@@ -462,7 +463,9 @@ _REFUSALS = {
 _insert_commands_sql: str | None = None
 
 
-async def _insert_commands(commands: list[CancelOrder | ModifyOrder]) -> dict[int, tuple[int, asyncio.Future[Any]] | None]:
+async def _insert_commands(
+    commands: list[CancelOrder | ModifyOrder],
+) -> dict[int, tuple[int, asyncio.Future[Any]] | None]:
     """One statement for a group of cancels/modifies. At each index that names an order: None
     if it is no longer live, else the command's id and the future its outcome will resolve
     (registered before the commit, so the worker cannot answer before anyone listens)."""

@@ -91,7 +91,7 @@ class Exchange:
                     return
             except OSError:
                 if self.procs["server"].poll() is not None:
-                    raise RuntimeError("server died:\n" + self._log("server").read_text()[-3000:])
+                    raise RuntimeError("server died:\n" + self._log("server").read_text()[-3000:]) from None
                 time.sleep(0.1)
         raise RuntimeError("server did not start")
 

@@ -60,7 +60,8 @@ def build(verbose: bool = False) -> int:
         return 0
     BUILD_ROOT.mkdir(parents=True, exist_ok=True)
     root = PACKAGE_DIR.parent.parent
-    print(f"matching: compiling {', '.join(m + '.py' for m in MODULES)} with mypyc (build/engine/{key}) ...", flush=True)
+    names = ", ".join(m + ".py" for m in MODULES)
+    print(f"matching: compiling {names} with mypyc (build/engine/{key}) ...", flush=True)
     with tempfile.TemporaryDirectory(dir=BUILD_ROOT, prefix=".tmp-") as tmp:
         out = Path(tmp) / "out"
         files = ",".join(f"matching/engine/{m}.py" for m in MODULES)

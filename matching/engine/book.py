@@ -218,7 +218,8 @@ class BookSide:
                 assert node.level is lvl, f"{where}: {oid} points at another level"
                 assert node.side is self.side, f"{where}: {oid} on the wrong side"
                 assert node.price_ticks == lvl.price_ticks, f"{where}: {oid} has price {node.price_ticks}"
-                assert 0 <= node.filled_lots < node.qty_lots, f"{where}: {oid} filled {node.filled_lots}/{node.qty_lots}"
+                assert 0 <= node.filled_lots < node.qty_lots, (
+                    f"{where}: {oid} filled {node.filled_lots}/{node.qty_lots}")
                 assert node.priority > last_priority, f"{where}: FIFO broken at {oid}"
                 assert node.priority < next_priority, f"{where}: {oid} priority from the future"
                 assert index.get(oid) is node, f"{where}: {oid} missing from the id index"

@@ -332,7 +332,8 @@ class Engine:
             lvl = self._rest(own, oid, cid, side, price, qty, filled, priority, stp, post_only)
             seq = self._seq = self._seq + 1
             events.append(
-                OrderUpdate(oid, cid, side, _PARTIAL if filled else _OPEN, price, qty, filled, remaining, priority, None, ts)
+                OrderUpdate(oid, cid, side, _PARTIAL if filled else _OPEN, price, qty, filled, remaining, priority,
+                            None, ts)
             )
             events.append(BookDelta(seq, side, price, lvl.qty_lots, ts))
         return events
@@ -584,7 +585,8 @@ class Engine:
                     lvl.qty_lots -= mrem
                     del orders[moid]
                     events.append(
-                        OrderUpdate(moid, maker.client_id, opp_side, _CANCELLED, price, mqty, mfilled, mrem, None, why, ts)
+                        OrderUpdate(moid, maker.client_id, opp_side, _CANCELLED, price, mqty, mfilled, mrem, None, why,
+                                    ts)
                     )
                     seq += 1
                     events.append(BookDelta(seq, opp_side, price, lvl.qty_lots, ts))
@@ -634,7 +636,8 @@ class Engine:
                 lvl.order_count -= 1
                 lvl.qty_lots -= mrem
                 del orders[moid]
-                events.append(OrderUpdate(moid, maker.client_id, opp_side, _FILLED, price, mqty, mqty, 0, None, None, ts))
+                events.append(
+                    OrderUpdate(moid, maker.client_id, opp_side, _FILLED, price, mqty, mqty, 0, None, None, ts))
                 seq += 1
                 events.append(BookDelta(seq, opp_side, price, lvl.qty_lots, ts))
                 if remaining == 0:
@@ -734,7 +737,8 @@ class Engine:
             oid = row["order_id"]
             side = Side(row["side"])
             price, qty, filled, priority = row["price_ticks"], row["qty_lots"], row["filled_lots"], row["priority"]
-            for name, value in (("price_ticks", price), ("qty_lots", qty), ("filled_lots", filled), ("priority", priority)):
+            fields = (("price_ticks", price), ("qty_lots", qty), ("filled_lots", filled), ("priority", priority))
+            for name, value in fields:
                 if type(value) is not int:
                     raise ValueError(f"order {oid!r}: {name} must be an int, got {value!r}")
             if price <= 0 or not (0 <= filled < qty):

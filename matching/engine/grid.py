@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from .types import InstrumentSpec, limits_of
 
-
 _CACHE_MAX = 100_000
 
 

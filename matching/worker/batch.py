@@ -25,9 +25,9 @@ from matching.contract import (
     CommandOutcome,
     Fill,
     ModifyOrder,
-    Outcome,
     OrderState,
     OrderStatus,
+    Outcome,
     PlaceOrder,
     PlaceOutcome,
     Role,
@@ -188,10 +188,11 @@ def placed_states(batch: Batch, direct: bool) -> Iterator[OrderState]:
             continue
         _, ev = batch.final[oid]
         g, spec = book.grid, book.spec
+        reason: str | None
         if type(ev) is Rejected:
             status, reason = OrderStatus.REJECTED, ev.reason.value
-            quantity = fmt_decimal(Decimal(cmd.quantity), spec.lot_size)
-            price = None if cmd.price is None else fmt_decimal(Decimal(cmd.price), spec.tick_size)
+            quantity = _shown(cmd.quantity, spec.lot_size)
+            price = None if cmd.price is None else _shown(cmd.price, spec.tick_size)
             filled, remaining = g.qty(0), quantity
         else:
             status, reason = OrderStatus(ev.status.value), None if ev.reason is None else ev.reason.value
@@ -203,6 +204,14 @@ def placed_states(batch: Batch, direct: bool) -> Iterator[OrderState]:
             filled_quantity=filled, remaining_quantity=remaining, status=status, reason=reason,
             idempotency_key=cmd.idempotency_key, created_at=when if created_at is None else fmt_time(created_at),
             updated_at=when, fills=batch.fills.get(oid, []))
+
+
+def _shown(text: str, step: Decimal) -> str:
+    """A refused order's price or quantity as the wire shows it (as sent, if it is no number)."""
+    try:
+        return fmt_decimal(Decimal(text), step)
+    except ArithmeticError:
+        return text
 
 
 def outcomes(batch: Batch) -> list[Outcome]:

@@ -13,7 +13,14 @@ import psycopg
 from matching.engine.engine import Engine
 from matching.engine.grid import GridFormat
 from matching.engine.types import InstrumentSpec, InvalidNumber, Reason
-from matching.records import INSTRUMENT_COLUMNS, INSTRUMENTS_SQL, MAX_PRIORITY_SQL, OPEN_ORDERS_SQL, engine_from_rows, spec_of
+from matching.records import (
+    INSTRUMENT_COLUMNS,
+    INSTRUMENTS_SQL,
+    MAX_PRIORITY_SQL,
+    OPEN_ORDERS_SQL,
+    engine_from_rows,
+    spec_of,
+)
 
 # Decimal string -> ticks/lots, memoised per book: orders cluster on few prices and sizes, and
 # the exact conversion is the worker's costliest call per order. Bounded by starting over.
@@ -91,7 +98,8 @@ async def read_book(conn: psycopg.AsyncConnection[Any], instrument: dict[str, An
     return book_of(instrument, engine, feed_factory)
 
 
-async def read_instruments(conn: psycopg.AsyncConnection[Any], instrument_id: int | None = None) -> list[dict[str, Any]]:
+async def read_instruments(conn: psycopg.AsyncConnection[Any],
+                           instrument_id: int | None = None) -> list[dict[str, Any]]:
     if instrument_id is None:
         cur = await conn.execute(INSTRUMENTS_SQL + " ORDER BY id")
     else:

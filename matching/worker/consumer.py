@@ -58,7 +58,7 @@ class MatchingConsumer(AsyncConsumer):  # type: ignore[misc]
                 await self.worker.advertise(await self.direct.start(host, port, settings.MATCHING_DIRECT_ADVERTISE))
                 log.info("direct order entry on %s", self.direct.address)
             self._timer = asyncio.get_running_loop().create_task(self._periodic())
-        except BaseException as exc:  # noqa: BLE001 - anything here leaves no usable worker
+        except BaseException as exc:
             exit_on_failure(exc)
         log.info("matching worker ready")
         self.channel_layer.batch_done()
@@ -67,7 +67,7 @@ class MatchingConsumer(AsyncConsumer):  # type: ignore[misc]
         assert self.worker is not None
         try:
             await self.worker.handle_inbox(message["items"])
-        except BaseException as exc:  # noqa: BLE001 - memory may now be ahead of PostgreSQL
+        except BaseException as exc:
             exit_on_failure(exc)
         self.channel_layer.batch_done()
 
@@ -79,5 +79,5 @@ class MatchingConsumer(AsyncConsumer):  # type: ignore[misc]
                                statistics_every_s=settings.STATISTICS_EVERY_S)
         except asyncio.CancelledError:
             raise
-        except BaseException as exc:  # noqa: BLE001
+        except BaseException as exc:
             exit_on_failure(exc)

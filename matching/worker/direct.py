@@ -100,7 +100,7 @@ class DirectServer:
                     size += len(entry[1].commands)
                 try:
                     committing = await self._handle([cmd for _, request in taken for cmd in request.commands])
-                except BaseException as exc:  # noqa: BLE001 - memory may be ahead of PostgreSQL
+                except BaseException as exc:
                     self._on_failure(exc)
                     raise
                 asyncio.get_running_loop().create_task(self._answer(taken, committing))
@@ -109,7 +109,7 @@ class DirectServer:
                       committing: asyncio.Task[list[Answer]]) -> None:
         try:
             answers = await committing
-        except BaseException as exc:  # noqa: BLE001 - the batch did not commit; memory is ahead
+        except BaseException as exc:
             self._on_failure(exc)
             raise
         finally:

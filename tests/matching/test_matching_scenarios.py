@@ -436,8 +436,9 @@ def test_seq_is_gap_free_across_trades_and_deltas_from_the_constructor_value() -
 
 
 def test_same_commands_give_byte_identical_events() -> None:
-    from matching.engine.codec import event_to_dict
     import json
+
+    from matching.engine.codec import event_to_dict
 
     cmds = [
         limit("s1", SELL, 100, 3), limit("s2", SELL, 100, 2, client="carol"), limit("b1", BUY, 99, 4, client="bob"),

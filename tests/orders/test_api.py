@@ -47,8 +47,8 @@ def test_crossing_order_fills_at_maker_price_with_fills_in_ack(exchange, sym):
 
 def test_decimals_accepted_as_numbers_or_strings_exactly(exchange, sym):
     status, body = call(exchange.http, "POST", "/orders",
-                        raw=('{"idempotency_key":"n1","client_id":"c","instrument":"%s","side":"buy",'
-                             '"price":100.1,"quantity":0.3}' % sym).encode())
+                        raw=('{"idempotency_key":"n1","client_id":"c","instrument":"' + sym + '","side":"buy",'
+                             '"price":100.1,"quantity":0.3}').encode())
     assert status == 201, body
     assert body["price"] == "100.10" and body["quantity"] == "0.3000"
 
@@ -336,9 +336,9 @@ def test_orderbook_levels_cumulative_totals_and_seq(exchange, sym):
     for price, qty in [("101.00", "1"), ("102.00", "0.5")]:
         place(exchange, sym, side="sell", price=price, quantity=qty, client_id="s")
     body = book(exchange, sym)
-    assert [(l["price"], l["quantity"], l["order_count"], l["cumulative_quantity"]) for l in body["bids"]] == [
+    assert [(lv["price"], lv["quantity"], lv["order_count"], lv["cumulative_quantity"]) for lv in body["bids"]] == [
         ("99.00", "3.0000", 2, "3.0000"), ("98.00", "1.0000", 1, "4.0000")]
-    assert [(l["price"], l["cumulative_quantity"]) for l in body["asks"]] == [("101.00", "1.0000"),
+    assert [(lv["price"], lv["cumulative_quantity"]) for lv in body["asks"]] == [("101.00", "1.0000"),
                                                                                ("102.00", "1.5000")]
     assert body["bid_total_quantity"] == "4.0000" and body["ask_total_quantity"] == "1.5000"
     assert body["seq"] == 5  # five book deltas so far, no trades

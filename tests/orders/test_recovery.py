@@ -12,8 +12,8 @@ import psycopg
 import pytest
 
 from exchange_project.processes import child_env, server_command, stop_process_group, worker_command
-from matching.engine.engine import Engine
 from marketdata.feed import FeedBuilder
+from matching.engine.engine import Engine
 from matching.engine.types import STP, OrderType, Place, Side, TimeInForce
 from matching.worker import periodic
 from matching.worker.inbox import COLUMNS, PENDING_SQL, pending
@@ -124,12 +124,12 @@ def test_kill_9_mid_stream_loses_nothing_and_rebuilds_the_same_book(exchange, wo
     engine.check_invariants()
     status, book = call(exchange.http, "GET", f"/orderbook?instrument={sym}&levels=1000")
     depth = engine.depth(1000)
-    assert [(l["price"], l["quantity"], l["order_count"]) for l in book["bids"]] == [
-        (str(spec.ticks_to_price(l.price_ticks)), str(spec.lots_to_qty(l.qty_lots)), l.order_count)
-        for l in depth.bids]
-    assert [(l["price"], l["quantity"], l["order_count"]) for l in book["asks"]] == [
-        (str(spec.ticks_to_price(l.price_ticks)), str(spec.lots_to_qty(l.qty_lots)), l.order_count)
-        for l in depth.asks]
+    assert [(lv["price"], lv["quantity"], lv["order_count"]) for lv in book["bids"]] == [
+        (str(spec.ticks_to_price(lv.price_ticks)), str(spec.lots_to_qty(lv.qty_lots)), lv.order_count)
+        for lv in depth.bids]
+    assert [(lv["price"], lv["quantity"], lv["order_count"]) for lv in book["asks"]] == [
+        (str(spec.ticks_to_price(lv.price_ticks)), str(spec.lots_to_qty(lv.qty_lots)), lv.order_count)
+        for lv in depth.asks]
     assert book["seq"] == engine.seq
     # trades: gap-free sequence numbers, quantities as replayed
     seqs = [t[0] for t in trades]

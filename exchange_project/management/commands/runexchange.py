@@ -12,12 +12,11 @@ import time
 from decimal import Decimal
 from typing import Any
 
+from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand
 
 from exchange_project import pgembed
-from django.conf import settings
-
 from exchange_project.processes import (
     SERVERS,
     child_env,
