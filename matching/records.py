@@ -27,14 +27,16 @@ _QUANTUM: dict[Decimal, Decimal] = {}
 
 
 def fmt_decimal(value: Decimal, step: Decimal) -> str:
-    """A stored decimal as the wire shows it: quantized to the step's decimals, fixed-point
-    always (str() of a small Decimal would say "5E-8")."""
+    """A stored decimal as the wire shows it: with the step's decimals, fixed-point always
+    (str() of a small Decimal would say "5E-8"). Never rounded: a value off the grid (a refused
+    order's price) keeps every digit it has."""
     quantum = _QUANTUM.get(step)
     if quantum is None:
         exponent = step.normalize().as_tuple().exponent
         assert isinstance(exponent, int)
         quantum = _QUANTUM[step] = Decimal(1).scaleb(min(exponent, 0))
-    return format(value.quantize(quantum), "f")
+    shown = value.quantize(quantum)
+    return format(shown if shown == value else value.normalize(), "f")
 
 
 def fmt_optional(value: Decimal | None, step: Decimal) -> str | None:
