@@ -33,7 +33,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 from psycopg_pool import PoolTimeout
 
-from matching.contract import PlaceOrder
+from matching.contract import Code, PlaceOrder
 from orders import db, instruments
 from orders.errors import ApiError, database_unavailable
 from orders.selectors import orderbook
@@ -83,7 +83,7 @@ def service_slots() -> asyncio.Semaphore:
 
 
 class BadMessage(Exception):
-    def __init__(self, code: str, detail: str, **extra: Any) -> None:
+    def __init__(self, code: Code, detail: str, **extra: Any) -> None:
         super().__init__(detail)
         self.code = code
         self.detail = detail
@@ -95,7 +95,7 @@ def parse_message(text: str) -> Any:
     try:
         return loads_exact(text)
     except InvalidJson as exc:
-        raise BadMessage("invalid_json", f"The message is not valid JSON: {exc}") from None
+        raise BadMessage(Code.INVALID_JSON, f"The message is not valid JSON: {exc}") from None
 
 
 def _dumps_default(value: Any) -> Any:
@@ -180,7 +180,7 @@ class StreamConsumer(AsyncWebsocketConsumer):
     def reply(self, message: dict[str, Any]) -> None:
         self.box.reply_text(orjson.dumps(message, default=_dumps_default).decode())
 
-    def error(self, code: str, detail: str, request: dict[str, Any] | None = None, **extra: Any) -> None:
+    def error(self, code: Code, detail: str, request: dict[str, Any] | None = None, **extra: Any) -> None:
         message: dict[str, Any] = {"event": "error", "code": code, "detail": detail}
         if request is not None:
             for name in ("op", "id"):
@@ -193,29 +193,29 @@ class StreamConsumer(AsyncWebsocketConsumer):
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         size = len(text_data.encode()) if text_data is not None else len(bytes_data or b"")
         if size > MAX_MESSAGE_BYTES:
-            self.error("message_too_large", f"Messages are limited to {MAX_MESSAGE_BYTES} bytes.")
+            self.error(Code.MESSAGE_TOO_LARGE, f"Messages are limited to {MAX_MESSAGE_BYTES} bytes.")
             return
         if text_data is None:
             try:
                 text_data = (bytes_data or b"").decode()
             except UnicodeDecodeError:
-                self.error("invalid_json", "Binary messages must be UTF-8 JSON.")
+                self.error(Code.INVALID_JSON, "Binary messages must be UTF-8 JSON.")
                 return
         request: Any = None
         try:
             request = parse_message(text_data)
             if not isinstance(request, dict):
-                raise BadMessage("invalid_message", "A message must be a JSON object with an \"op\".")
+                raise BadMessage(Code.INVALID_MESSAGE, "A message must be a JSON object with an \"op\".")
             # A NUL or lone surrogate anywhere but inside the bodies of an `orders` list (each of
             # those is refused on its own, beside the good ones) refuses the whole message.
             envelope = {k: v for k, v in request.items() if k != "orders"} if "orders" in request else request
             where = bad_text_path(envelope)
             if where is not None:
-                raise BadMessage("invalid_string", f"{where}: {BAD_TEXT_DETAIL}")
+                raise BadMessage(Code.INVALID_STRING, f"{where}: {BAD_TEXT_DETAIL}")
             op = request.get("op")
             handler = self.OPS.get(op) if isinstance(op, str) else None
             if handler is None:
-                raise BadMessage("unknown_op", f"Unknown op {op!r}; use one of {', '.join(sorted(self.OPS))}.")
+                raise BadMessage(Code.UNKNOWN_OP, f"Unknown op {op!r}; use one of {', '.join(sorted(self.OPS))}.")
             await handler(self, request)
         except BadMessage as exc:
             self.error(exc.code, exc.detail, request if isinstance(request, dict) else None, **exc.extra)
@@ -230,33 +230,33 @@ class StreamConsumer(AsyncWebsocketConsumer):
     async def _target(self, request: dict[str, Any], default_all: bool) -> tuple[str, list[str]]:
         symbol = request.get("instrument")
         if not isinstance(symbol, str) or not 0 < len(symbol) <= 32:
-            raise BadMessage("invalid_message", "\"instrument\" must be an instrument symbol.")
+            raise BadMessage(Code.INVALID_MESSAGE, "\"instrument\" must be an instrument symbol.")
         channels = request.get("channels")
         if channels is None and default_all:
             channels = list(CHANNELS)
         if not isinstance(channels, list) or not channels or not all(isinstance(c, str) for c in channels):
-            raise BadMessage("invalid_message", "\"channels\" must be a non-empty list of channel names.")
+            raise BadMessage(Code.INVALID_MESSAGE, "\"channels\" must be a non-empty list of channel names.")
         unknown = [c for c in channels if c not in CHANNELS]
         if unknown:
-            raise BadMessage("unknown_channel", f"Unknown channel(s) {', '.join(map(repr, unknown))}; "
+            raise BadMessage(Code.UNKNOWN_CHANNEL, f"Unknown channel(s) {', '.join(map(repr, unknown))}; "
                              f"use {', '.join(CHANNELS)}.", channels=unknown)
         try:
             found = await instruments.by_symbol(symbol)
         except (psycopg.OperationalError, PoolTimeout):
-            raise BadMessage("database_unavailable", database_unavailable().detail) from None
+            raise BadMessage(Code.DATABASE_UNAVAILABLE, database_unavailable().detail) from None
         if found is None:
-            raise BadMessage("unknown_instrument", f"No instrument {symbol!r}.", instrument=symbol)
+            raise BadMessage(Code.UNKNOWN_INSTRUMENT, f"No instrument {symbol!r}.", instrument=symbol)
         return symbol, list(dict.fromkeys(channels))
 
     async def op_subscribe(self, request: dict[str, Any]) -> None:
         symbol, channels = await self._target(request, default_all=False)
         client_id = request.get("client_id")
         if "orders" in channels and (not isinstance(client_id, str) or not 0 < len(client_id) <= 64):
-            raise BadMessage("client_id_required", "The orders channel needs \"client_id\": whose orders.")
+            raise BadMessage(Code.CLIENT_ID_REQUIRED, "The orders channel needs \"client_id\": whose orders.")
         try:
             await ensure_listening()
         except (TimeoutError, psycopg.Error, OSError):
-            raise BadMessage("feed_unavailable", "The market data feed is reconnecting; try again shortly.") \
+            raise BadMessage(Code.FEED_UNAVAILABLE, "The market data feed is reconnecting; try again shortly.") \
                 from None
         # Live first (events start queuing behind this reply), then read the book: a delta that
         # committed before the read carries seq <= the snapshot's and the client drops it.
@@ -277,7 +277,7 @@ class StreamConsumer(AsyncWebsocketConsumer):
             async with (await db.pool()).connection() as conn:
                 book = await orderbook(conn, instrument)
         except (psycopg.OperationalError, PoolTimeout):
-            self.error("database_unavailable", "Could not read the book; subscribe to book again.", request,
+            self.error(Code.DATABASE_UNAVAILABLE, "Could not read the book; subscribe to book again.", request,
                        instrument=symbol)
             return
         self.reply({"event": "book_snapshot", "instrument": symbol, "seq": book["seq"],
@@ -306,7 +306,7 @@ class StreamConsumer(AsyncWebsocketConsumer):
         body = {k: v for k, v in request.items() if k not in ("op", "id")}
         key = body.get("idempotency_key")
         if self._inflight >= MAX_INFLIGHT_ORDERS:
-            self.error("too_many_inflight", f"At most {MAX_INFLIGHT_ORDERS} orders may await their ack.",
+            self.error(Code.TOO_MANY_INFLIGHT, f"At most {MAX_INFLIGHT_ORDERS} orders may await their ack.",
                        request, idempotency_key=key)
             return
         try:
@@ -372,11 +372,11 @@ class StreamConsumer(AsyncWebsocketConsumer):
     async def op_orders(self, request: dict[str, Any]) -> None:
         bodies = request.get("orders")
         if not isinstance(bodies, list) or not bodies:
-            raise BadMessage("invalid_message", "\"orders\" must be a non-empty list of order bodies.")
+            raise BadMessage(Code.INVALID_MESSAGE, "\"orders\" must be a non-empty list of order bodies.")
         if len(bodies) > MAX_ORDERS_PER_MESSAGE:
-            raise BadMessage("too_many_orders", f"At most {MAX_ORDERS_PER_MESSAGE} orders per message.")
+            raise BadMessage(Code.TOO_MANY_ORDERS, f"At most {MAX_ORDERS_PER_MESSAGE} orders per message.")
         if self._inflight + len(bodies) > MAX_INFLIGHT_ORDERS:
-            raise BadMessage("too_many_inflight", f"At most {MAX_INFLIGHT_ORDERS} orders may await their ack.")
+            raise BadMessage(Code.TOO_MANY_INFLIGHT, f"At most {MAX_INFLIGHT_ORDERS} orders may await their ack.")
         acks: list[dict[str, Any] | None] = [None] * len(bodies)
         places: list[tuple[int, PlaceOrder]] = []
         for n, body in enumerate(bodies):
@@ -411,9 +411,9 @@ class StreamConsumer(AsyncWebsocketConsumer):
     async def op_cancel(self, request: dict[str, Any]) -> None:
         order_id = request.get("order_id")
         if not isinstance(order_id, str):
-            raise BadMessage("invalid_message", "\"order_id\" must be the order's id.")
+            raise BadMessage(Code.INVALID_MESSAGE, "\"order_id\" must be the order's id.")
         if self._inflight >= MAX_INFLIGHT_ORDERS:
-            raise BadMessage("too_many_inflight", f"At most {MAX_INFLIGHT_ORDERS} commands may await their ack.",
+            raise BadMessage(Code.TOO_MANY_INFLIGHT, f"At most {MAX_INFLIGHT_ORDERS} commands may await their ack.",
                              order_id=order_id)
         self._inflight += 1
         self._spawn(self._cancel(order_id, request))

@@ -16,11 +16,12 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from matching.contract import Code
 from matching.records import ORDER_COLUMNS, fmt_decimal, fmt_time
 
 from . import services
-from .errors import ApiError
-from .instruments import by_symbol_sync
+from .errors import invalid
+from .instruments import CachedInstrument, by_symbol_sync
 from .models import Instrument, Order, Status, Trade
 from .representation import order_body, trade_json
 from .selectors import orderbook_sync, orders_sync
@@ -45,14 +46,12 @@ def _data(request: Request) -> Any:
     return data
 
 
-def _instrument_or_400(symbol: str | None):  # type: ignore[no-untyped-def]
+def _instrument_or_400(symbol: str | None) -> CachedInstrument:
     if not symbol:
-        raise ApiError(400, "required", "instrument: this query parameter is required",
-                       {"instrument": [{"code": "required", "detail": "this query parameter is required"}]})
+        raise invalid("instrument", Code.REQUIRED, "this query parameter is required")
     instrument = by_symbol_sync(symbol)
     if instrument is None:
-        raise ApiError(400, "unknown_instrument", f"instrument: no instrument {symbol!r}",
-                       {"instrument": [{"code": "unknown_instrument", "detail": f"no instrument {symbol!r}"}]})
+        raise invalid("instrument", Code.UNKNOWN_INSTRUMENT, f"no instrument {symbol!r}")
     return instrument
 
 
@@ -65,8 +64,7 @@ def _int_param(request: Request, name: str, default: int, low: int, high: int) -
     except ValueError:
         value = low - 1
     if not low <= value <= high:
-        raise ApiError(400, "out_of_range", f"{name}: must be an integer from {low} to {high}",
-                       {name: [{"code": "out_of_range", "detail": f"must be an integer from {low} to {high}"}]})
+        raise invalid(name, Code.OUT_OF_RANGE, f"must be an integer from {low} to {high}")
     return value
 
 
@@ -93,8 +91,7 @@ class OrderCollection(generics.GenericAPIView):
             qs = qs.filter(client_id=client_id)
         if status := request.query_params.get("status"):
             if status not in Status.values:
-                raise ApiError(400, "invalid_choice", f"status: must be one of {', '.join(Status.values)}",
-                               {"status": [{"code": "invalid_choice", "detail": "unknown status"}]})
+                raise invalid("status", Code.INVALID_CHOICE, f"must be one of {', '.join(Status.values)}")
             qs = qs.filter(status=status)
         if symbol := request.query_params.get("instrument"):
             qs = qs.filter(instrument=_instrument_or_400(symbol).id)

@@ -30,12 +30,13 @@ class ApiError(Exception):
         return {"code": self.code, "detail": self.detail, "fields": self.fields, **self.extra}
 
 
-def invalid(field: str, code: str, detail: str) -> ApiError:
-    return ApiError(400, code, f"{field}: {detail}", {field: [{"code": code, "detail": detail}]})
+def invalid(field: str, code: Code, detail: str) -> ApiError:
+    """400 for one bad field: ``{"code", "detail": "field: detail", "fields": {field: [...]}}``."""
+    return ApiError(400, code, f"{field}: {detail}", {field: [{"code": code.value, "detail": detail}]})
 
 
 def database_unavailable() -> ApiError:
-    return ApiError(503, "database_unavailable", "PostgreSQL is unreachable; try again shortly.")
+    return ApiError(503, Code.DATABASE_UNAVAILABLE, "PostgreSQL is unreachable; try again shortly.")
 
 
 def outcome_unknown(order_id: str, idempotency_key: str | None = None) -> ApiError:
@@ -45,7 +46,7 @@ def outcome_unknown(order_id: str, idempotency_key: str | None = None) -> ApiErr
     extra: dict[str, Any] = {"order_id": order_id}
     if idempotency_key is not None:
         extra["idempotency_key"] = idempotency_key
-    return ApiError(504, "outcome_unknown",
+    return ApiError(504, Code.OUTCOME_UNKNOWN,
                     "The request reached the exchange but its outcome could not be confirmed: it may have "
                     "been carried out. Retry with the same idempotency_key, or GET /orders/{order_id}.",
                     extra=extra)
@@ -67,9 +68,9 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     if isinstance(exc, (OperationalError, InterfaceError, psycopg.OperationalError)):
         return Response(database_unavailable().body(), status=503)
     if isinstance(exc, Http404):
-        return Response({"code": "not_found", "detail": "Not found.", "fields": {}}, status=404)
+        return Response({"code": Code.NOT_FOUND.value, "detail": "Not found.", "fields": {}}, status=404)
     if isinstance(exc, exceptions.ParseError):
-        return Response({"code": "invalid_json", "detail": str(exc.detail), "fields": {}}, status=400)
+        return Response({"code": Code.INVALID_JSON.value, "detail": str(exc.detail), "fields": {}}, status=400)
     if isinstance(exc, exceptions.ValidationError):
         fields = _flatten(exc.detail)
         first = next(iter(fields.values()), [{"code": "invalid"}])[0]["code"]

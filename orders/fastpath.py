@@ -21,6 +21,8 @@ import psycopg
 from prometheus_client import Counter, Histogram
 from psycopg_pool import PoolTimeout
 
+from matching.contract import Code
+
 from .errors import ApiError, database_unavailable
 from .instruments import by_symbol
 from .services import order_command, orders_place
@@ -85,7 +87,7 @@ async def _read_body(receive: Receive) -> bytes:
         chunk = message.get("body", b"")
         size += len(chunk)
         if size > MAX_BODY:
-            raise ApiError(413, "body_too_large", f"Request body exceeds {MAX_BODY} bytes.")
+            raise ApiError(413, Code.BODY_TOO_LARGE, f"Request body exceeds {MAX_BODY} bytes.")
         chunks.append(chunk)
         if not message.get("more_body", False):
             return b"".join(chunks)

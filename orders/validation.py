@@ -17,7 +17,7 @@ from typing import Any
 
 import orjson
 
-from matching.contract import ModifyOrder, PlaceOrder
+from matching.contract import Code, ModifyOrder, PlaceOrder
 from matching.engine.types import STP, InstrumentSpec, InvalidNumber, OrderType, Reason, Side, TimeInForce
 
 from .errors import ApiError, invalid
@@ -77,8 +77,9 @@ class _Errors:
     def __init__(self) -> None:
         self.fields: dict[str, list[dict[str, str]]] = {}
 
-    def add(self, field: str, code: str, detail: str) -> None:
-        self.fields.setdefault(field, []).append({"code": code, "detail": detail})
+    def add(self, field: str, code: Code | str, detail: str) -> None:
+        self.fields.setdefault(field, []).append({"code": code.value if isinstance(code, Code) else code,
+                                                  "detail": detail})
 
     def raise_if_any(self) -> None:
         if self.fields:
@@ -142,21 +143,21 @@ def bad_text_path(value: Any, path: str = "") -> str | None:
 
 
 def refuse_bad_text(value: Any) -> None:
-    """ApiError(400, "invalid_string") naming the first string of ``value`` that holds a NUL or
+    """ApiError(400, Code.INVALID_STRING) naming the first string of ``value`` that holds a NUL or
     a lone surrogate. Run before anything reads, stores or echoes a client's strings."""
     where = bad_text_path(value)
     if where is not None:
-        raise invalid(where or "body", "invalid_string", BAD_TEXT_DETAIL)
+        raise invalid(where or "body", Code.INVALID_STRING, BAD_TEXT_DETAIL)
 
 
 def parse_json(body: bytes) -> Any:
     """Parse a request body (loads_exact), refusing oversized and invalid ones with a 4xx."""
     if len(body) > MAX_BODY_BYTES:
-        raise ApiError(413, "body_too_large", f"Request body exceeds {MAX_BODY_BYTES} bytes.")
+        raise ApiError(413, Code.BODY_TOO_LARGE, f"Request body exceeds {MAX_BODY_BYTES} bytes.")
     try:
         data = loads_exact(body)
     except InvalidJson as exc:
-        raise ApiError(400, "invalid_json", f"Request body is not valid JSON: {exc}") from None
+        raise ApiError(400, Code.INVALID_JSON, f"Request body is not valid JSON: {exc}") from None
     refuse_bad_text(data)
     return data
 
@@ -177,7 +178,7 @@ def _has_binary_fraction(data: Any) -> bool:
 
 def _decimal(value: Any, field: str, errors: _Errors) -> Decimal | None:
     if isinstance(value, bool) or value is None:
-        errors.add(field, "invalid_type", "must be a decimal number or a string holding one")
+        errors.add(field, Code.INVALID_TYPE, "must be a decimal number or a string holding one")
         return None
     if isinstance(value, int):
         if -_INT_BOUND < value < _INT_BOUND:
@@ -190,7 +191,7 @@ def _decimal(value: Any, field: str, errors: _Errors) -> Decimal | None:
             return Decimal(value)
         except InvalidOperation:
             pass
-    errors.add(field, "invalid_number",
+    errors.add(field, Code.INVALID_NUMBER,
                f"must be a decimal number or a string holding one, of at most {MAX_NUMBER_DIGITS} digits")
     return None
 
@@ -199,16 +200,16 @@ def _string(data: dict[str, Any], field: str, errors: _Errors, max_len: int, req
     value = data.get(field)
     if value is None:
         if required:
-            errors.add(field, "required", "this field is required")
+            errors.add(field, Code.REQUIRED, "this field is required")
         return None
     if not isinstance(value, str) or not value.strip():
-        errors.add(field, "invalid_type", "must be a non-empty string")
+        errors.add(field, Code.INVALID_TYPE, "must be a non-empty string")
         return None
     if len(value) > max_len:
-        errors.add(field, "too_long", f"must be at most {max_len} characters")
+        errors.add(field, Code.TOO_LONG, f"must be at most {max_len} characters")
         return None
     if bad_text_path(value) is not None:
-        errors.add(field, "invalid_string", BAD_TEXT_DETAIL)
+        errors.add(field, Code.INVALID_STRING, BAD_TEXT_DETAIL)
         return None
     return value
 
@@ -217,11 +218,11 @@ def _choice(data: dict[str, Any], field: str, choices: dict[str, str], default: 
             errors: _Errors) -> str | None:
     value = data.get(field, default)
     if value is None:
-        errors.add(field, "required", "this field is required")
+        errors.add(field, Code.REQUIRED, "this field is required")
         return None
     if not isinstance(value, str) or value not in choices:
         allowed = sorted(set(choices.values()))
-        errors.add(field, "invalid_choice", f"must be one of {', '.join(allowed)}")
+        errors.add(field, Code.INVALID_CHOICE, f"must be one of {', '.join(allowed)}")
         return None
     return choices[value]
 
@@ -232,7 +233,7 @@ def _boolean(data: dict[str, Any], field: str, errors: _Errors) -> bool:
         return value
     if isinstance(value, str) and value.lower() in {"true", "false", "1", "0", "on", "off"}:
         return value.lower() in {"true", "1", "on"}
-    errors.add(field, "invalid_type", "must be true or false")
+    errors.add(field, Code.INVALID_TYPE, "must be true or false")
     return False
 
 
@@ -292,12 +293,12 @@ def place_request(data: Any, instrument: CachedInstrument | None) -> PlaceOrder:
     """The contract's PlaceOrder for a request body, its order id drawn here unless the client
     chose one; ApiError(400) naming every bad field."""
     if not isinstance(data, dict):
-        raise ApiError(400, "invalid_body", "The request body must be a JSON object.")
+        raise ApiError(400, Code.INVALID_BODY, "The request body must be a JSON object.")
     refuse_bad_text(data)
     errors = _Errors()
     for field in data:
         if field not in PLACE_FIELDS:
-            errors.add(str(field), "unknown_field", "is not a field of an order")
+            errors.add(str(field), Code.UNKNOWN_FIELD, "is not a field of an order")
     key = _string(data, "idempotency_key", errors, 128)
     client_id = _string(data, "client_id", errors, 64)
     symbol = _string(data, "instrument", errors, 32)
@@ -311,14 +312,14 @@ def place_request(data: Any, instrument: CachedInstrument | None) -> PlaceOrder:
         try:
             order_id = uuid.UUID(str(data["order_id"]))
         except ValueError:
-            errors.add("order_id", "invalid_uuid", "must be a UUID")
+            errors.add("order_id", Code.INVALID_UUID, "must be a UUID")
     if symbol is not None and instrument is None:
-        errors.add("instrument", "unknown_instrument", f"no instrument {symbol!r}")
+        errors.add("instrument", Code.UNKNOWN_INSTRUMENT, f"no instrument {symbol!r}")
     elif instrument is not None and not instrument.is_active:
-        errors.add("instrument", "instrument_inactive", f"{symbol} is not trading")
+        errors.add("instrument", Code.INSTRUMENT_INACTIVE, f"{symbol} is not trading")
     quantity = _decimal(data["quantity"], "quantity", errors) if "quantity" in data else None
     if "quantity" not in data:
-        errors.add("quantity", "required", "this field is required")
+        errors.add("quantity", Code.REQUIRED, "this field is required")
     raw_price = data.get("price")
     price = None if raw_price is None else _decimal(raw_price, "price", errors)
     if order_type == "market" and raw_price is not None:
@@ -360,12 +361,12 @@ def place_request(data: Any, instrument: CachedInstrument | None) -> PlaceOrder:
 def modify_request(data: Any, instrument: CachedInstrument, order_id: str) -> ModifyOrder:
     """The contract's ModifyOrder for a PATCH/PUT body, on the order's instrument's grid."""
     if not isinstance(data, dict):
-        raise ApiError(400, "invalid_body", "The request body must be a JSON object.")
+        raise ApiError(400, Code.INVALID_BODY, "The request body must be a JSON object.")
     refuse_bad_text(data)
     errors = _Errors()
     for field in data:
         if field not in {"price", "quantity"}:
-            errors.add(str(field), "unknown_field", "only price and quantity can be modified")
+            errors.add(str(field), Code.UNKNOWN_FIELD, "only price and quantity can be modified")
     price = None if data.get("price") is None else _decimal(data["price"], "price", errors)
     quantity = None if data.get("quantity") is None else _decimal(data["quantity"], "quantity", errors)
     if not errors.fields and price is None and quantity is None:
