@@ -32,9 +32,8 @@ application = ProtocolTypeRouter({
 # Garbage collection, in the web processes and the matching worker alike (both load this module).
 # CPython's young-generation threshold (2,000 net container allocations) is met every few
 # milliseconds on the order path, and each collection that reaches the older generations walks
-# every resting order the worker holds: at 10,000 orders/s the collector took 15% of the worker
-# and 5% of the web process (timed with gc.callbacks during load-test/ws_bench.py entry). What
-# exists once the modules are loaded is never garbage: freeze it out of every collection, and
-# collect the young generation every 50,000 allocations.
+# every resting order the worker holds (docs/decisions.md). What exists once the modules are
+# loaded is never garbage: freeze it out of every collection, and collect the young generation
+# every 50,000 allocations.
 gc.freeze()
 gc.set_threshold(50_000, 20, 10)

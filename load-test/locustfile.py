@@ -11,7 +11,7 @@ failure.
 
 Locust is a closed-loop tool (a user waits for its answer before the next request), so under
 overload it slows down with the server instead of measuring the backlog; use it to explore and
-watch, and http_load.py (open loop) for the numbers in the README. ``PGBOURSE_ENDPOINT=test``
+watch, and http_load.py (open loop) for the numbers in docs/performance.md. ``PGBOURSE_ENDPOINT=test``
 sends places to POST /orders/test instead.
 """
 from __future__ import annotations

@@ -2,7 +2,7 @@
 took (steal), from /proc/stat's aggregate "cpu" line.
 
 Steal is the time this virtual machine's vCPUs wanted to run and the hypervisor ran something
-else. On the shared 2-vCPU machine the README's numbers come from it reached 15-24% in some
+else. On a shared machine it can reach a fifth of the CPU in some
 windows and was ~0 in others, and the same command at the same commit then gave very different
 latencies: every benchmark here prints it, so a run can be judged by it.
 """

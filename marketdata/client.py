@@ -1,6 +1,6 @@
 """Reference client for WS /stream: keeps a local order book in sync and proves it.
 
-The sync procedure (README "Market data over WebSocket"):
+The sync procedure (docs/websocket.md):
   1. connect and subscribe to ["book", "trades"] for one instrument; `seq` is shared by
      trades and book deltas, so the two together are gap-free;
   2. buffer every new_trade/book_delta until the `book_snapshot` arrives; it carries the

@@ -55,10 +55,9 @@ MAX_MESSAGE_BYTES = 512 * 1024  # daphne itself closes the socket beyond 1 MiB
 MAX_ORDERS_PER_MESSAGE = 1000
 MAX_INFLIGHT_ORDERS = 20_000  # per connection: placed but not yet acknowledged
 PLACE_BATCH = 500  # queued orders (singles and lists) go to orders_place together, up to this many
-# Per connection: orders_place calls in flight at once. Eight, so that when the worker answers
-# one send, the orders of the next are already waiting (the direct path keeps two sends of up
-# to 1,000 orders in flight): ws_bench.py entry --window 8, alternating 30 s runs, 11,414
-# orders/s on average with four, 12,256 with eight.
+# Per connection: orders_place calls in flight at once, enough that when the worker answers one
+# send, the orders of the next are already waiting (the direct path keeps two sends of up to
+# 1,000 orders in flight).
 PLACE_CONCURRENCY = 8
 CANCEL_CONCURRENCY = 4  # per connection: cancels in flight at once (more wait their turn)
 CLOSE_SLOW_CONSUMER = 4008

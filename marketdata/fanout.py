@@ -1,16 +1,16 @@
 """Fan-out of committed market data to this process's WebSocket connections.
 
-The web process's one LISTEN connection (orders.listener.hub) hands every `pgb_market` payload
-to `Fanout.on_market`, synchronously on the event loop. For each connection subscribed to that
+The web process's one LISTEN connection (orders.listener.hub) hands every market payload
+(matching.contract.MarketPayload) to `Fanout.on_market`, synchronously on the event loop. For each connection subscribed to that
 instrument the fan-out picks the events it asked for, in their original order, and appends them
 to the connection's own bounded outbox; the connection's writer task sends them.
 
 Why not Channels groups: the in-memory channel layer drops a message silently when a member's
 channel is full, and deep-copies every message for every member. Here each event is serialized
 once, and each committed batch is queued as ONE item shared by all connections with the same
-interests (its events already comma-joined for batch frames), so 500 sockets cost 500 appends
-per batch, not one object per event per socket; and a connection whose outbox is full loses its queued market
-events *visibly*: they are replaced by one `resync_required` marker, so the client knows to
+interests (its events already comma-joined for batch frames), so N sockets cost N appends per
+batch, not one object per event per socket; and a connection whose outbox is full loses its
+queued market events *visibly*: they are replaced by one `resync_required` marker, so the client knows to
 resync and nobody else waits for it. Replies (acks, pongs, book snapshots) are never dropped; a
 connection whose replies alone fill the outbox is closed with a reason.
 
@@ -50,13 +50,12 @@ TRANSPORT_HIGH_WATER_BYTES = 128 * 1024
 STALLED_CLOSE_AFTER_S = 30.0
 # In batch mode, at most this many events per frame.
 FRAME_MAX_EVENTS = 500
-# Market events go out on a tick: the first events after a flush start a timer, and what arrived
-# until it fires goes out as one frame per connection. Fewer, fuller frames: each frame costs
-# the server a send and the client a read, whatever its size, and at 500 sockets those per-frame
-# costs are most of the fan-out's CPU (500 subscribers at 1,000 orders/s, README: p99 277 ms
-# without, 155 ms at 20 ms, 128 ms at 40 ms). The price, up to 20 ms more, is paid only where
-# the per-frame costs matter: from FLUSH_MIN_SOCKETS sockets on an instrument (10 sockets at 200
-# orders/s: p50 4 ms without the tick, 24 ms with it). PGBOURSE_FEED_FLUSH_MS=0: never.
+# Market events go out on a tick (settings.FEED_FLUSH_MS): the first events after a flush start
+# a timer, and what arrived until it fires goes out as one frame per connection. Fewer, fuller
+# frames: each frame costs the server a send and the client a read, whatever its size, and with
+# hundreds of sockets those per-frame costs are most of the fan-out's CPU. The price, up to one
+# tick more of latency, is paid only where the per-frame costs matter: from FLUSH_MIN_SOCKETS
+# sockets on an instrument (docs/performance.md has both sides of it).
 FLUSH_MIN_SOCKETS = 64
 
 

@@ -2,13 +2,13 @@
 
 The writes (POST /orders with a JSON body, cancel and modify) are the hot path of the exchange.
 Through Django they would pay for the request object, every middleware (each a thread hop under
-ASGI) and DRF's negotiation, which was measured as the wall (README, "Throughput"); worse, a
-synchronous DRF view that waits for the matching worker holds Django's one thread-sensitive
-executor thread, so cancels queued behind each other at ~150/s. Here the body is parsed by orjson,
+ASGI) and DRF's negotiation (docs/decisions.md); worse, a synchronous DRF view that waits for
+the matching worker holds Django's one thread-sensitive executor thread, so cancels would queue
+behind each other one at a time. Here the body is parsed by orjson,
 validated by the same orders.validation used everywhere, handled by orders.services, and
 answered; everything else (GET, the browsable API's HTML forms, admin) goes to Django untouched.
 POST /orders/test validates like a real order and returns it without storing anything (as
-Binance's /order/test): the bare-endpoint ceiling the README compares against.
+Binance's /order/test): the bare endpoint that docs/performance.md compares the order path to.
 """
 from __future__ import annotations
 

@@ -257,7 +257,7 @@ _GRID_MEMO_MAX = 10_000
 
 def _grid_memo(spec: InstrumentSpec) -> tuple[_GridMemo, _GridMemo]:
     """Per instrument spec: prices and quantities already converted (orders repeat them, and
-    the exact conversion both ways was a tenth of the order path's CPU). Keyed by the spec
+    the exact conversion both ways is one of the order path's larger costs). Keyed by the spec
     object itself, so a changed instrument starts afresh."""
     found = _GRID_MEMOS.get(id(spec))
     if found is None or found[0] is not spec:

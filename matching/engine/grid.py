@@ -1,9 +1,9 @@
 """Exact decimal strings for integer ticks and lots, in integer arithmetic (pure).
 
 The worker and the feeds render thousands of prices and quantities per batch; building a
-Decimal for each (InstrumentSpec.ticks_to_price) and then str() was a quarter of the worker's
-CPU. This gives the same digits, always in fixed-point notation ("0.00000005", never "5E-8"),
-which is also what the REST API renders.
+Decimal for each (InstrumentSpec.ticks_to_price) and then str() is far costlier than integer
+formatting. This gives the same digits, always in fixed-point notation ("0.00000005", never
+"5E-8"), which is also what the REST API renders.
 """
 from __future__ import annotations
 

@@ -7,7 +7,7 @@ that NOTIFY (with a slow poll as a safety net), reads every pending command in a
 and hands them to MatchingConsumer as one message of contract commands.
 
 Why not channels-postgres or a broker: the design allows PostgreSQL only, and
-channels-postgres was measured to drop and redeliver messages. Rows are the record: a worker
+channels-postgres dropped and redelivered messages when tried (docs/decisions.md). Rows are the record: a worker
 that dies between any two steps finds the same pending rows when it restarts.
 
 Batches are strictly sequential: receive() does not read the next batch until the consumer

@@ -1,4 +1,4 @@
-"""The direct order path (matching/direct.py, orders/direct.py): orders sent straight to the
+"""The direct order path (matching/worker/direct.py, orders/direct.py): orders sent straight to the
 worker are written once with their outcome; a lost answer never makes two orders; a batch that
 collides with a stored order does not commit."""
 from __future__ import annotations
