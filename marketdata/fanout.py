@@ -1,9 +1,10 @@
 """Fan-out of committed market data to this process's WebSocket connections.
 
 The web process's one LISTEN connection (orders.listener.hub) hands every market payload
-(matching.contract.MarketPayload) to `Fanout.on_market`, synchronously on the event loop. For each connection subscribed to that
-instrument the fan-out picks the events it asked for, in their original order, and appends them
-to the connection's own bounded outbox; the connection's writer task sends them.
+(matching.contract.MarketPayload) to `Fanout.on_market`, synchronously on the event loop. For
+each connection subscribed to that instrument the fan-out picks the events it asked for, in
+their original order, and appends them to the connection's own bounded outbox; the
+connection's writer task sends them.
 
 Why not Channels groups: the in-memory channel layer drops a message silently when a member's
 channel is full, and deep-copies every message for every member. Here each event is serialized
