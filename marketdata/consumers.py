@@ -31,7 +31,6 @@ import orjson
 import psycopg
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
-from psycopg_pool import PoolTimeout
 
 from matching.contract import Code, PlaceOrder
 from orders import db, instruments
@@ -241,7 +240,7 @@ class StreamConsumer(AsyncWebsocketConsumer):
                              f"use {', '.join(CHANNELS)}.", channels=unknown)
         try:
             found = await instruments.by_symbol(symbol)
-        except (psycopg.OperationalError, PoolTimeout):
+        except (*db.FAILURES, db.DatabaseDown):
             raise BadMessage(Code.DATABASE_UNAVAILABLE, database_unavailable().detail) from None
         if found is None:
             raise BadMessage(Code.UNKNOWN_INSTRUMENT, f"No instrument {symbol!r}.", instrument=symbol)
@@ -273,9 +272,9 @@ class StreamConsumer(AsyncWebsocketConsumer):
         instrument = await instruments.by_symbol(symbol)
         assert instrument is not None
         try:
-            async with (await db.pool()).connection() as conn:
+            async with db.connection() as conn:
                 book = await orderbook(conn, instrument)
-        except (psycopg.OperationalError, PoolTimeout):
+        except (*db.FAILURES, db.DatabaseDown):
             self.error(Code.DATABASE_UNAVAILABLE, "Could not read the book; subscribe to book again.", request,
                        instrument=symbol)
             return
@@ -297,7 +296,7 @@ class StreamConsumer(AsyncWebsocketConsumer):
         symbol = instrument_symbol(body)
         try:
             found = await instruments.by_symbol(symbol) if symbol is not None else None
-        except (psycopg.OperationalError, PoolTimeout):
+        except (*db.FAILURES, db.DatabaseDown):
             raise database_unavailable() from None
         return place_request(body, found)
 

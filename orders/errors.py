@@ -15,6 +15,8 @@ from rest_framework.response import Response
 
 from matching.contract import Code
 
+from .db import FAILURES, DatabaseDown
+
 
 class ApiError(Exception):
     def __init__(self, status_code: int, code: Code | str, detail: str, fields: dict[str, Any] | None = None,
@@ -33,6 +35,12 @@ class ApiError(Exception):
 def invalid(field: str, code: Code, detail: str) -> ApiError:
     """400 for one bad field: ``{"code", "detail": "field: detail", "fields": {field: [...]}}``."""
     return ApiError(400, code, f"{field}: {detail}", {field: [{"code": code.value, "detail": detail}]})
+
+
+# Answers that invite a retry carry Retry-After (seconds): the database or the exchange is
+# away or busy, or the outcome is not known yet.
+RETRY_STATUSES = frozenset({429, 503, 504})
+RETRY_AFTER_S = 1
 
 
 def database_unavailable() -> ApiError:
@@ -62,11 +70,17 @@ def _flatten(detail: Any) -> dict[str, Any]:
     return {}
 
 
+def _retryable(response: Response) -> Response:
+    if response.status_code in RETRY_STATUSES:
+        response["Retry-After"] = str(RETRY_AFTER_S)
+    return response
+
+
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     if isinstance(exc, ApiError):
-        return Response(exc.body(), status=exc.status_code)
-    if isinstance(exc, (OperationalError, InterfaceError, psycopg.OperationalError)):
-        return Response(database_unavailable().body(), status=503)
+        return _retryable(Response(exc.body(), status=exc.status_code))
+    if isinstance(exc, (OperationalError, InterfaceError, psycopg.OperationalError, DatabaseDown, *FAILURES)):
+        return _retryable(Response(database_unavailable().body(), status=503))
     if isinstance(exc, Http404):
         return Response({"code": Code.NOT_FOUND.value, "detail": "Not found.", "fields": {}}, status=404)
     if isinstance(exc, exceptions.ParseError):

@@ -19,11 +19,11 @@ from typing import Any
 import orjson
 import psycopg
 from prometheus_client import Counter, Histogram
-from psycopg_pool import PoolTimeout
 
 from matching.contract import Code
 
-from .errors import ApiError, database_unavailable
+from .db import FAILURES, DatabaseDown
+from .errors import RETRY_AFTER_S, RETRY_STATUSES, ApiError, database_unavailable
 from .instruments import by_symbol
 from .services import order_command, orders_place
 from .validation import instrument_symbol, parse_json, place_request
@@ -37,6 +37,7 @@ ORDERS_TOTAL = Counter("pgbourse_order_requests_total", "Order entry requests on
 ORDER_LATENCY = Histogram("pgbourse_order_request_seconds", "Fast-path order entry latency",
                           buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5))
 JSON_HEADERS = [(b"content-type", b"application/json"), (b"vary", b"Accept")]
+RETRY_AFTER = str(RETRY_AFTER_S).encode()
 MAX_BODY = 64 * 1024
 
 
@@ -95,8 +96,10 @@ async def _read_body(receive: Receive) -> bytes:
 
 async def _respond(send: Send, status: int, body: dict[str, Any]) -> None:
     payload = orjson.dumps(body)
-    await send({"type": "http.response.start", "status": status,
-                "headers": [*JSON_HEADERS, (b"content-length", str(len(payload)).encode())]})
+    headers = [*JSON_HEADERS, (b"content-length", str(len(payload)).encode())]
+    if status in RETRY_STATUSES:
+        headers.append((b"retry-after", RETRY_AFTER))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": payload})
 
 
@@ -137,7 +140,7 @@ def http_application(django_app: Callable[..., Awaitable[None]]) -> Callable[...
                 status, payload = await command_order(operation, order_id, body)
         except ApiError as exc:
             status, payload = exc.status_code, exc.body()
-        except (psycopg.Error, PoolTimeout, TimeoutError):
+        except (psycopg.Error, *FAILURES, DatabaseDown):
             status, payload = 503, database_unavailable().body()
         except ConnectionError:
             return

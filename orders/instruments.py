@@ -11,7 +11,7 @@ from typing import Any
 from matching.engine.types import InstrumentSpec
 from matching.records import INSTRUMENT_COLUMNS, INSTRUMENTS_SQL, spec_of
 
-from .db import pool
+from .db import connection
 
 REFRESH_S = 5.0
 
@@ -57,7 +57,7 @@ async def refresh() -> None:
     global _lock
     if _lock is None:
         _lock = asyncio.Lock()
-    async with _lock, (await pool()).connection() as conn:
+    async with _lock, connection() as conn:
         cur = await conn.execute(SQL)
         _install(await cur.fetchall())
 
