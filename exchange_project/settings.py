@@ -65,6 +65,8 @@ INSTALLED_APPS = [
     "orders",
     "matching",
     "marketdata",
+    "web",
+    "simulation",
 ]
 
 MIDDLEWARE = [
@@ -125,6 +127,7 @@ USE_TZ = True
 FIXTURE_DIRS = [BASE_DIR / "fixtures"]
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "var" / "static"
+STATICFILES_DIRS = [BASE_DIR / "static"]
 
 # Channels groups live in each web process; PostgreSQL LISTEN/NOTIFY feeds them (no broker).
 CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer",
