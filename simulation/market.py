@@ -56,6 +56,7 @@ class Place:
     lots: int
     time_in_force: str
     role: str  # "quote" or "take"
+    maker: int | None = None  # which market maker quotes
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,7 +127,8 @@ class Market:
     # -- what the exchange said -------------------------------------------------------------
     def rested(self, order_id: str, action: Place) -> None:
         if action.role == "quote" and action.price_ticks is not None:
-            self.quotes[order_id] = Quote(int(action.client_id.rsplit("-", 1)[1]), action.side, action.price_ticks)
+            assert action.maker is not None
+            self.quotes[order_id] = Quote(action.maker, action.side, action.price_ticks)
 
     def moved(self, order_id: str, price_ticks: int) -> None:
         if order_id in self.quotes:
@@ -160,7 +162,7 @@ class Market:
             return Cancel(self._furthest(own), "replace")
         side = self.side()
         return Place(self.maker_id(maker), side, self.quote_price(side), self.lots(self.params.quote_lots), "GTC",
-                     "quote")
+                     "quote", maker)
 
     def _furthest(self, quotes: list[tuple[str, Quote]]) -> str:
         return max(quotes, key=lambda item: (abs(item[1].price_ticks - self.mid_ticks), item[0]))[0]

@@ -137,10 +137,10 @@ class HttpTransport:
         parts = urlsplit(http_base(url))
         if parts.scheme != "http" or parts.hostname is None:
             raise ValueError(f"an http:// URL is needed, got {url!r}")
+        self._all = [_Connection(parts.hostname, parts.port or 80) for _ in range(connections)]
         self._free: asyncio.Queue[_Connection] = asyncio.Queue()
-        for _ in range(connections):
-            self._free.put_nowait(_Connection(parts.hostname, parts.port or 80))
-        self._all = list(self._free._queue)  # type: ignore[attr-defined]
+        for conn in self._all:
+            self._free.put_nowait(conn)
         self._headers = b"Content-Type: application/json\r\nAccept: application/json\r\n"
 
     async def request(self, method: str, path: str, body: Any = None) -> Answer:
