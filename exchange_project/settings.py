@@ -96,6 +96,8 @@ INSTALLED_APPS = [
     "orders",
     "matching",
     "marketdata",
+    "web",
+    "simulation",
 ]
 
 MIDDLEWARE = [
@@ -161,6 +163,7 @@ USE_TZ = True
 FIXTURE_DIRS = [BASE_DIR / "fixtures"]
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "var" / "static"
+STATICFILES_DIRS = [BASE_DIR / "static"]
 
 REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer",

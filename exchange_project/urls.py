@@ -3,6 +3,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from orders import api
+from web.views import trading_page
 
 urlpatterns = [
     path("orders", api.OrderCollection.as_view(), name="orders"),
@@ -14,5 +15,6 @@ urlpatterns = [
     path("schema", SpectacularAPIView.as_view(), name="schema"),
     path("docs", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
     path("admin/", admin.site.urls),
+    path("", trading_page, name="trading"),
     path("", include("django_prometheus.urls")),
 ]

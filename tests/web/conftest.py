@@ -1,0 +1,1 @@
+from tests.web.browser import browser  # noqa: F401  (the fixture)
