@@ -96,8 +96,6 @@ INSTALLED_APPS = [
     "orders",
     "matching",
     "marketdata",
-    "web",
-    "simulation",
 ]
 
 MIDDLEWARE = [

@@ -2,8 +2,8 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from marketdata.views import trading_page
 from orders import api
-from web.views import trading_page
 
 urlpatterns = [
     path("orders", api.OrderCollection.as_view(), name="orders"),

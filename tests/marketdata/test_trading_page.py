@@ -6,13 +6,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from exchange_project.processes import ROOT
+from marketdata.simulation.transport import WsTransport
 from tests.http import call
-from simulation.transport import WsTransport
 from tests.marketdata.streams import body
 
 ARTIFACTS = ROOT / "var" / "test-artifacts"
@@ -37,7 +37,7 @@ def trading_page(browser: Any, exchange: Any, sym: str) -> Iterator[Any]:
 def set_client(page: Any, client_id: str) -> None:
     page.fill("#client-id", client_id)
     page.dispatch_event("#client-id", "change")
-    page.wait_for_function(f"() => document.querySelector('#my-orders caption').textContent.length > 0")
+    page.wait_for_function("() => document.querySelector('#my-orders caption').textContent.length > 0")
 
 
 def place(page: Any, side: str, type_: str, quantity: str, price: str = "", via: str = "rest", tif: str = "GTC",
@@ -230,7 +230,7 @@ def test_the_page_and_its_modules_are_served_as_they_are_with_no_build_step(exch
     assert f'"instrument": "{sym}"' in html and '"apiKey": ""' in html
     modules = ["main", "api", "book", "exact", "market", "orders", "analytics"]
     for name in modules:
-        status, source = call(exchange.http, "GET", f"/static/web/js/{name}.js", headers={"Accept": "*/*"})
+        status, source = call(exchange.http, "GET", f"/static/trading/js/{name}.js", headers={"Accept": "*/*"})
         assert status == 200 and ("export" in source or "import" in source), name
     status, lib = call(exchange.http, "GET", "/static/vendor/lightweight-charts-5.2.1/"
                        "lightweight-charts.standalone.production.js", headers={"Accept": "*/*"})

@@ -1,11 +1,11 @@
-"""simulation.market: the model alone. Seeded, GBM with the asked-for volatility, Poisson
+"""marketdata.simulation.market: the model alone. Seeded, GBM with the asked-for volatility, Poisson
 arrivals, quotes on their side of the mid, cancel/replace at the cap."""
 from __future__ import annotations
 
 import math
 import statistics
 
-from simulation.market import Cancel, Market, MarketParams, Modify, Place
+from marketdata.simulation.market import Cancel, Market, MarketParams, Modify, Place
 
 PARAMS = MarketParams(mid_ticks=3_000_000, volatility=0.0005, makers=3, max_quotes=5, half_spread_ticks=300,
                       level_ticks=150, quote_lots=100, take_lots=50, min_lots=1, max_lots=10_000_000)

@@ -5,8 +5,8 @@
 
 The mid follows geometric Brownian motion from the live book's mid (or --mid); market makers
 quote around it and cancel/replace or move their quotes; takers arrive as a Poisson process
-(simulation.market). Every order, cancel and modify goes to the server at --url, over HTTP or
-the WebSocket (which has no modify: there the makers only cancel and replace). Runs for
+(marketdata.simulation.market). Every order, cancel and modify goes to the server at --url, over
+HTTP or the WebSocket (which has no modify: there the makers only cancel and replace). Runs for
 --duration seconds or until Ctrl-C, then waits for what is in flight, cancels the quotes it left
 resting (unless --keep-quotes) and prints a summary. The same --seed draws the same mid path
 and the same sequence of decisions; what fills still depends on the exchange's timing.
@@ -23,10 +23,10 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
+from marketdata.simulation.market import Market, MarketParams
+from marketdata.simulation.simulator import Simulator, format_summary, instrument_spec, market_mid
+from marketdata.simulation.transport import HttpTransport, open_transport
 from matching.engine.types import InvalidNumber
-from simulation.market import Market, MarketParams
-from simulation.simulator import Simulator, format_summary, instrument_spec, market_mid
-from simulation.transport import HttpTransport, open_transport
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 DEFAULT_MID = Decimal("30000.00")

@@ -11,7 +11,7 @@ from typing import Any
 
 from exchange_project.processes import ROOT
 from tests.http import call
-from tests.simulation.helpers import db_counts, manage, read_json
+from tests.marketdata.simulation.helpers import db_counts, manage, read_json
 
 
 def check_against_database(exchange: Any, sym: str, summary: dict[str, Any]) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""The trading page: one HTML page, plain JavaScript modules under static/web/js/ (no build step),
+"""The trading page: one HTML page, plain JavaScript modules under static/trading/js/ (no build step),
 driven by the public REST API and WS /stream like any other client."""
 from __future__ import annotations
 
@@ -10,4 +10,4 @@ def trading_page(request: HttpRequest) -> HttpResponse:
     # api_key: what every request of the page will carry as `Authorization: Bearer <key>` (and
     # the socket as an `auth` message). Empty until API keys exist; orders name a client_id.
     config = {"apiKey": "", "instrument": request.GET.get("instrument", ""), "streamPath": "/stream"}
-    return render(request, "web/trading.html", {"config": config})
+    return render(request, "trading/trading.html", {"config": config})

@@ -1,4 +1,4 @@
-"""Runs the market model (simulation.market) against a live exchange, over its HTTP API or its
+"""Runs the market model (marketdata.simulation.market) against a live exchange, over its HTTP API or its
 WebSocket: every order, cancel and modify takes the real order path, so the trading page, the
 feeds and the metrics show a living market. The model decides; this module keeps time, sends,
 tells the model what the exchange answered, and counts."""
@@ -139,7 +139,8 @@ class Simulator:
         if action.price_ticks is None:
             body["type"] = "market"
         else:
-            body |= {"type": "limit", "price": self.fmt.price(action.price_ticks), "time_in_force": action.time_in_force}
+            body |= {"type": "limit", "price": self.fmt.price(action.price_ticks),
+                     "time_in_force": action.time_in_force}
         return body
 
     def _count_trades(self, order: dict[str, Any]) -> None:

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from simulation.orderfile import CSV_FIELDS
-from tests.simulation.helpers import db_counts, gen_orders, manage, read_json
+from marketdata.simulation.orderfile import CSV_FIELDS
+from tests.marketdata.simulation.helpers import db_counts, gen_orders, manage, read_json
 
 
 def order_file(tmp_path: Path, ext: str, seed: int) -> tuple[Path, int]:

@@ -20,9 +20,9 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
-from simulation.orderfile import read_orders
-from simulation.replay import format_summary, replay
-from simulation.transport import WS_MAX_BATCH, open_transport
+from marketdata.simulation.orderfile import read_orders
+from marketdata.simulation.replay import format_summary, replay
+from marketdata.simulation.transport import WS_MAX_BATCH, open_transport
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 

@@ -1,1 +1,0 @@
-from tests.web.browser import browser  # noqa: F401  (the fixture)
