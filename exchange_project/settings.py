@@ -213,6 +213,11 @@ STATISTICS_EVERY_S = env_float("PGBOURSE_STATISTICS_EVERY_S", 2.0)
 # (marketdata/fanout.py); 0: never.
 FEED_FLUSH_MS = env_float("PGBOURSE_FEED_FLUSH_MS", 20.0)
 DB_POOL_MAX = env_int("DB_POOL_MAX", 16, minimum=2)
+# A request body must have arrived whole within this (else 408): a client that trickles its
+# body does not hold a request open.
+HTTP_BODY_TIMEOUT_S = env_float("HTTP_BODY_TIMEOUT_S", 5.0)
+# Every refusal is the API's one JSON error shape, the CSRF one too (orders.errors).
+CSRF_FAILURE_VIEW = "orders.errors.csrf_failure"
 # The web processes' bound on one request's statements (a hung database is a timeout), and the
 # cap of the jittered backoff with which they, and the LISTEN hub, look for a lost database.
 DB_OPERATION_TIMEOUT_S = env_float("DB_OPERATION_TIMEOUT_S", 2.0)

@@ -18,3 +18,8 @@ urlpatterns = [
     path("", trading_page, name="trading"),
     path("", include("django_prometheus.urls")),
 ]
+
+handler400 = "orders.errors.bad_request"
+handler403 = "orders.errors.permission_denied"
+handler404 = "orders.errors.not_found"
+handler500 = "orders.errors.server_error"

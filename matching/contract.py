@@ -69,6 +69,11 @@ class Code(str, Enum):
     # -- faults --
     DATABASE_UNAVAILABLE = "database_unavailable"
     OUTCOME_UNKNOWN = "outcome_unknown"
+    OVERLOADED = "overloaded"
+    REQUEST_TIMEOUT = "request_timeout"
+    CSRF_FAILED = "csrf_failed"
+    FORBIDDEN = "forbidden"
+    SERVER_ERROR = "server_error"
     # -- the engine's reasons (matching.engine.enums.Reason), refusals and cancel reasons --
     INVALID_PRICE = "invalid_price"
     PRICE_OFF_TICK = "price_off_tick"

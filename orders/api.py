@@ -6,11 +6,13 @@ the browsable API's forms, so both answer identically.
 """
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 from asgiref.sync import async_to_sync
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import generics
+from rest_framework.metadata import SimpleMetadata
 from rest_framework.pagination import CursorPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -20,7 +22,7 @@ from matching.contract import Code
 from matching.records import ORDER_COLUMNS, fmt_decimal, fmt_time
 
 from . import services
-from .errors import invalid
+from .errors import ApiError, invalid
 from .instruments import CachedInstrument, by_symbol_sync
 from .models import Instrument, Order, Status, Trade
 from .representation import order_body, trade_json
@@ -40,6 +42,11 @@ ERRORS = {400: ErrorSerializer, 404: ErrorSerializer, 409: ErrorSerializer, 503:
 
 
 def _data(request: Request) -> Any:
+    if request.content_type.startswith(("application/x-www-form-urlencoded", "multipart/form-data")) and \
+            request._request.body.lstrip()[:1] in (b"{", b"["):
+        # JSON labelled as a form would be read as one field named after the whole body.
+        raise ApiError(415, Code.UNSUPPORTED_MEDIA_TYPE,
+                       "The body is JSON: send it with Content-Type: application/json.")
     data = request.data
     if hasattr(data, "dict"):  # a form (QueryDict): plain values, blanks as absent
         data = {k: v for k, v in data.dict().items() if v not in ("", None) and k != "csrfmiddlewaretoken"}
@@ -110,11 +117,23 @@ class OrderCollection(generics.GenericAPIView):
         return Response(result.body, status=result.status)
 
 
+class _NoObjectMetadata(SimpleMetadata):
+    """OPTIONS describes the operations without looking up the object (an order is read through
+    the services, not a queryset lookup)."""
+
+    def determine_actions(self, request: Request, view: Any) -> dict[str, Any]:
+        actions = {}
+        for method in {"PUT", "PATCH", "POST"} & set(view.allowed_methods):
+            actions[method] = self.get_serializer_info(view.get_serializer())
+        return actions
+
+
 class OrderDetail(generics.GenericAPIView):
     """One order: read it, modify it (PATCH/PUT: new price and/or new total quantity), cancel it (DELETE)."""
 
     serializer_class = OrderModifySerializer
     queryset = Order.objects.all()
+    metadata_class = _NoObjectMetadata
 
     @extend_schema(responses={200: OrderSerializer, **ERRORS})
     def get(self, request: Request, order_id: str) -> Response:
@@ -178,11 +197,13 @@ class InstrumentList(APIView):
 
     @extend_schema(responses={200: InstrumentSerializer(many=True)})
     def get(self, request: Request) -> Response:
+        def text(value: Decimal) -> str:
+            return format(value.normalize(), "f")
+
         return Response([{
-            "symbol": i.symbol, "tick_size": str(i.tick_size.normalize()), "lot_size": str(i.lot_size.normalize()),
-            "min_qty": str(i.min_qty.normalize()), "max_qty": str(i.max_qty.normalize()),
-            "max_price": str(i.max_price.normalize()),
-            "min_notional": None if i.min_notional is None else str(i.min_notional.normalize()),
+            "symbol": i.symbol, "tick_size": text(i.tick_size), "lot_size": text(i.lot_size),
+            "min_qty": text(i.min_qty), "max_qty": text(i.max_qty), "max_price": text(i.max_price),
+            "min_notional": None if i.min_notional is None else text(i.min_notional),
             "is_active": i.is_active} for i in Instrument.objects.all()])
 
 

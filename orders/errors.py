@@ -8,8 +8,9 @@ from __future__ import annotations
 from typing import Any
 
 import psycopg
+from django.core.exceptions import RequestDataTooBig
 from django.db import DatabaseError, InterfaceError, OperationalError
-from django.http import Http404
+from django.http import Http404, HttpRequest, JsonResponse
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 
@@ -100,3 +101,32 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
 
 
 __all__ = ["ApiError", "invalid", "database_unavailable", "exception_handler", "status"]
+
+
+# -- Django's own refusals, in the same shape (exchange_project.urls names these handlers) --
+
+
+def _error_response(status: int, code: Code, detail: str) -> JsonResponse:
+    return JsonResponse({"code": code.value, "detail": detail, "fields": {}}, status=status)
+
+
+def not_found(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:
+    return _error_response(404, Code.NOT_FOUND, f"No such path: {request.path}")
+
+
+def bad_request(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:
+    if isinstance(exception, RequestDataTooBig):
+        return _error_response(413, Code.BODY_TOO_LARGE, "The request body is too large.")
+    return _error_response(400, Code.INVALID_BODY, "The request could not be read.")
+
+
+def permission_denied(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:
+    return _error_response(403, Code.FORBIDDEN, "Not allowed.")
+
+
+def server_error(request: HttpRequest) -> JsonResponse:
+    return _error_response(500, Code.SERVER_ERROR, "The server failed to answer this request.")
+
+
+def csrf_failure(request: HttpRequest, reason: str = "") -> JsonResponse:
+    return _error_response(403, Code.CSRF_FAILED, f"CSRF verification failed: {reason or 'no token'}.")

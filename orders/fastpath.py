@@ -12,12 +12,14 @@ Binance's /order/test): the bare endpoint that docs/performance.md compares the 
 """
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
 import psycopg
+from django.conf import settings
 from prometheus_client import Counter, Histogram
 
 from matching.contract import Code
@@ -37,6 +39,7 @@ ORDERS_TOTAL = Counter("pgbourse_order_requests_total", "Order entry requests on
 ORDER_LATENCY = Histogram("pgbourse_order_request_seconds", "Fast-path order entry latency",
                           buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5))
 JSON_HEADERS = [(b"content-type", b"application/json"), (b"vary", b"Accept")]
+FORM_TYPES = frozenset({b"application/x-www-form-urlencoded", b"multipart/form-data"})
 RETRY_AFTER = str(RETRY_AFTER_S).encode()
 MAX_BODY = 64 * 1024
 
@@ -72,26 +75,51 @@ def _route(scope: Scope) -> tuple[str, str] | None:
             content_type = value
         elif name == b"accept":
             accept = value
-    # The browsable API's HTML form (form-encoded, or asking for HTML back) stays with DRF.
-    if content_type and not content_type.startswith(b"application/json"):
+    media = content_type.split(b";", 1)[0].strip().lower()
+    # The browsable API's HTML forms (form-encoded, or asking for HTML back) stay with DRF.
+    if media in FORM_TYPES or b"text/html" in accept:
         return None
-    return None if b"text/html" in accept else route
+    if media != b"application/json" and route[0] != "cancel":
+        # A body of another type, or of none named, is refused rather than guessed at.
+        return ("unsupported", "")
+    return route
 
 
-async def _read_body(receive: Receive) -> bytes:
+async def _read_body(receive: Receive, limit: int) -> bytes:
+    """The whole body, by the deadline (settings.HTTP_BODY_TIMEOUT_S): a client that trickles
+    its body is cut off with 408 rather than holding the request open."""
     chunks: list[bytes] = []
     size = 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise ConnectionError("client went away")
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > MAX_BODY:
-            raise ApiError(413, Code.BODY_TOO_LARGE, f"Request body exceeds {MAX_BODY} bytes.")
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            return b"".join(chunks)
+    try:
+        async with asyncio.timeout(settings.HTTP_BODY_TIMEOUT_S):
+            while True:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    raise ConnectionError("client went away")
+                chunk = message.get("body", b"")
+                size += len(chunk)
+                if size > limit:
+                    raise ApiError(413, Code.BODY_TOO_LARGE, f"Request body exceeds {limit} bytes.")
+                chunks.append(chunk)
+                if not message.get("more_body", False):
+                    return b"".join(chunks)
+    except TimeoutError:
+        raise ApiError(408, Code.REQUEST_TIMEOUT,
+                       f"The request body did not arrive within {settings.HTTP_BODY_TIMEOUT_S:g} s.") from None
+
+
+def _replaying(body: bytes, receive: Receive) -> Receive:
+    """A receive() that gives the body already read, then the connection's own messages."""
+    sent = False
+
+    async def replay() -> dict[str, Any]:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay
 
 
 async def _respond(send: Send, status: int, body: dict[str, Any]) -> None:
@@ -126,14 +154,28 @@ async def command_order(operation: str, order_id: str, body: bytes) -> tuple[int
 
 def http_application(django_app: Callable[..., Awaitable[None]]) -> Callable[..., Awaitable[None]]:
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
-        route = _route(scope) if scope["type"] == "http" else None
-        if route is None:
+        if scope["type"] != "http":
             await django_app(scope, receive, send)
+            return
+        route = _route(scope)
+        if route is None:
+            # Django's requests get the same body deadline; its own limits apply after that.
+            try:
+                body = await _read_body(receive, settings.DATA_UPLOAD_MAX_MEMORY_SIZE + 1024 * 1024)
+            except ApiError as exc:
+                await _respond(send, exc.status_code, exc.body())
+                return
+            except ConnectionError:
+                return
+            await django_app(scope, _replaying(body, receive), send)
             return
         operation, order_id = route
         started = time.perf_counter()
         try:
-            body = await _read_body(receive)
+            body = await _read_body(receive, MAX_BODY)
+            if operation == "unsupported":
+                raise ApiError(415, Code.UNSUPPORTED_MEDIA_TYPE,
+                               "Send the body as JSON, with Content-Type: application/json.")
             if operation in ("place", "test"):
                 status, payload = await place_order(body, test_only=operation == "test")
             else:

@@ -13,13 +13,15 @@ class OrderCreateSerializer(serializers.Serializer):
     client_id = serializers.CharField(max_length=64)
     instrument = serializers.CharField(max_length=32, default="BTC-USD")
     side = serializers.ChoiceField(choices=Side.choices)
-    type = serializers.ChoiceField(choices=OrderType.choices, default=OrderType.LIMIT)
+    type = serializers.ChoiceField(choices=OrderType.choices, default=OrderType.LIMIT, initial=OrderType.LIMIT)
     price = serializers.CharField(required=False, allow_null=True, help_text="Decimal string; limit orders only")
     quantity = serializers.CharField(help_text="Decimal string (JSON numbers accepted)")
     order_id = serializers.UUIDField(required=False, allow_null=True)
-    time_in_force = serializers.ChoiceField(choices=TimeInForce.choices, default=TimeInForce.GTC)
+    time_in_force = serializers.ChoiceField(choices=TimeInForce.choices, default=TimeInForce.GTC,
+                                            initial=TimeInForce.GTC)
     post_only = serializers.BooleanField(default=False)
-    stp = serializers.ChoiceField(choices=Stp.choices, default=Stp.CANCEL_TAKER)
+    # initial: what the browsable API's form shows selected, the same as the API's default
+    stp = serializers.ChoiceField(choices=Stp.choices, default=Stp.CANCEL_TAKER, initial=Stp.CANCEL_TAKER)
 
 
 class OrderModifySerializer(serializers.Serializer):
