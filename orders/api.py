@@ -6,6 +6,7 @@ the browsable API's forms, so both answer identically.
 """
 from __future__ import annotations
 
+import base64
 from decimal import Decimal
 from typing import Any
 
@@ -13,20 +14,19 @@ from asgiref.sync import async_to_sync
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import generics
 from rest_framework.metadata import SimpleMetadata
-from rest_framework.pagination import CursorPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.utils.urls import replace_query_param
 from rest_framework.views import APIView
 
 from matching.contract import Code
-from matching.records import ORDER_COLUMNS, fmt_decimal, fmt_time
 
 from . import services
 from .errors import ApiError, invalid
-from .instruments import CachedInstrument, by_symbol_sync
-from .models import Instrument, Order, Status, Trade
-from .representation import order_body, trade_json
-from .selectors import orderbook_sync, orders_sync
+from .instruments import CachedInstrument, by_symbol, listed
+from .models import Order, Status
+from .representation import order_body
+from .selectors import orders_page, read_orderbook, recent_trades
 from .serializers import (
     ErrorSerializer,
     InstrumentSerializer,
@@ -56,7 +56,7 @@ def _data(request: Request) -> Any:
 def _instrument_or_400(symbol: str | None) -> CachedInstrument:
     if not symbol:
         raise invalid("instrument", Code.REQUIRED, "this query parameter is required")
-    instrument = by_symbol_sync(symbol)
+    instrument = async_to_sync(by_symbol)(symbol)
     if instrument is None:
         raise invalid("instrument", Code.UNKNOWN_INSTRUMENT, f"no instrument {symbol!r}")
     return instrument
@@ -75,44 +75,59 @@ def _int_param(request: Request, name: str, default: int, low: int, high: int) -
     return value
 
 
-class NewestFirst(CursorPagination):
-    ordering = "-id"
-    page_size = 50
-    page_size_query_param = "limit"
-    max_page_size = 1000
+def _cursor(request: Request) -> tuple[int | None, int | None]:
+    """(older_than, newer_than) from the opaque ?cursor= of a page link."""
+    raw = request.query_params.get("cursor")
+    if raw is None:
+        return None, None
+    try:
+        text = base64.urlsafe_b64decode(raw.encode() + b"=" * (-len(raw) % 4)).decode()
+        direction, row_id = text[0], int(text[1:])
+        if direction not in "on" or row_id < 0:
+            raise ValueError(text)
+    except (ValueError, UnicodeDecodeError, IndexError):
+        raise invalid("cursor", Code.INVALID_CHOICE, "not a cursor this API gave") from None
+    return (row_id, None) if direction == "o" else (None, row_id)
+
+
+def _page_link(request: Request, direction: str, row_id: int | None) -> str | None:
+    if row_id is None:
+        return None
+    token = base64.urlsafe_b64encode(f"{direction}{row_id}".encode()).decode().rstrip("=")
+    return replace_query_param(request.build_absolute_uri(), "cursor", token)
 
 
 class OrderCollection(generics.GenericAPIView):
     """List orders (newest first, cursor-paginated) or place one."""
 
     serializer_class = OrderCreateSerializer
-    pagination_class = NewestFirst
-    queryset = Order.objects.all()
+    queryset = Order.objects.none()  # the browsable API's form needs one; reads go through selectors
 
     @extend_schema(parameters=[OpenApiParameter("client_id", str), OpenApiParameter("status", str),
-                               OpenApiParameter("instrument", str), OpenApiParameter("limit", int)],
+                               OpenApiParameter("instrument", str), OpenApiParameter("limit", int),
+                               OpenApiParameter("cursor", str, description="from a page's next/previous")],
                    responses={200: OrderSerializer(many=True), **ERRORS})
     def get(self, request: Request) -> Response:
-        qs = self.get_queryset()
-        if client_id := request.query_params.get("client_id"):
-            qs = qs.filter(client_id=client_id)
-        if status := request.query_params.get("status"):
-            if status not in Status.values:
-                raise invalid("status", Code.INVALID_CHOICE, f"must be one of {', '.join(Status.values)}")
-            qs = qs.filter(status=status)
-        if symbol := request.query_params.get("instrument"):
-            qs = qs.filter(instrument=_instrument_or_400(symbol).id)
-        _int_param(request, "limit", 50, 1, 1000)
-        page = self.paginate_queryset(qs.values(*ORDER_COLUMNS, "id"))
-        assert page is not None
-        return self.get_paginated_response([order_body(state) for state in orders_sync(list(page))])
+        params = request.query_params
+        status = params.get("status")
+        if status is not None and status not in Status.values:
+            raise invalid("status", Code.INVALID_CHOICE, f"must be one of {', '.join(Status.values)}")
+        symbol = params.get("instrument")
+        older_than, newer_than = _cursor(request)
+        page = async_to_sync(orders_page)(
+            client_id=params.get("client_id") or None, status=status,
+            instrument_id=_instrument_or_400(symbol).id if symbol else None,
+            limit=_int_param(request, "limit", 50, 1, 1000), older_than=older_than, newer_than=newer_than)
+        return Response({"next": _page_link(request, "o", page.older),
+                         "previous": _page_link(request, "n", page.newer),
+                         "results": [order_body(state) for state in page.orders]})
 
     @extend_schema(request=OrderCreateSerializer,
                    responses={201: OrderSerializer, 200: OrderSerializer, 202: OrderSerializer, **ERRORS})
     def post(self, request: Request) -> Response:
         data = _data(request)
         symbol = instrument_symbol(data)
-        order = place_request(data, by_symbol_sync(symbol) if symbol else None)
+        order = place_request(data, async_to_sync(by_symbol)(symbol) if symbol else None)
         (result,) = async_to_sync(services.orders_place)([order])
         return Response(result.body, status=result.status)
 
@@ -170,14 +185,7 @@ class TradeList(APIView):
     def get(self, request: Request) -> Response:
         instrument = _instrument_or_400(request.query_params.get("instrument"))
         limit = _int_param(request, "limit", 50, 1, 1000)
-        tick, lot = instrument.spec.tick_size, instrument.spec.lot_size
-        rows = Trade.objects.filter(instrument=instrument.id).order_by("-seq")[:limit]
-        return Response([trade_json(
-            trade_id=t.trade_id, instrument=instrument.symbol, price=fmt_decimal(t.price, tick),
-            quantity=fmt_decimal(t.quantity, lot), aggressor_side=t.aggressor_side,
-            buy_order_id=str(t.buy_order_id), sell_order_id=str(t.sell_order_id),
-            maker_order_id=str(t.maker_order_id), taker_order_id=str(t.taker_order_id), seq=t.seq,
-            executed_at=fmt_time(t.executed_at)) for t in rows])
+        return Response(async_to_sync(recent_trades)(instrument, limit))
 
 
 class OrderBook(APIView):
@@ -189,7 +197,7 @@ class OrderBook(APIView):
     def get(self, request: Request) -> Response:
         instrument = _instrument_or_400(request.query_params.get("instrument"))
         levels = _int_param(request, "levels", 20, 1, 1000)
-        return Response(orderbook_sync(instrument, levels))
+        return Response(async_to_sync(read_orderbook)(instrument, levels))
 
 
 class InstrumentList(APIView):
@@ -198,13 +206,13 @@ class InstrumentList(APIView):
     @extend_schema(responses={200: InstrumentSerializer(many=True)})
     def get(self, request: Request) -> Response:
         def text(value: Decimal) -> str:
-            return format(value.normalize(), "f")
+            return format(value, "f")
 
         return Response([{
-            "symbol": i.symbol, "tick_size": text(i.tick_size), "lot_size": text(i.lot_size),
-            "min_qty": text(i.min_qty), "max_qty": text(i.max_qty), "max_price": text(i.max_price),
-            "min_notional": None if i.min_notional is None else text(i.min_notional),
-            "is_active": i.is_active} for i in Instrument.objects.all()])
+            "symbol": i.symbol, "tick_size": text(i.spec.tick_size), "lot_size": text(i.spec.lot_size),
+            "min_qty": text(i.spec.min_qty), "max_qty": text(i.spec.max_qty), "max_price": text(i.spec.max_price),
+            "min_notional": None if i.spec.min_notional is None else text(i.spec.min_notional),
+            "is_active": i.is_active} for i in async_to_sync(listed)()])
 
 
 

@@ -78,26 +78,7 @@ async def by_id(instrument_id: int) -> CachedInstrument | None:
     return found
 
 
-def by_symbol_sync(symbol: str) -> CachedInstrument | None:
-    """For sync code (ORM views): read through Django's connection."""
-    from django.db import connection
-
-    found = _by_symbol.get(symbol)
-    if found is None or time.monotonic() - _loaded_at > REFRESH_S:
-        with connection.cursor() as cur:
-            cur.execute(SQL)
-            _install(cur.fetchall())
-        found = _by_symbol.get(symbol)
-    return found
-
-
-def by_id_sync(instrument_id: int) -> CachedInstrument | None:
-    from django.db import connection
-
-    found = _by_id.get(instrument_id)
-    if found is None:
-        with connection.cursor() as cur:
-            cur.execute(SQL)
-            _install(cur.fetchall())
-        found = _by_id.get(instrument_id)
-    return found
+async def listed() -> list[CachedInstrument]:
+    """Every instrument, freshly read, by symbol."""
+    await refresh()
+    return sorted(_by_symbol.values(), key=lambda i: i.symbol)

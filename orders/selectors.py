@@ -3,13 +3,18 @@ matching worker answers with, so a GET and an acknowledgement render the same.""
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from matching.contract import OrderState
-from matching.records import FILLS_SQL, ORDER_COLUMNS, ORDERS_BY_ID_SQL, fmt_decimal, order_states
+from psycopg import sql
 
-from .instruments import CachedInstrument, by_id, by_id_sync
+from matching.contract import OrderState
+from matching.records import FILLS_SQL, ORDER_COLUMNS, ORDERS_BY_ID_SQL, fmt_decimal, fmt_time, order_states
+
+from .db import connection
+from .instruments import CachedInstrument, by_id
+from .representation import trade_json
 
 
 async def orders_by_id(conn: Any, order_ids: list[uuid.UUID | str]) -> dict[str, OrderState]:
@@ -21,31 +26,86 @@ async def orders_by_id(conn: Any, order_ids: list[uuid.UUID | str]) -> dict[str,
     rows = await cur.fetchall()
     if not rows:
         return {}
-    instruments: dict[int, tuple[str, Any]] = {}
-    for instrument_id in {r[ORDER_COLUMNS.index("instrument_id")] for r in rows}:
-        found = await by_id(instrument_id)
-        assert found is not None
-        instruments[instrument_id] = (found.symbol, found.spec)
+    instruments = await _instrument_names({r[ORDER_COLUMNS.index("instrument_id")] for r in rows})
     cur = await conn.execute(FILLS_SQL, ids)
     return order_states(rows, await cur.fetchall(), instruments)
 
 
-def orders_sync(rows: list[dict[str, Any]]) -> list[OrderState]:
-    """ORM rows (dicts with ORDER_COLUMNS) with their fills, via Django's connection, in order."""
-    from django.db import connection
-
-    if not rows:
-        return []
-    instruments: dict[int, tuple[str, Any]] = {}
-    for instrument_id in {r["instrument_id"] for r in rows}:
-        found = by_id_sync(instrument_id)
+async def _instrument_names(instrument_ids: set[int]) -> dict[int, tuple[str, Any]]:
+    out: dict[int, tuple[str, Any]] = {}
+    for instrument_id in instrument_ids:
+        found = await by_id(instrument_id)
         assert found is not None
-        instruments[instrument_id] = (found.symbol, found.spec)
-    ids = [r["order_id"] for r in rows]
-    with connection.cursor() as cur:
-        cur.execute(FILLS_SQL.replace("%(ids)s", "%s::uuid[]"), [ids, ids])
-        states = order_states([tuple(r[c] for c in ORDER_COLUMNS) for r in rows], cur.fetchall(), instruments)
-    return [states[str(r["order_id"])] for r in rows]
+        out[instrument_id] = (found.symbol, found.spec)
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class OrdersPage:
+    """A page of orders, newest first; the cursors of the pages before and after it."""
+
+    orders: list[OrderState]
+    older: int | None  # the id to read older orders from, if there are any
+    newer: int | None  # the id to read newer orders from, if this is not the newest page
+
+
+async def orders_page(*, client_id: str | None, status: str | None, instrument_id: int | None, limit: int,
+                      older_than: int | None = None, newer_than: int | None = None) -> OrdersPage:
+    """Orders matching the filters, newest first, ``limit`` of them from a cursor (the record's
+    row id: orders are listed by insertion, the newest first)."""
+    where = [sql.SQL("true")]
+    params: list[Any] = []
+    for column, value in (("client_id", client_id), ("status", status), ("instrument_id", instrument_id)):
+        if value is not None:
+            where.append(sql.SQL("{} = %s").format(sql.Identifier(column)))
+            params.append(value)
+    if older_than is not None:
+        where.append(sql.SQL("id < %s"))
+        params.append(older_than)
+    if newer_than is not None:
+        where.append(sql.SQL("id > %s"))
+        params.append(newer_than)
+    direction = sql.SQL("ASC" if newer_than is not None else "DESC")
+    query = sql.SQL("SELECT id, {} FROM orders_order WHERE {} ORDER BY id {} LIMIT %s").format(
+        sql.SQL(", ").join(map(sql.Identifier, ORDER_COLUMNS)), sql.SQL(" AND ").join(where), direction)
+    async with connection() as conn:
+        cur = await conn.execute(query, [*params, limit + 1])
+        rows = await cur.fetchall()
+        more = len(rows) > limit
+        rows = rows[:limit]
+        if newer_than is not None:
+            rows.reverse()
+        ids = {"ids": [r[1] for r in rows]}
+        instruments = await _instrument_names({r[1 + ORDER_COLUMNS.index("instrument_id")] for r in rows})
+        cur = await conn.execute(FILLS_SQL, ids)
+        states = order_states([r[1:] for r in rows], await cur.fetchall(), instruments)
+    orders = [states[str(r[1])] for r in rows]
+    if not rows:
+        # Past the oldest: the page before is what is newer than the cursor's own row.
+        return OrdersPage(orders, None, None if older_than is None else older_than - 1)
+    first, last = rows[0][0], rows[-1][0]
+    older = last if (more or newer_than is not None) else None
+    newer = first if (older_than is not None or (newer_than is not None and more)) else None
+    return OrdersPage(orders, older, newer)
+
+
+TRADE_COLUMNS = ("trade_id", "seq", "price", "quantity", "aggressor_side", "buy_order_id", "sell_order_id",
+                 "maker_order_id", "taker_order_id", "executed_at")
+TRADES_SQL = (f"SELECT {', '.join(TRADE_COLUMNS)} FROM orders_trade WHERE instrument_id = %s "
+              "ORDER BY seq DESC LIMIT %s")
+
+
+async def recent_trades(instrument: CachedInstrument, limit: int) -> list[dict[str, Any]]:
+    """An instrument's last ``limit`` trades, newest first, as the wire shows them."""
+    async with connection() as conn:
+        cur = await conn.execute(TRADES_SQL, (instrument.id, limit))
+        rows = [dict(zip(TRADE_COLUMNS, r)) for r in await cur.fetchall()]
+    tick, lot = instrument.spec.tick_size, instrument.spec.lot_size
+    return [trade_json(trade_id=t["trade_id"], instrument=instrument.symbol, price=fmt_decimal(t["price"], tick),
+                       quantity=fmt_decimal(t["quantity"], lot), aggressor_side=t["aggressor_side"],
+                       buy_order_id=str(t["buy_order_id"]), sell_order_id=str(t["sell_order_id"]),
+                       maker_order_id=str(t["maker_order_id"]), taker_order_id=str(t["taker_order_id"]),
+                       seq=t["seq"], executed_at=fmt_time(t["executed_at"])) for t in rows]
 
 
 ORDERBOOK_SQL = """
@@ -90,11 +150,6 @@ async def orderbook(conn: Any, instrument: CachedInstrument, levels: int | None 
     return orderbook_from_rows(instrument, [r for r in rows if r[1] is not None], levels) | {"seq": seq}
 
 
-def orderbook_sync(instrument: CachedInstrument, levels: int | None = None) -> dict[str, Any]:
-    from django.db import connection
-
-    with connection.cursor() as cur:
-        cur.execute(ORDERBOOK_SQL, (instrument.id,))
-        rows = cur.fetchall()
-    seq = rows[0][0] if rows else 0
-    return orderbook_from_rows(instrument, [r for r in rows if r[1] is not None], levels) | {"seq": seq}
+async def read_orderbook(instrument: CachedInstrument, levels: int | None = None) -> dict[str, Any]:
+    async with connection() as conn:
+        return await orderbook(conn, instrument, levels)
