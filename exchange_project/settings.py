@@ -213,6 +213,9 @@ STATISTICS_EVERY_S = env_float("PGBOURSE_STATISTICS_EVERY_S", 2.0)
 # (marketdata/fanout.py); 0: never.
 FEED_FLUSH_MS = env_float("PGBOURSE_FEED_FLUSH_MS", 20.0)
 DB_POOL_MAX = env_int("DB_POOL_MAX", 16, minimum=2)
+# Orders and commands one web process has in flight at most (orders.admission); past it, 503
+# overloaded at once. Above one WebSocket client's own pipelining window (8 x 500).
+ORDERS_IN_FLIGHT_MAX = env_int("ORDERS_IN_FLIGHT_MAX", 12_000, minimum=1)
 # A request body must have arrived whole within this (else 408): a client that trickles its
 # body does not hold a request open.
 HTTP_BODY_TIMEOUT_S = env_float("HTTP_BODY_TIMEOUT_S", 5.0)

@@ -47,6 +47,7 @@ from matching.contract import (
     Refused,
 )
 
+from .admission import admitted
 from .coalesce import coalescer
 from .db import FAILURES, DatabaseDown, connection, is_down
 from .direct import WorkerLost, WorkerUnavailable
@@ -163,8 +164,14 @@ async def orders_place(orders: list[PlaceOrder]) -> list[Result]:
     """Place validated orders (orders.validation.place_request); one answer each, in order.
 
     Nothing is answered before the outcome is committed, except 202 pending for an order stored
-    as pending and not yet matched."""
+    as pending and not yet matched. 503 at once, nothing sent, while the database is away or
+    the process is at capacity (orders.admission)."""
     _refuse_while_down()
+    async with admitted(len(orders)):
+        return await _place(orders)
+
+
+async def _place(orders: list[PlaceOrder]) -> list[Result]:
     if settings.MATCHING_DIRECT:
         try:
             answers = await coalescer(_send_direct).submit(list(orders))
@@ -368,6 +375,11 @@ async def order_command(order_id: str, kind: str, data: Any = None) -> Result:
     """Cancel or modify an order through the matching worker; the final state comes back."""
     oid = _parse_uuid(order_id)
     _refuse_while_down()
+    async with admitted(1):
+        return await _command(oid, order_id, kind, data)
+
+
+async def _command(oid: uuid.UUID, order_id: str, kind: str, data: Any) -> Result:
     try:
         await hub.ensure_started()
     except (psycopg.Error, *DB_FAILURES) as exc:
