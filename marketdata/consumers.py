@@ -32,9 +32,10 @@ import psycopg
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
-from matching.contract import Code, PlaceOrder
+from matching.contract import GOING_AWAY, Code, PlaceOrder
 from orders import db, instruments
 from orders.errors import ApiError, database_unavailable
+from orders.listener import hub
 from orders.selectors import orderbook
 from orders.services import Result, order_command, orders_place
 from orders.validation import (
@@ -60,6 +61,45 @@ PLACE_BATCH = 500  # queued orders (singles and lists) go to orders_place togeth
 PLACE_CONCURRENCY = 8
 CANCEL_CONCURRENCY = 4  # per connection: cancels in flight at once (more wait their turn)
 CLOSE_SLOW_CONSUMER = 4008
+CLOSE_GOING_AWAY = 1001
+# This process's open sockets, for the close frames of a graceful stop (close_all).
+OPEN_SOCKETS: set[StreamConsumer] = set()
+
+
+async def close_all(timeout_s: float = 2.0) -> int:
+    """Send every open socket its close frame (1001); the number closed."""
+    sockets = list(OPEN_SOCKETS)
+    if sockets:
+        await asyncio.wait([asyncio.ensure_future(s.going_away()) for s in sockets], timeout=timeout_s)
+        log.info("the exchange is stopping: closed %d WebSocket(s) with 1001", len(sockets))
+    return len(sockets)
+
+
+_closing: set[asyncio.Task[int]] = set()
+
+
+def _on_control(message: str) -> None:
+    if message == GOING_AWAY:
+        task = asyncio.get_running_loop().create_task(close_all())
+        _closing.add(task)
+        task.add_done_callback(_closing.discard)
+
+
+def _hear_going_away() -> None:
+    """Have the LISTEN hub tell this process when the exchange stops (runexchange NOTIFYs it
+    before it stops the server), whether or not any socket subscribed to market data."""
+    hub.add_control_subscriber(_on_control)
+    if not hub.is_listening:
+        task = asyncio.get_running_loop().create_task(_start_hub())
+        _closing.add(task)  # type: ignore[arg-type]
+        task.add_done_callback(_closing.discard)  # type: ignore[arg-type]
+
+
+async def _start_hub() -> None:
+    try:
+        await hub.ensure_started()
+    except (TimeoutError, psycopg.Error, OSError):
+        pass  # the hub keeps trying; the feeds say so to whoever subscribes
 KERNEL_SEND_BUFFER_BYTES = 128 * 1024  # per socket (Linux doubles it for bookkeeping)
 
 
@@ -153,12 +193,23 @@ class StreamConsumer(AsyncWebsocketConsumer):
                           on_stalled=self._close_slow)
         await self.accept()
         self.box.start()
+        OPEN_SOCKETS.add(self)
+        _hear_going_away()
 
     async def disconnect(self, code: int) -> None:
+        OPEN_SOCKETS.discard(self)
         box = getattr(self, "box", None)
         if box is not None:
             fanout.drop(box)
             box.stop()
+
+    async def going_away(self) -> None:
+        """The server is stopping: say so with a close frame (1001), so that the client
+        reconnects at once instead of waiting to notice a dead connection."""
+        OPEN_SOCKETS.discard(self)
+        fanout.drop(self.box)
+        self.box.stop()
+        await self.close(code=CLOSE_GOING_AWAY, reason="server shutting down: reconnect")
 
     async def _send_text(self, text: str) -> None:
         # Straight to the server's ASGI send: the consumer's send() wrappers cost more than the

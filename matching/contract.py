@@ -325,6 +325,10 @@ def parse_advertisement(application_name: str) -> tuple[str, int, str] | None:
 OUTCOME_CHANNEL: Final = "pgb_outcome"
 MARKET_CHANNEL: Final = "pgb_market"
 INBOX_CHANNEL: Final = "pgb_inbox"
+# Operations told to every web process: GOING_AWAY, the exchange is stopping (its sockets then
+# get their close frames before the server goes).
+CONTROL_CHANNEL: Final = "pgb_control"
+GOING_AWAY: Final = "going_away"
 # PostgreSQL refuses a NOTIFY payload of 8,000 bytes or more; what we send stays under this.
 NOTIFY_MAX_BYTES: Final = 7900
 

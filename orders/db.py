@@ -45,7 +45,7 @@ class _Database:
         # (see orders.services). Set once per connection instead of per transaction.
         kwargs["options"] = (kwargs.get("options", "") + " -c synchronous_commit=off").strip()
         self.conninfo = kwargs
-        self.pool = AsyncConnectionPool(kwargs=kwargs, min_size=1, max_size=settings.DB_POOL_MAX,
+        self.pool = AsyncConnectionPool(kwargs=kwargs, min_size=min(4, settings.DB_POOL_MAX), max_size=settings.DB_POOL_MAX,
                                         timeout=settings.DB_CONNECT_TIMEOUT_S, open=False, name="orders")
         self.opened = False
         self.down_since: float | None = None
@@ -54,7 +54,12 @@ class _Database:
     async def open(self) -> None:
         if not self.opened:
             self.opened = True
-            await self.pool.open(wait=False)
+            # The first requests wait (within the bound) for the pool's first connections rather
+            # than for a PoolTimeout while it is still opening them.
+            try:
+                await self.pool.open(wait=True, timeout=settings.DB_CONNECT_TIMEOUT_S)
+            except PoolTimeout:
+                pass  # it keeps trying in the background; connection() bounds each wait
 
     def failed(self, exc: BaseException) -> None:
         """A statement failed for want of a database: open the breaker and start the probe."""

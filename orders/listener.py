@@ -21,6 +21,7 @@ import psycopg
 from django.conf import settings
 
 from matching.contract import (
+    CONTROL_CHANNEL,
     MARKET_CHANNEL,
     OUTCOME_CHANNEL,
     MarketPayload,
@@ -41,6 +42,7 @@ class Hub:
         self._waiters: dict[str, list[asyncio.Future[Any]]] = {}
         self._market: list[MarketCallback] = []
         self._resync: list[ResyncCallback] = []
+        self._control: list[Callable[[str], None]] = []
         self._task: asyncio.Task[None] | None = None
         self._ready: asyncio.Event | None = None
         self._conn: psycopg.AsyncConnection[Any] | None = None
@@ -69,6 +71,7 @@ class Hub:
                     conn = await psycopg.AsyncConnection.connect(**conninfo("pgbourse-web-listen"), autocommit=True)
                     await conn.execute(f"LISTEN {OUTCOME_CHANNEL}")
                     await conn.execute(f"LISTEN {MARKET_CHANNEL}")
+                    await conn.execute(f"LISTEN {CONTROL_CHANNEL}")
                 self._conn = conn
                 async with conn:
                     assert self._ready is not None
@@ -141,11 +144,18 @@ class Hub:
                     callback(message)
                 except Exception:  # one broken subscriber must not stop the others or the hub
                     log.exception("market subscriber failed")
+        elif channel == CONTROL_CHANNEL:
+            for control in list(self._control):
+                control(payload)
 
     # -- market data ----------------------------------------------------------------------
     def add_market_subscriber(self, callback: MarketCallback) -> None:
         if callback not in self._market:
             self._market.append(callback)
+
+    def add_control_subscriber(self, callback: Callable[[str], None]) -> None:
+        if callback not in self._control:
+            self._control.append(callback)
 
     def add_resync_subscriber(self, callback: ResyncCallback) -> None:
         if callback not in self._resync:
