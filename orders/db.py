@@ -45,8 +45,9 @@ class _Database:
         # (see orders.services). Set once per connection instead of per transaction.
         kwargs["options"] = (kwargs.get("options", "") + " -c synchronous_commit=off").strip()
         self.conninfo = kwargs
-        self.pool = AsyncConnectionPool(kwargs=kwargs, min_size=min(4, settings.DB_POOL_MAX), max_size=settings.DB_POOL_MAX,
-                                        timeout=settings.DB_CONNECT_TIMEOUT_S, open=False, name="orders")
+        self.pool = AsyncConnectionPool(kwargs=kwargs, min_size=min(4, settings.DB_POOL_MAX),
+                                        max_size=settings.DB_POOL_MAX, timeout=settings.DB_CONNECT_TIMEOUT_S,
+                                        open=False, name="orders")
         self.opened = False
         self.down_since: float | None = None
         self._probe: asyncio.Task[None] | None = None

@@ -3,6 +3,7 @@ and the embedded PostgreSQL it started stops with it (one started by `make db-st
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import shutil
 import signal
@@ -41,7 +42,7 @@ def test_ctrl_c_closes_every_websocket_with_a_close_frame(exchange: Any, tmp_pat
     try:
         async def scenario() -> Any:
             async with websockets.connect(f"ws://127.0.0.1:{port}/stream") as ws:
-                await ws.send('{"op": "subscribe", "instrument": "%s", "channels": ["trades"]}' % sym)
+                await ws.send(json.dumps({"op": "subscribe", "instrument": sym, "channels": ["trades"]}))
                 await ws.recv()
                 # when the operator stops the exchange (Ctrl-C)
                 os.killpg(proc.pid, signal.SIGINT)
