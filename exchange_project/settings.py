@@ -180,6 +180,7 @@ SPECTACULAR_SETTINGS = {
     "TITLE": "pgbourse API",
     "DESCRIPTION": "Limit order book exchange on PostgreSQL: orders, trades, order book.",
     "VERSION": "1.0.0",
+    "ENUM_NAME_OVERRIDES": {"SideEnum": "orders.models.Side"},
 }
 
 # How long a POST waits for the matching worker before answering 202 pending.

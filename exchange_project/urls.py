@@ -7,6 +7,7 @@ from orders import api
 
 urlpatterns = [
     path("orders", api.OrderCollection.as_view(), name="orders"),
+    path("orders/test", api.OrderTest.as_view(), name="order-test"),
     path("orders/<str:order_id>", api.OrderDetail.as_view(), name="order-detail"),
     path("orders/<str:order_id>/cancel", api.OrderCancel.as_view(), name="order-cancel"),
     path("trades", api.TradeList.as_view(), name="trades"),

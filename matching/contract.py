@@ -35,6 +35,7 @@ class Code(str, Enum):
     # -- the request itself (edge) --
     INVALID_JSON = "invalid_json"
     INVALID_BODY = "invalid_body"
+    VALIDATION_ERROR = "validation_error"
     INVALID_MESSAGE = "invalid_message"
     INVALID_STRING = "invalid_string"
     INVALID_TYPE = "invalid_type"

@@ -19,7 +19,7 @@ from rest_framework.response import Response
 from rest_framework.utils.urls import replace_query_param
 from rest_framework.views import APIView
 
-from matching.contract import Code
+from matching.contract import Code, OrderStatus
 
 from . import services
 from .errors import ApiError, invalid
@@ -33,12 +33,25 @@ from .serializers import (
     OrderBookSerializer,
     OrderCreateSerializer,
     OrderModifySerializer,
+    OrderPageSerializer,
     OrderSerializer,
+    OrderTestSerializer,
     TradeSerializer,
 )
-from .validation import instrument_symbol, place_request
+from .validation import instrument_symbol, place_request, tested_order
 
-ERRORS = {400: ErrorSerializer, 404: ErrorSerializer, 409: ErrorSerializer, 503: ErrorSerializer}
+# Every refusal the API can give, in the one error shape (orders.errors).
+_E = ErrorSerializer
+READ_ERRORS = {400: _E, 404: _E, 405: _E, 408: _E, 429: _E, 503: _E}
+WRITE_ERRORS = {**READ_ERRORS, 409: _E, 413: _E, 415: _E, 504: _E}
+
+
+def _limit(name: str, default: int, high: int, what: str) -> OpenApiParameter:
+    return OpenApiParameter(name, {"type": "integer", "minimum": 1, "maximum": high, "default": default},
+                            description=f"{what}: 1..{high}, default {default}")
+
+
+INSTRUMENT = OpenApiParameter("instrument", str, required=True, description="a symbol of GET /instruments")
 
 
 def _data(request: Request) -> Any:
@@ -103,10 +116,11 @@ class OrderCollection(generics.GenericAPIView):
     serializer_class = OrderCreateSerializer
     queryset = Order.objects.none()  # the browsable API's form needs one; reads go through selectors
 
-    @extend_schema(parameters=[OpenApiParameter("client_id", str), OpenApiParameter("status", str),
-                               OpenApiParameter("instrument", str), OpenApiParameter("limit", int),
+    @extend_schema(parameters=[OpenApiParameter("client_id", str),
+                               OpenApiParameter("status", str, enum=[s.value for s in OrderStatus]),
+                               OpenApiParameter("instrument", str), _limit("limit", 50, 1000, "orders per page"),
                                OpenApiParameter("cursor", str, description="from a page's next/previous")],
-                   responses={200: OrderSerializer(many=True), **ERRORS})
+                   responses={200: OrderPageSerializer, **READ_ERRORS}, operation_id="orders_list")
     def get(self, request: Request) -> Response:
         params = request.query_params
         status = params.get("status")
@@ -123,13 +137,30 @@ class OrderCollection(generics.GenericAPIView):
                          "results": [order_body(state) for state in page.orders]})
 
     @extend_schema(request=OrderCreateSerializer,
-                   responses={201: OrderSerializer, 200: OrderSerializer, 202: OrderSerializer, **ERRORS})
+                   responses={201: OrderSerializer, 200: OrderSerializer, 202: OrderSerializer, **WRITE_ERRORS},
+                   description="201: placed, its outcome committed (fills included). 200: the same "
+                               "idempotency_key and body again: the original order. 202: stored, not yet "
+                               "matched (status pending). 409: the key with another body, or a taken order_id.")
     def post(self, request: Request) -> Response:
         data = _data(request)
         symbol = instrument_symbol(data)
         order = place_request(data, async_to_sync(by_symbol)(symbol) if symbol else None)
         (result,) = async_to_sync(services.orders_place)([order])
         return Response(result.body, status=result.status)
+
+
+class OrderTest(APIView):
+    """Validate an order exactly as POST /orders would, and store nothing (as Binance's
+    /order/test). JSON bodies take the lean path (orders.fastpath); this view serves forms."""
+
+    serializer_class = OrderCreateSerializer
+
+    @extend_schema(request=OrderCreateSerializer, responses={200: OrderTestSerializer, **WRITE_ERRORS})
+    def post(self, request: Request) -> Response:
+        data = _data(request)
+        symbol = instrument_symbol(data)
+        instrument = async_to_sync(by_symbol)(symbol) if symbol else None
+        return Response(tested_order(place_request(data, instrument), instrument))
 
 
 class _NoObjectMetadata(SimpleMetadata):
@@ -150,18 +181,19 @@ class OrderDetail(generics.GenericAPIView):
     queryset = Order.objects.all()
     metadata_class = _NoObjectMetadata
 
-    @extend_schema(responses={200: OrderSerializer, **ERRORS})
+    @extend_schema(responses={200: OrderSerializer, **READ_ERRORS}, operation_id="order_get")
     def get(self, request: Request, order_id: str) -> Response:
         return Response(async_to_sync(services.order_get)(order_id))
 
-    @extend_schema(request=OrderModifySerializer, responses={200: OrderSerializer, 202: OrderSerializer, **ERRORS})
+    @extend_schema(request=OrderModifySerializer, responses={200: OrderSerializer, 202: OrderSerializer,
+                                                            **WRITE_ERRORS})
     def patch(self, request: Request, order_id: str) -> Response:
         result = async_to_sync(services.order_command)(order_id, "modify", _data(request))
         return Response(result.body, status=result.status)
 
     put = patch
 
-    @extend_schema(responses={200: OrderSerializer, 202: OrderSerializer, **ERRORS})
+    @extend_schema(responses={200: OrderSerializer, 202: OrderSerializer, **WRITE_ERRORS})
     def delete(self, request: Request, order_id: str) -> Response:
         result = async_to_sync(services.order_command)(order_id, "cancel")
         return Response(result.body, status=result.status)
@@ -170,7 +202,7 @@ class OrderDetail(generics.GenericAPIView):
 class OrderCancel(APIView):
     """Cancel an order: the answer is its final state (cancelled, with the remaining quantity)."""
 
-    @extend_schema(request=None, responses={200: OrderSerializer, 202: OrderSerializer, **ERRORS})
+    @extend_schema(request=None, responses={200: OrderSerializer, 202: OrderSerializer, **WRITE_ERRORS})
     def post(self, request: Request, order_id: str) -> Response:
         result = async_to_sync(services.order_command)(order_id, "cancel")
         return Response(result.body, status=result.status)
@@ -179,9 +211,8 @@ class OrderCancel(APIView):
 class TradeList(APIView):
     """Recent trades of an instrument, newest first."""
 
-    @extend_schema(parameters=[OpenApiParameter("instrument", str, required=True),
-                               OpenApiParameter("limit", int, description="1..1000, default 50")],
-                   responses={200: TradeSerializer(many=True), **ERRORS})
+    @extend_schema(parameters=[INSTRUMENT, _limit("limit", 50, 1000, "trades")],
+                   responses={200: TradeSerializer(many=True), **READ_ERRORS})
     def get(self, request: Request) -> Response:
         instrument = _instrument_or_400(request.query_params.get("instrument"))
         limit = _int_param(request, "limit", 50, 1, 1000)
@@ -191,9 +222,8 @@ class TradeList(APIView):
 class OrderBook(APIView):
     """The order book: bids high to low, asks low to high, with the sequence it reflects."""
 
-    @extend_schema(parameters=[OpenApiParameter("instrument", str, required=True),
-                               OpenApiParameter("levels", int, description="1..1000, default 20")],
-                   responses={200: OrderBookSerializer, **ERRORS})
+    @extend_schema(parameters=[INSTRUMENT, _limit("levels", 20, 1000, "price levels per side")],
+                   responses={200: OrderBookSerializer, **READ_ERRORS})
     def get(self, request: Request) -> Response:
         instrument = _instrument_or_400(request.query_params.get("instrument"))
         levels = _int_param(request, "levels", 20, 1, 1000)
@@ -203,7 +233,7 @@ class OrderBook(APIView):
 class InstrumentList(APIView):
     """Tradable instruments and their grids."""
 
-    @extend_schema(responses={200: InstrumentSerializer(many=True)})
+    @extend_schema(responses={200: InstrumentSerializer(many=True), **READ_ERRORS})
     def get(self, request: Request) -> Response:
         def text(value: Decimal) -> str:
             return format(value, "f")

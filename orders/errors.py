@@ -9,7 +9,7 @@ from typing import Any
 
 import psycopg
 from django.core.exceptions import RequestDataTooBig
-from django.db import DatabaseError, InterfaceError, OperationalError
+from django.db import InterfaceError, OperationalError
 from django.http import Http404, HttpRequest, JsonResponse
 from rest_framework import exceptions, status
 from rest_framework.response import Response
@@ -89,15 +89,20 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     if isinstance(exc, exceptions.ValidationError):
         fields = _flatten(exc.detail)
         first = next(iter(fields.values()), [{"code": "invalid"}])[0]["code"]
-        return Response({"code": first if first != "invalid" else "validation_error",
+        return Response({"code": first if first in _KNOWN else Code.VALIDATION_ERROR.value,
                          "detail": "Invalid request.", "fields": fields}, status=400)
     if isinstance(exc, exceptions.APIException):
         code = exc.get_codes() if isinstance(exc.get_codes(), str) else exc.default_code
-        return Response({"code": code, "detail": str(exc.detail), "fields": {}}, status=exc.status_code)
-    if isinstance(exc, DatabaseError):
-        # A constraint or data error that validation should have caught: loud in the log, 400 out.
-        return None
+        code = _DRF_CODES.get(code, code)
+        return _retryable(Response({"code": code if code in _KNOWN else Code.INVALID_BODY.value,
+                                    "detail": str(exc.detail), "fields": {}}, status=exc.status_code))
+    # Anything else is a fault of ours: Django logs it and handler500 answers in the same shape.
     return None
+
+
+_KNOWN = frozenset(c.value for c in Code)
+# DRF's own codes, as the contract names them.
+_DRF_CODES = {"permission_denied": Code.FORBIDDEN.value, "parse_error": Code.INVALID_JSON.value}
 
 
 __all__ = ["ApiError", "invalid", "database_unavailable", "exception_handler", "status"]

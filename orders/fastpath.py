@@ -28,7 +28,7 @@ from .db import FAILURES, DatabaseDown
 from .errors import RETRY_AFTER_S, RETRY_STATUSES, ApiError, database_unavailable
 from .instruments import by_symbol
 from .services import order_command, orders_place
-from .validation import instrument_symbol, parse_json, place_request
+from .validation import instrument_symbol, parse_json, place_request, tested_order
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -136,11 +136,7 @@ async def place_order(body: bytes, *, test_only: bool = False) -> tuple[int, dic
     instrument = await by_symbol(symbol) if (symbol := instrument_symbol(data)) else None
     order = place_request(data, instrument)
     if test_only:
-        assert instrument is not None
-        return 200, {"instrument": instrument.symbol, "side": order.side.value, "type": order.type.value,
-                     "price": order.price, "quantity": order.quantity, "time_in_force": order.time_in_force.value,
-                     "post_only": order.post_only, "stp": order.stp.value, "client_id": order.client_id,
-                     "idempotency_key": order.idempotency_key, "valid": True}
+        return 200, tested_order(order, instrument)
     (result,) = await orders_place([order])
     return result.status, result.body
 

@@ -30,7 +30,8 @@ MAX_BODY_BYTES = 64 * 1024
 MAX_NUMBER_DIGITS = 64
 _INT_BOUND = 10**MAX_NUMBER_DIGITS
 # ASCII digits only: Decimal() also reads "١٠٠" and "０.００１", which no client means as a price.
-_NUMBER = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]{1,4})?", re.ASCII)
+DECIMAL_PATTERN = r"^[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]{1,4})?$"
+_NUMBER = re.compile(DECIMAL_PATTERN.strip("^$"), re.ASCII)
 # NUL cannot be stored in a PostgreSQL text column, and a lone surrogate cannot be encoded as
 # UTF-8 at all: a string holding either is refused wherever it appears.
 _BAD_TEXT = re.compile("[\x00\ud800-\udfff]")
@@ -384,3 +385,12 @@ def modify_request(data: Any, instrument: CachedInstrument, order_id: str) -> Mo
     errors.raise_if_any()
     return ModifyOrder(order_id=order_id, price=None if price is None else format(price, "f"),
                        quantity=None if quantity is None else format(quantity, "f"))
+
+
+def tested_order(order: PlaceOrder, instrument: CachedInstrument | None) -> dict[str, Any]:
+    """POST /orders/test's answer: the order as it would be placed (nothing is stored)."""
+    assert instrument is not None  # place_request refused the order otherwise
+    return {"instrument": instrument.symbol, "side": order.side.value, "type": order.type.value,
+            "price": order.price, "quantity": order.quantity, "time_in_force": order.time_in_force.value,
+            "post_only": order.post_only, "stp": order.stp.value, "client_id": order.client_id,
+            "idempotency_key": order.idempotency_key, "valid": True}
