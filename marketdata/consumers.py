@@ -53,6 +53,8 @@ log = logging.getLogger(__name__)
 
 MAX_MESSAGE_BYTES = 512 * 1024  # daphne itself closes the socket beyond 1 MiB
 MAX_ORDERS_PER_MESSAGE = 1000
+# Instruments one socket may follow at once: what a socket holds in the fan-out stays bounded.
+MAX_INSTRUMENTS_PER_SOCKET = 50
 MAX_INFLIGHT_ORDERS = 20_000  # per connection: placed but not yet acknowledged
 PLACE_BATCH = 500  # queued orders (singles and lists) go to orders_place together, up to this many
 # Per connection: orders_place calls in flight at once, enough that when the worker answers one
@@ -299,6 +301,10 @@ class StreamConsumer(AsyncWebsocketConsumer):
 
     async def op_subscribe(self, request: dict[str, Any]) -> None:
         symbol, channels = await self._target(request, default_all=False)
+        followed = set(self.box.market) | set(self.box.orders)
+        if symbol not in followed and len(followed) >= MAX_INSTRUMENTS_PER_SOCKET:
+            raise BadMessage(Code.TOO_MANY_SUBSCRIPTIONS,
+                             f"A socket follows at most {MAX_INSTRUMENTS_PER_SOCKET} instruments; unsubscribe first.")
         client_id = request.get("client_id")
         if "orders" in channels and (not isinstance(client_id, str) or not 0 < len(client_id) <= 64):
             raise BadMessage(Code.CLIENT_ID_REQUIRED, "The orders channel needs \"client_id\": whose orders.")

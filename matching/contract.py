@@ -60,6 +60,7 @@ class Code(str, Enum):
     CLIENT_ID_REQUIRED = "client_id_required"
     TOO_MANY_ORDERS = "too_many_orders"
     TOO_MANY_INFLIGHT = "too_many_inflight"
+    TOO_MANY_SUBSCRIPTIONS = "too_many_subscriptions"
     FEED_UNAVAILABLE = "feed_unavailable"
     # -- orders and commands --
     ORDER_NOT_FOUND = "order_not_found"

@@ -38,7 +38,7 @@ from .serializers import (
     OrderTestSerializer,
     TradeSerializer,
 )
-from .validation import instrument_symbol, place_request, tested_order
+from .validation import instrument_symbol, place_request, refuse_bad_text, tested_order
 
 # Every refusal the API can give, in the one error shape (orders.errors).
 _E = ErrorSerializer
@@ -110,7 +110,16 @@ def _page_link(request: Request, direction: str, row_id: int | None) -> str | No
     return replace_query_param(request.build_absolute_uri(), "cursor", token)
 
 
-class OrderCollection(generics.GenericAPIView):
+class _Checked:
+    """Every view's query parameters are refused at once if one holds a NUL or a lone surrogate
+    (a string nothing may read, store or echo: orders.validation)."""
+
+    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
+        refuse_bad_text({name: request.query_params.getlist(name) for name in request.query_params})
+        super().initial(request, *args, **kwargs)  # type: ignore[misc]
+
+
+class OrderCollection(_Checked, generics.GenericAPIView):
     """List orders (newest first, cursor-paginated) or place one."""
 
     serializer_class = OrderCreateSerializer
@@ -149,7 +158,7 @@ class OrderCollection(generics.GenericAPIView):
         return Response(result.body, status=result.status)
 
 
-class OrderTest(APIView):
+class OrderTest(_Checked, APIView):
     """Validate an order exactly as POST /orders would, and store nothing (as Binance's
     /order/test). JSON bodies take the lean path (orders.fastpath); this view serves forms."""
 
@@ -174,7 +183,7 @@ class _NoObjectMetadata(SimpleMetadata):
         return actions
 
 
-class OrderDetail(generics.GenericAPIView):
+class OrderDetail(_Checked, generics.GenericAPIView):
     """One order: read it, modify it (PATCH/PUT: new price and/or new total quantity), cancel it (DELETE)."""
 
     serializer_class = OrderModifySerializer
@@ -199,7 +208,7 @@ class OrderDetail(generics.GenericAPIView):
         return Response(result.body, status=result.status)
 
 
-class OrderCancel(APIView):
+class OrderCancel(_Checked, APIView):
     """Cancel an order: the answer is its final state (cancelled, with the remaining quantity)."""
 
     @extend_schema(request=None, responses={200: OrderSerializer, 202: OrderSerializer, **WRITE_ERRORS})
@@ -208,7 +217,7 @@ class OrderCancel(APIView):
         return Response(result.body, status=result.status)
 
 
-class TradeList(APIView):
+class TradeList(_Checked, APIView):
     """Recent trades of an instrument, newest first."""
 
     @extend_schema(parameters=[INSTRUMENT, _limit("limit", 50, 1000, "trades")],
@@ -219,7 +228,7 @@ class TradeList(APIView):
         return Response(async_to_sync(recent_trades)(instrument, limit))
 
 
-class OrderBook(APIView):
+class OrderBook(_Checked, APIView):
     """The order book: bids high to low, asks low to high, with the sequence it reflects."""
 
     @extend_schema(parameters=[INSTRUMENT, _limit("levels", 20, 1000, "price levels per side")],
@@ -230,7 +239,7 @@ class OrderBook(APIView):
         return Response(async_to_sync(read_orderbook)(instrument, levels))
 
 
-class InstrumentList(APIView):
+class InstrumentList(_Checked, APIView):
     """Tradable instruments and their grids."""
 
     @extend_schema(responses={200: InstrumentSerializer(many=True), **READ_ERRORS})

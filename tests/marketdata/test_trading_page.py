@@ -206,7 +206,7 @@ def test_a_lost_feed_is_resynced_and_the_page_says_so(browser: Any, exchange: An
         assert place_over_ws(exchange.ws, burst(sym, 200, seed=3)) == [201] * 200
         with exchange.connect() as conn:
             killed = conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = "
-                                  "current_database() AND query = 'LISTEN pgb_market'").fetchall()
+                                  "current_database() AND application_name = 'pgbourse-web-listen'").fetchall()
         assert len(killed) == 1
         page.wait_for_selector("#sync-log li.warn >> text=resync: server: feed_reconnected", timeout=20_000)
         page.wait_for_function("() => document.querySelector('#sync-status').dataset.state === 'live'",
