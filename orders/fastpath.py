@@ -18,13 +18,14 @@ from typing import Any
 
 import orjson
 import psycopg
-from prometheus_client import Counter, Histogram
 from psycopg_pool import PoolTimeout
 
 from matching.contract import Code
 
+from . import metrics
 from .errors import ApiError, database_unavailable
 from .instruments import by_symbol
+from .logs import new_request_id, request_id
 from .services import order_command, orders_place
 from .validation import instrument_symbol, parse_json, place_request
 
@@ -32,10 +33,6 @@ Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 
-ORDERS_TOTAL = Counter("pgbourse_order_requests_total", "Order entry requests on the fast path",
-                       ["operation", "status"])
-ORDER_LATENCY = Histogram("pgbourse_order_request_seconds", "Fast-path order entry latency",
-                          buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5))
 JSON_HEADERS = [(b"content-type", b"application/json"), (b"vary", b"Accept")]
 MAX_BODY = 64 * 1024
 
@@ -66,15 +63,21 @@ def _route(scope: Scope) -> tuple[str, str] | None:
             return None
     content_type = b""
     accept = b""
+    supplied_id = None
     for name, value in scope["headers"]:
         if name == b"content-type":
             content_type = value
         elif name == b"accept":
             accept = value
+        elif name == b"x-request-id":
+            supplied_id = value
     # The browsable API's HTML form (form-encoded, or asking for HTML back) stays with DRF.
     if content_type and not content_type.startswith(b"application/json"):
         return None
-    return None if b"text/html" in accept else route
+    if b"text/html" in accept:
+        return None
+    request_id.set(new_request_id(supplied_id))
+    return route
 
 
 async def _read_body(receive: Receive) -> bytes:
@@ -96,7 +99,8 @@ async def _read_body(receive: Receive) -> bytes:
 async def _respond(send: Send, status: int, body: dict[str, Any]) -> None:
     payload = orjson.dumps(body)
     await send({"type": "http.response.start", "status": status,
-                "headers": [*JSON_HEADERS, (b"content-length", str(len(payload)).encode())]})
+                "headers": [*JSON_HEADERS, (b"content-length", str(len(payload)).encode()),
+                            (b"x-request-id", (request_id.get() or "").encode())]})
     await send({"type": "http.response.body", "body": payload})
 
 
@@ -141,8 +145,7 @@ def http_application(django_app: Callable[..., Awaitable[None]]) -> Callable[...
             status, payload = 503, database_unavailable().body()
         except ConnectionError:
             return
-        ORDERS_TOTAL.labels(operation, str(status)).inc()
-        ORDER_LATENCY.observe(time.perf_counter() - started)
         await _respond(send, status, payload)
+        metrics.http_answered(operation, status, started)
 
     return app

@@ -78,6 +78,12 @@ async def by_id(instrument_id: int) -> CachedInstrument | None:
     return found
 
 
+def symbol_of(instrument_id: int) -> str | None:
+    """The symbol of a cached instrument (no query: for log lines)."""
+    found = _by_id.get(instrument_id)
+    return None if found is None else found.symbol
+
+
 def by_symbol_sync(symbol: str) -> CachedInstrument | None:
     """For sync code (ORM views): read through Django's connection."""
     from django.db import connection

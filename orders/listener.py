@@ -22,12 +22,15 @@ import psycopg
 from matching.contract import (
     MARKET_CHANNEL,
     OUTCOME_CHANNEL,
+    AdminOutcome,
     MarketPayload,
     PlaceOutcome,
     decode_market,
     decode_outcomes,
 )
 from matching.worker.postgres import conninfo
+
+from . import metrics
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +76,7 @@ class Hub:
                     if self.connected_once:
                         # Whatever was notified while we were away is lost to us: resync.
                         self.reconnects += 1
+                        metrics.listen_reconnected()
                         self._wake_all_waiters()
                         await self._notify_resync()
                     self.connected_once = True
@@ -119,7 +123,12 @@ class Hub:
     def _dispatch(self, channel: str, payload: str) -> None:
         if channel == OUTCOME_CHANNEL:
             for outcome in decode_outcomes(payload):
-                key = outcome.order_id if isinstance(outcome, PlaceOutcome) else f"cmd:{outcome.command_id}"
+                if isinstance(outcome, PlaceOutcome):
+                    key = outcome.order_id
+                elif isinstance(outcome, AdminOutcome):
+                    key = f"admin:{outcome.command_id}"
+                else:
+                    key = f"cmd:{outcome.command_id}"
                 futs = self._waiters.pop(key, None)
                 if futs:
                     for fut in futs:

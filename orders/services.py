@@ -53,8 +53,9 @@ from .db import pool
 from .direct import WorkerLost, WorkerUnavailable
 from .direct import client as direct_client
 from .errors import ApiError, database_unavailable, outcome_unknown
-from .instruments import by_symbol
+from .instruments import by_symbol, symbol_of
 from .listener import hub
+from .logs import orders_received
 from .representation import order_body
 from .selectors import orders_by_id
 from .validation import modify_request
@@ -159,6 +160,7 @@ async def orders_place(orders: list[PlaceOrder]) -> list[Result]:
 
     Nothing is answered before the outcome is committed, except 202 pending for an order stored
     as pending and not yet matched."""
+    orders_received(orders, symbol_of)
     if settings.MATCHING_DIRECT:
         try:
             answers = await coalescer(_send_direct).submit(list(orders))
@@ -183,7 +185,9 @@ async def _direct_results(orders: list[PlaceOrder], answers: list[Answer]) -> li
         if isinstance(answer, Placed):
             results.append(Result(201, order_body(answer.order)))
         elif isinstance(answer, Refused):
-            results.append(Result(400, ApiError(400, answer.code, f"The order was refused: {answer.code.value}.")
+            # A halted instrument is a state of the venue, not a fault of the request.
+            status = 409 if answer.code is Code.INSTRUMENT_HALTED else 400
+            results.append(Result(status, ApiError(status, answer.code, f"The order was refused: {answer.code.value}.")
                                   .body()))
         else:
             assert isinstance(answer, Duplicate), answer
