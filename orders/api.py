@@ -6,6 +6,7 @@ the browsable API's forms, so both answer identically.
 """
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from asgiref.sync import async_to_sync
@@ -19,7 +20,7 @@ from rest_framework.views import APIView
 from matching.contract import Code
 from matching.records import ORDER_COLUMNS, fmt_decimal, fmt_time
 
-from . import services
+from . import metrics, services
 from .errors import invalid
 from .instruments import CachedInstrument, by_symbol_sync
 from .models import Instrument, Order, Status, Trade
@@ -103,10 +104,12 @@ class OrderCollection(generics.GenericAPIView):
     @extend_schema(request=OrderCreateSerializer,
                    responses={201: OrderSerializer, 200: OrderSerializer, 202: OrderSerializer, **ERRORS})
     def post(self, request: Request) -> Response:
+        started = time.perf_counter()
         data = _data(request)
         symbol = instrument_symbol(data)
         order = place_request(data, by_symbol_sync(symbol) if symbol else None)
         (result,) = async_to_sync(services.orders_place)([order])
+        metrics.drf_answered(started)
         return Response(result.body, status=result.status)
 
 
@@ -183,7 +186,7 @@ class InstrumentList(APIView):
             "min_qty": str(i.min_qty.normalize()), "max_qty": str(i.max_qty.normalize()),
             "max_price": str(i.max_price.normalize()),
             "min_notional": None if i.min_notional is None else str(i.min_notional.normalize()),
-            "is_active": i.is_active} for i in Instrument.objects.all()])
+            "is_active": i.is_active, "halted": i.halted} for i in Instrument.objects.all()])
 
 
 

@@ -105,3 +105,4 @@ class InstrumentSerializer(serializers.Serializer):
     max_price = serializers.CharField()
     min_notional = serializers.CharField(allow_null=True)
     is_active = serializers.BooleanField()
+    halted = serializers.BooleanField(help_text="halted by an operator: new orders and modifies are refused")
