@@ -36,10 +36,11 @@ endif
 run: venv
 	$(PY) manage.py runexchange
 
-# ruff over the project; mypy --strict over the pure engine, the contract and what is pure beside them.
+# ruff over the project; mypy --strict over the pure engine, the contract and what is pure beside them
+# (the record, a batch, the journal).
 lint: venv
 	$(PY) -m ruff check --quiet .
-	$(PY) -m mypy --strict --no-error-summary matching/engine matching/contract.py matching/records.py matching/worker/batch.py
+	$(PY) -m mypy --strict --no-error-summary matching/engine matching/contract.py matching/records.py matching/worker/batch.py matching/journal.py
 
 test: venv lint
 	$(PY) -m pytest
