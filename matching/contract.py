@@ -95,9 +95,8 @@ class Code(str, Enum):
     STP_CANCEL_TAKER = "stp_cancel_taker"
     STP_CANCEL_MAKER = "stp_cancel_maker"
     STP_CANCEL_BOTH = "stp_cancel_both"
-    # -- operations: admin controls and health --
+    # -- operations: admin controls --
     INSTRUMENT_HALTED = "instrument_halted"
-    WORKER_UNAVAILABLE = "worker_unavailable"
 
 
 def code_of(reason: Reason) -> Code:
