@@ -6,7 +6,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     DJANGO_SETTINGS_MODULE=exchange_project.settings \
     HOST=0.0.0.0 \
-    PORT=8000
+    PORT=8000 \
+    LOG_FORMAT=json
 
 WORKDIR /app
 # A C compiler for the matching engine's mypyc build (matching/_build.py); without one the
@@ -24,5 +25,10 @@ RUN useradd --create-home --uid 1000 exchange && chown -R exchange /app
 USER exchange
 
 EXPOSE 8000
+# Readiness: PostgreSQL, the matching worker (heartbeat and ownership lock), the LISTEN hub, the
+# inbox backlog. /readyz answers within a second whatever PostgreSQL does; curl is not in the
+# slim image, Python is.
+HEALTHCHECK --interval=10s --timeout=3s --start-period=30s --retries=3 \
+  CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/readyz' % os.environ.get('PORT', '8000'), timeout=2)"]
 # runexchange migrates, creates BTC-USD if missing, then runs and supervises the worker and server.
 CMD ["python", "manage.py", "runexchange"]

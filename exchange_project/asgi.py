@@ -22,9 +22,10 @@ from marketdata.feed import FeedBuilder  # noqa: E402
 from marketdata.routing import websocket_application  # noqa: E402
 from matching.worker.consumer import MatchingConsumer  # noqa: E402
 from orders.fastpath import http_application  # noqa: E402
+from orders.health import health_application  # noqa: E402
 
 application = ProtocolTypeRouter({
-    "http": http_application(django_http),
+    "http": health_application(http_application(django_http)),
     "websocket": websocket_application(),
     "channel": ChannelNameRouter({"matching": MatchingConsumer.as_asgi(feed_factory=FeedBuilder)}),
 })

@@ -53,6 +53,17 @@ def child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     return env
 
 
+def metrics_dir(name: str) -> str:
+    """A fresh directory for the metrics of one running exchange (its worker and web processes
+    write there; /metrics merges them): var/metrics/<name>, emptied. Pass it to the children as
+    PROMETHEUS_MULTIPROC_DIR."""
+    path = ROOT / "var" / "metrics" / name
+    path.mkdir(parents=True, exist_ok=True)
+    for old in path.glob("*.db"):
+        old.unlink()
+    return str(path)
+
+
 def stop_process_group(proc: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
     """Stop a child started with start_new_session=True and everything it spawned (granian's
     worker processes): SIGTERM to the group, then SIGKILL to whatever is left of it."""

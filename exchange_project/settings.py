@@ -233,11 +233,43 @@ HOST = os.environ.get("HOST", "127.0.0.1")
 PORT = env_int("PORT", 8000, minimum=1)
 WEB_WORKERS = env_int("WEB_WORKERS", 1, minimum=1)
 
+# --------------------------------------------------------------------------------------------
+# Operations: health, metrics, logs, admin controls (docs/operations.md)
+# --------------------------------------------------------------------------------------------
+# Prometheus metrics on (default) or off (to measure what they cost). Every process of one
+# exchange writes them to PROMETHEUS_MULTIPROC_DIR (prometheus_client reads it at import; the
+# processes that start the exchange set it: exchange_project.processes.metrics_dir), and a web
+# process's /metrics merges them; unset, each process counts for itself.
+METRICS_ENABLED = env_choice("PGBOURSE_METRICS", "on", ("on", "off")) == "on"
+METRICS_DIR = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
+# The matching worker refreshes its heartbeat row this often; /readyz fails when it is older than
+# READY_HEARTBEAT_MAX_AGE_S, or when the oldest pending (inbox) order is older than
+# READY_PENDING_MAX_AGE_S; /readyz answers within READY_TIMEOUT_S whatever PostgreSQL does.
+HEARTBEAT_EVERY_S = env_float("PGBOURSE_HEARTBEAT_EVERY_S", 1.0)
+READY_HEARTBEAT_MAX_AGE_S = env_float("PGBOURSE_READY_HEARTBEAT_MAX_AGE_S", 5.0)
+READY_PENDING_MAX_AGE_S = env_float("PGBOURSE_READY_PENDING_MAX_AGE_S", 10.0)
+READY_TIMEOUT_S = env_float("PGBOURSE_READY_TIMEOUT_S", 0.8)
+# How long an admin command (snapshot, halt, cancel-all) may take the worker before the answer
+# is "outcome unknown" (a cancel-all of many orders is one large batch).
+ADMIN_COMMAND_TIMEOUT_S = env_float("PGBOURSE_ADMIN_TIMEOUT_S", 30.0)
+
+# Logs: LOG_FORMAT json (one object a line; the Docker image's default) or text (make run's);
+# LOG_LEVEL for everything, LOG_ORDER_LEVEL for the per-order lines (logger pgbourse.orders,
+# INFO: one line per order received, accepted, rejected, matched, cancelled, modified). A busy
+# venue runs them at WARNING (docs/operations.md has what they cost).
+_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+LOG_FORMAT = env_choice("LOG_FORMAT", "text", ("text", "json"))
+LOG_LEVEL = env_choice("LOG_LEVEL", "INFO", _LOG_LEVELS)
+LOG_ORDER_LEVEL = env_choice("LOG_ORDER_LEVEL", LOG_LEVEL, _LOG_LEVELS)
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
-    "loggers": {"django.request": {"level": "ERROR"}, "daphne": {"level": "WARNING"}},
+    "formatters": {"text": {"()": "exchange_project.logs.TextFormatter"},
+                   "json": {"()": "exchange_project.logs.JsonFormatter"}},
+    "filters": {"request_id": {"()": "orders.logs.RequestIdFilter"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT, "filters": ["request_id"]}},
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "loggers": {"django.request": {"level": "ERROR"}, "daphne": {"level": "WARNING"},
+                "pgbourse.orders": {"level": LOG_ORDER_LEVEL}},
 }

@@ -1,9 +1,10 @@
 from django.contrib import admin
-from django.urls import include, path
+from django.urls import path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from marketdata.views import trading_page
 from orders import api
+from orders import operations_api as ops
 
 urlpatterns = [
     path("orders", api.OrderCollection.as_view(), name="orders"),
@@ -15,9 +16,17 @@ urlpatterns = [
     path("instruments", api.InstrumentList.as_view(), name="instruments"),
     path("schema", SpectacularAPIView.as_view(), name="schema"),
     path("docs", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
+    # Operations (operators only), ahead of the admin site that owns the rest of /admin/.
+    path("admin/snapshot", ops.SnapshotTake.as_view(), name="admin-snapshot"),
+    path("admin/snapshots", ops.SnapshotList.as_view(), name="admin-snapshots"),
+    path("admin/instruments/<str:symbol>/halt", ops.InstrumentHalt.as_view(), {"halted": True}, name="admin-halt"),
+    path("admin/instruments/<str:symbol>/resume", ops.InstrumentHalt.as_view(), {"halted": False},
+         name="admin-resume"),
+    path("admin/cancel-all", ops.CancelAllOrders.as_view(), name="admin-cancel-all"),
+    path("admin/worker", ops.WorkerStateView.as_view(), name="admin-worker"),
+    path("admin/commands/<str:command_id>", ops.AdminCommandDetail.as_view(), name="admin-command"),
     path("admin/", admin.site.urls),
     path("", trading_page, name="trading"),
-    path("", include("django_prometheus.urls")),
 ]
 
 handler400 = "orders.errors.bad_request"

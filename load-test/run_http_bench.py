@@ -43,6 +43,7 @@ from exchange_project import pgembed
 from exchange_project.processes import (
     SERVERS,
     child_env,
+    metrics_dir,
     server_command,
     stop_process_group,
     worker_command,
@@ -170,7 +171,7 @@ def prepare_database(db: str, fresh: bool, env: dict[str, str]) -> None:
             conn.execute(f'CREATE DATABASE "{db}"')
     subprocess.run([PY, str(ROOT / "manage.py"), "migrate", "--verbosity", "0"], env=env, check=True)
     subprocess.run([PY, str(ROOT / "manage.py"), "shell", "-c",
-                    "from orders.management.commands.runexchange import ensure_default_instrument;"
+                    "from exchange_project.management.commands.runexchange import ensure_default_instrument;"
                     "ensure_default_instrument()"], env=env, check=True, stdout=subprocess.DEVNULL)
 
 
@@ -362,6 +363,9 @@ def main() -> int:
     if not os.environ.get("DATABASE_URL"):
         pgembed.ensure_running()
     env = child_env({"DATABASE_URL": database_url(a.db)})
+    # As `make run` does: the worker's and the server's metrics in one directory (PGBOURSE_METRICS
+    # and LOG_LEVEL / LOG_ORDER_LEVEL pass through from this environment).
+    env.setdefault("PROMETHEUS_MULTIPROC_DIR", metrics_dir(f"bench-{a.db}"))
     if a.pool_max:
         env["DB_POOL_MAX"] = str(a.pool_max)
     print(f"machine: {os.cpu_count()} CPUs, load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}; "

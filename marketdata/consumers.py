@@ -19,9 +19,12 @@ for the socket at once), which costs the server and the client far less per even
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import functools
+import itertools
 import logging
 import socket
+import time
 from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
@@ -32,10 +35,11 @@ import psycopg
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
-from matching.contract import GOING_AWAY, Code, PlaceOrder
-from orders import db, instruments
+from matching.contract import GOING_AWAY, Code, PlaceOrder, Transport
+from orders import db, instruments, metrics
 from orders.errors import ApiError, database_unavailable
 from orders.listener import hub
+from orders.logs import request_id
 from orders.selectors import orderbook
 from orders.services import Result, order_command, orders_place
 from orders.validation import (
@@ -102,6 +106,9 @@ async def _start_hub() -> None:
         await hub.ensure_started()
     except (TimeoutError, psycopg.Error, OSError):
         pass  # the hub keeps trying; the feeds say so to whoever subscribes
+
+
+_connections = itertools.count(1)
 KERNEL_SEND_BUFFER_BYTES = 128 * 1024  # per socket (Linux doubles it for bookkeeping)
 
 
@@ -193,7 +200,11 @@ class StreamConsumer(AsyncWebsocketConsumer):
         self._cancel_slots = asyncio.Semaphore(CANCEL_CONCURRENCY)
         self.box = Outbox(send=self._send_text, batch=batch, backlog=transport_backlog(self.base_send),
                           on_stalled=self._close_slow)
+        self._name = f"ws-{next(_connections)}"
+        self._messages = 0
+        self._arrived = 0.0
         await self.accept()
+        metrics.websocket_opened()
         self.box.start()
         OPEN_SOCKETS.add(self)
         _hear_going_away()
@@ -204,6 +215,7 @@ class StreamConsumer(AsyncWebsocketConsumer):
         if box is not None:
             fanout.drop(box)
             box.stop()
+            metrics.websocket_closed()
 
     async def going_away(self) -> None:
         """The server is stopping: say so with a close frame (1001), so that the client
@@ -223,7 +235,8 @@ class StreamConsumer(AsyncWebsocketConsumer):
         self._spawn(self.close(code=CLOSE_SLOW_CONSUMER, reason="slow consumer: resubscribe to resync"))
 
     def _spawn(self, coro: Any) -> None:
-        task = asyncio.get_running_loop().create_task(coro)
+        # A fresh context: a task serves many messages, so none of their request ids is its own.
+        task = asyncio.get_running_loop().create_task(coro, context=contextvars.Context())
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -242,6 +255,9 @@ class StreamConsumer(AsyncWebsocketConsumer):
 
     # -- receive --------------------------------------------------------------------------
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        self._arrived = time.perf_counter()
+        self._messages += 1
+        request_id.set(f"{self._name}-{self._messages}")
         size = len(text_data.encode()) if text_data is not None else len(bytes_data or b"")
         if size > MAX_MESSAGE_BYTES:
             self.error(Code.MESSAGE_TOO_LARGE, f"Messages are limited to {MAX_MESSAGE_BYTES} bytes.")
@@ -355,7 +371,7 @@ class StreamConsumer(AsyncWebsocketConsumer):
             found = await instruments.by_symbol(symbol) if symbol is not None else None
         except (*db.FAILURES, db.DatabaseDown):
             raise database_unavailable() from None
-        return place_request(body, found)
+        return place_request(body, found, Transport.WS)
 
     async def op_order(self, request: dict[str, Any]) -> None:
         body = {k: v for k, v in request.items() if k not in ("op", "id")}
@@ -370,7 +386,13 @@ class StreamConsumer(AsyncWebsocketConsumer):
             self.reply(self._error_body(exc.status_code, exc.body(), key, request))
             return
         req_id = request.get("id")
-        self._submit([(place, lambda result: self.reply(self._ack(result, place.idempotency_key, req_id)))])
+        arrived = self._arrived
+
+        def deliver(result: Result | ApiError) -> None:
+            self.reply(self._ack(result, place.idempotency_key, req_id))
+            metrics.ws_answered(arrived)
+
+        self._submit([(place, deliver)])
 
     def _submit(self, items: list[tuple[PlaceOrder, Callable[[Result | ApiError], None]]]) -> None:
         """Queue validated orders; each callback gets its order's result."""
@@ -442,12 +464,14 @@ class StreamConsumer(AsyncWebsocketConsumer):
                 acks[n] = self._error_body(exc.status_code, exc.body(), key, {"op": "order"})
         req_id = request.get("id")
         waiting = len(places)
+        arrived = self._arrived
 
         def finish() -> None:
             reply: dict[str, Any] = {"event": "orders_ack", "acks": acks}
             if req_id is not None:
                 reply["id"] = req_id
             self.reply(reply)
+            metrics.ws_answered(arrived, len(places))
 
         def deliver_to(n: int, key: str) -> Callable[[Result | ApiError], None]:
             def deliver(result: Result | ApiError) -> None:

@@ -35,6 +35,7 @@ import orjson
 from django.conf import settings
 
 from matching.contract import MarketPayload
+from orders import metrics
 
 log = logging.getLogger(__name__)
 
@@ -138,6 +139,7 @@ class Outbox:
         if self.closed:
             return
         self.resyncs += 1
+        metrics.resynced(reason)
         self._put(_reply(orjson.dumps(self._resync_message(reason)).decode()))
 
     def _resync_message(self, reason: str) -> dict[str, Any]:
@@ -159,6 +161,7 @@ class Outbox:
         kept = deque(i for i in self.items if not i.market)
         self.items = kept
         self.resyncs += 1
+        metrics.resynced(reason)
         marker = orjson.dumps(self._resync_message(reason)).decode()
         if not (kept and kept[-1].joined == marker):
             kept.append(_reply(marker))
@@ -168,6 +171,7 @@ class Outbox:
             log.warning("closing a WebSocket whose replies alone exceed %d queued frames", self.max_events)
             self.items.clear()
             self.queued = 0
+            metrics.slow_consumer_closed()
             if self.on_stalled is not None:
                 self.on_stalled()
             self.closed = True
@@ -188,6 +192,7 @@ class Outbox:
                         self.closed = True
                         self.items.clear()
                         self.queued = 0
+                        metrics.slow_consumer_closed()
                         self.on_stalled()
                         return
                     await asyncio.sleep(0.01)

@@ -15,6 +15,10 @@ class BookSnapshot(models.Model):
     bids = models.JSONField(help_text="[[price, quantity, order_count], ...] best first")
     asks = models.JSONField(help_text="[[price, quantity, order_count], ...] best first")
     engine_snapshot = models.JSONField(help_text="matching.engine.engine snapshot (restorable)")
+    # The instrument's journal position it reflects (OrderEvent.command_seq): recovery replays
+    # the commands after it.
+    command_seq = models.BigIntegerField(null=True, blank=True)
+    order_count = models.IntegerField(null=True, blank=True)
 
     class Meta:
         ordering = ["-taken_at", "-id"]

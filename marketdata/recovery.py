@@ -41,6 +41,7 @@ def snapshot_from_database(instrument: Instrument, source: str = "admin") -> Boo
                     for lv in side]
 
         return BookSnapshot.objects.create(
-            instrument=instrument, seq=engine.seq, taken_at=timezone.now(), source=source,
+            instrument=instrument, seq=engine.seq, command_seq=instrument.last_command_seq,
+            order_count=engine.open_order_count, taken_at=timezone.now(), source=source,
             bids=levels(depth.bids), asks=levels(depth.asks),
             engine_snapshot=orjson.loads(orjson.dumps(engine.snapshot())))

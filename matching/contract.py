@@ -75,6 +75,7 @@ class Code(str, Enum):
     REQUEST_TIMEOUT = "request_timeout"
     CSRF_FAILED = "csrf_failed"
     FORBIDDEN = "forbidden"
+    NOT_AUTHENTICATED = "not_authenticated"
     SERVER_ERROR = "server_error"
     # -- the engine's reasons (matching.engine.enums.Reason), refusals and cancel reasons --
     INVALID_PRICE = "invalid_price"
@@ -102,6 +103,8 @@ class Code(str, Enum):
     STP_CANCEL_TAKER = "stp_cancel_taker"
     STP_CANCEL_MAKER = "stp_cancel_maker"
     STP_CANCEL_BOTH = "stp_cancel_both"
+    # -- operations: admin controls --
+    INSTRUMENT_HALTED = "instrument_halted"
 
 
 def code_of(reason: Reason) -> Code:
@@ -128,6 +131,17 @@ OPEN_STATUSES: Final = frozenset({OrderStatus.OPEN, OrderStatus.PARTIALLY_FILLED
 FINAL_STATUSES: Final = frozenset({OrderStatus.FILLED, OrderStatus.CANCELLED, OrderStatus.REJECTED})
 # An order the worker must still act on: matched (pending) or resting.
 LIVE_STATUSES: Final = frozenset({OrderStatus.PENDING, *OPEN_STATUSES})
+
+
+class Transport(str, Enum):
+    """How an order reached the matching worker: straight from a web process that took it over
+    HTTP or a WebSocket, from a management command in-process (``local``), or as a pending row
+    of the PostgreSQL inbox (whatever its origin)."""
+
+    HTTP = "http"
+    WS = "ws"
+    LOCAL = "local"
+    INBOX = "inbox"
 
 
 class Role(str, Enum):
@@ -194,6 +208,7 @@ class PlaceOrder(msgspec.Struct, frozen=True, kw_only=True, tag="place", tag_fie
     price: str | None
     quantity: str
     order_id_supplied: bool = False
+    transport: Transport = Transport.HTTP
 
 
 class CancelOrder(msgspec.Struct, frozen=True, kw_only=True, tag="cancel", tag_field="kind"):
@@ -208,7 +223,40 @@ class ModifyOrder(msgspec.Struct, frozen=True, kw_only=True, tag="modify", tag_f
     quantity: str | None = None
 
 
-Command = PlaceOrder | CancelOrder | ModifyOrder
+# -- Operations: commands that act on the live books (admin). Same transports as orders. --
+
+
+class TakeSnapshot(msgspec.Struct, frozen=True, kw_only=True, tag="take_snapshot", tag_field="kind"):
+    """Persist a BookSnapshot of each live book (of ``instrument_id``, or all), as it stands
+    after the commands before this one: stored once that state has committed."""
+
+    instrument_id: int | None = None
+
+
+class SetHalted(msgspec.Struct, frozen=True, kw_only=True, tag="set_halted", tag_field="kind"):
+    """Halt (new orders and modifies refused with ``instrument_halted``, cancels still work)
+    or resume an instrument. Stored with the instrument: it survives a restart."""
+
+    instrument_id: int
+    halted: bool
+
+
+class CancelAll(msgspec.Struct, frozen=True, kw_only=True, tag="cancel_all", tag_field="kind"):
+    """Cancel every open order of an instrument, of a client, or of a client on an instrument:
+    one ordinary cancel (and OrderEvent) per order."""
+
+    instrument_id: int | None = None
+    client_id: str | None = None
+
+
+class ReadWorkerState(msgspec.Struct, frozen=True, kw_only=True, tag="read_worker_state", tag_field="kind"):
+    """What the worker holds: its books, counters and last batch (changes nothing)."""
+
+
+AdminCommand = TakeSnapshot | SetHalted | CancelAll | ReadWorkerState
+ADMIN_COMMANDS: Final = (TakeSnapshot, SetHalted, CancelAll, ReadWorkerState)
+
+Command = PlaceOrder | CancelOrder | ModifyOrder | AdminCommand
 
 
 # --------------------------------------------------------------------------------------------
@@ -242,7 +290,63 @@ class CommandResult(msgspec.Struct, frozen=True, kw_only=True, tag="result", tag
     order: OrderState | None = None
 
 
-Answer = Placed | Duplicate | Refused | CommandResult
+# -- Operations: the answers to the admin commands --
+
+
+class SnapshotInfo(msgspec.Struct, frozen=True, kw_only=True):
+    """A persisted BookSnapshot: at market ``seq`` and after the instrument's command
+    ``command_seq`` (the journal position that replay and recovery start from)."""
+
+    id: int
+    instrument: str
+    seq: int
+    command_seq: int
+    bid_levels: int
+    ask_levels: int
+    orders: int
+    taken_at: str
+
+
+class SnapshotsTaken(msgspec.Struct, frozen=True, kw_only=True, tag="snapshots_taken", tag_field="kind"):
+    snapshots: list[SnapshotInfo]
+
+
+class HaltSet(msgspec.Struct, frozen=True, kw_only=True, tag="halt_set", tag_field="kind"):
+    """``changed`` is False when the instrument already was in that state."""
+
+    instrument: str
+    halted: bool
+    changed: bool
+
+
+class AllCancelled(msgspec.Struct, frozen=True, kw_only=True, tag="all_cancelled", tag_field="kind"):
+    cancelled: int
+    by_instrument: dict[str, int] = {}
+
+
+class BookState(msgspec.Struct, frozen=True, kw_only=True):
+    instrument: str
+    open_orders: int
+    bid_levels: int
+    ask_levels: int
+    seq: int
+    command_seq: int
+    halted: bool
+
+
+class WorkerState(msgspec.Struct, frozen=True, kw_only=True, tag="worker_state", tag_field="kind"):
+    owner: str
+    direct_address: str | None
+    uptime_s: float
+    batches: int
+    retries: int
+    last_batch_age_s: float | None
+    books: list[BookState]
+
+
+AdminAnswer = SnapshotsTaken | HaltSet | AllCancelled | WorkerState | Refused
+
+Answer = Placed | Duplicate | Refused | CommandResult | SnapshotsTaken | HaltSet | AllCancelled | WorkerState
 
 
 # --------------------------------------------------------------------------------------------
@@ -350,7 +454,14 @@ class CommandOutcome(msgspec.Struct, frozen=True, kw_only=True, tag="command", t
     code: Code
 
 
-Outcome = PlaceOutcome | CommandOutcome
+class AdminOutcome(msgspec.Struct, frozen=True, kw_only=True, tag="admin", tag_field="kind"):
+    """An inbox admin command's answer (also stored as its row's result)."""
+
+    command_id: int
+    answer: AdminAnswer
+
+
+Outcome = PlaceOutcome | CommandOutcome | AdminOutcome
 
 
 class MarketPayload(msgspec.Struct, frozen=True, kw_only=True):
@@ -418,3 +529,19 @@ def encode(message: Any) -> bytes:
 def to_builtins(message: Any) -> Any:
     """A message as plain dicts, lists and strings (enum members become their values)."""
     return msgspec.to_builtins(message)
+
+
+# --------------------------------------------------------------------------------------------
+# Operations: admin commands stored in the inbox (their rows carry the command as JSON)
+# --------------------------------------------------------------------------------------------
+
+_admin_command = msgspec.json.Decoder(AdminCommand)
+_admin_answer = msgspec.json.Decoder(AdminAnswer)
+
+
+def decode_admin_command(data: str | bytes) -> AdminCommand:
+    return _admin_command.decode(data)
+
+
+def decode_admin_answer(data: str | bytes) -> AdminAnswer:
+    return _admin_answer.decode(data)

@@ -62,7 +62,7 @@ def iso_from_ns(ts_ns: int) -> str:
 # --------------------------------------------------------------------------------------------
 
 INSTRUMENT_COLUMNS: Final = ("id", "symbol", "tick_size", "lot_size", "min_qty", "max_qty", "max_price",
-                             "min_notional", "is_active", "last_seq", "last_trade_id")
+                             "min_notional", "is_active", "last_seq", "last_trade_id", "halted", "last_command_seq")
 INSTRUMENTS_SQL: Final = f"SELECT {', '.join(INSTRUMENT_COLUMNS)} FROM orders_instrument"
 
 
@@ -141,9 +141,13 @@ def order_states(order_rows: Iterable[Sequence[Any]], fill_rows: Iterable[Sequen
 # A book from its open orders
 # --------------------------------------------------------------------------------------------
 
+# Numbers as text: a book of a million orders has a few thousand distinct prices and a few dozen
+# sizes, and each distinct text is converted once (engine_from_rows), where a Decimal per value
+# would be built and converted per row.
 OPEN_ORDERS_SQL: Final = (
-    "SELECT order_id, client_id, side, price, quantity, filled_quantity, priority, stp, post_only "
-    "FROM orders_order WHERE instrument_id = %s AND status IN ('open', 'partially_filled') ORDER BY priority")
+    "SELECT order_id::text, client_id, side, price::text, quantity::text, filled_quantity::text, priority, stp, "
+    "post_only FROM orders_order WHERE instrument_id = %s AND status IN ('open', 'partially_filled') "
+    "ORDER BY priority")
 MAX_PRIORITY_SQL: Final = "SELECT coalesce(max(priority), 0) FROM orders_order WHERE instrument_id = %s"
 
 
@@ -153,15 +157,29 @@ def engine_from_rows(spec: InstrumentSpec, open_orders: Iterable[Sequence[Any]],
     and the highest priority ever drawn (MAX_PRIORITY_SQL): what the worker does on start, and
     what book_check, book_snapshot and recovery compare against. Raises ValueError for a row
     off the grid, AssertionError for a book that breaks an invariant."""
-    orders = [{"order_id": str(oid), "client_id": cid, "side": side,
-               "price_ticks": spec.price_to_ticks(price), "qty_lots": spec.qty_to_lots(qty),
-               # filled may be below the minimum order size: only the grid applies
-               "filled_lots": exact_steps(filled, spec.lot_size, f"order {oid}: filled quantity"),
-               "priority": priority, "stp": stp, "post_only": post_only}
-              for oid, cid, side, price, qty, filled, priority, stp, post_only in open_orders]
-    next_priority = max([max_priority, *(o["priority"] for o in orders)]) + 1
+    ticks: dict[Any, int] = {}
+    lots: dict[Any, int] = {}
+    filled_lots: dict[Any, int] = {}
+    orders: list[dict[str, Any]] = []
+    top = max_priority
+    for oid, cid, side, price, qty, filled, priority, stp, post_only in open_orders:
+        price_ticks = ticks.get(price)
+        if price_ticks is None:
+            price_ticks = ticks[price] = spec.price_to_ticks(Decimal(price))
+        qty_lots = lots.get(qty)
+        if qty_lots is None:
+            qty_lots = lots[qty] = spec.qty_to_lots(Decimal(qty))
+        done = filled_lots.get(filled)
+        if done is None:
+            # filled may be below the minimum order size: only the grid applies
+            done = filled_lots[filled] = exact_steps(Decimal(filled), spec.lot_size, f"order {oid}: filled quantity")
+        if priority > top:
+            top = priority
+        orders.append({"order_id": str(oid), "client_id": cid, "side": side, "price_ticks": price_ticks,
+                       "qty_lots": qty_lots, "filled_lots": done, "priority": priority, "stp": stp,
+                       "post_only": post_only})
     engine = Engine.restore(spec, {"version": SNAPSHOT_VERSION, "symbol": spec.symbol, "seq": last_seq,
-                                   "next_trade_id": last_trade_id + 1, "next_priority": next_priority,
+                                   "next_trade_id": last_trade_id + 1, "next_priority": top + 1,
                                    "orders": orders})
     engine.check_invariants()
     return engine

@@ -7,6 +7,7 @@ the browsable API's forms, so both answer identically.
 from __future__ import annotations
 
 import base64
+import time
 from decimal import Decimal
 from typing import Any
 
@@ -21,7 +22,7 @@ from rest_framework.views import APIView
 
 from matching.contract import Code, OrderStatus
 
-from . import services
+from . import metrics, services
 from .errors import ApiError, invalid
 from .instruments import CachedInstrument, by_symbol, listed
 from .models import Order, Status
@@ -151,10 +152,12 @@ class OrderCollection(_Checked, generics.GenericAPIView):
                                "idempotency_key and body again: the original order. 202: stored, not yet "
                                "matched (status pending). 409: the key with another body, or a taken order_id.")
     def post(self, request: Request) -> Response:
+        started = time.perf_counter()
         data = _data(request)
         symbol = instrument_symbol(data)
         order = place_request(data, async_to_sync(by_symbol)(symbol) if symbol else None)
         (result,) = async_to_sync(services.orders_place)([order])
+        metrics.drf_answered(started)
         return Response(result.body, status=result.status)
 
 
@@ -251,7 +254,7 @@ class InstrumentList(_Checked, APIView):
             "symbol": i.symbol, "tick_size": text(i.spec.tick_size), "lot_size": text(i.spec.lot_size),
             "min_qty": text(i.spec.min_qty), "max_qty": text(i.spec.max_qty), "max_price": text(i.spec.max_price),
             "min_notional": None if i.spec.min_notional is None else text(i.spec.min_notional),
-            "is_active": i.is_active} for i in async_to_sync(listed)()])
+            "is_active": i.is_active, "halted": i.halted} for i in async_to_sync(listed)()])
 
 
 

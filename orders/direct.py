@@ -55,7 +55,8 @@ class DirectClient:
         self._next_id = 0
         self._next_lookup = 0.0
 
-    async def send(self, commands: list[Command]) -> list[Answer]:
+    async def send(self, commands: list[Command], timeout: float | None = None) -> list[Answer]:
+        """``timeout``: how long to wait for the answers (default ORDER_ACK_TIMEOUT_S)."""
         if self._writer is None or self._writer.is_closing():
             if not await self._connect():
                 raise WorkerUnavailable()
@@ -67,7 +68,7 @@ class DirectClient:
         waiters[request_id] = fut
         self._writer.write(frame(Request(request_id=request_id, commands=commands)))
         try:
-            return await asyncio.wait_for(asyncio.shield(fut), settings.ORDER_ACK_TIMEOUT_S)
+            return await asyncio.wait_for(asyncio.shield(fut), timeout or settings.ORDER_ACK_TIMEOUT_S)
         except TimeoutError:
             raise WorkerLost("no answer in time") from None
         finally:

@@ -20,13 +20,14 @@ from typing import Any
 import orjson
 import psycopg
 from django.conf import settings
-from prometheus_client import Counter, Histogram
 
 from matching.contract import Code
 
+from . import metrics
 from .db import FAILURES, DatabaseDown
 from .errors import RETRY_AFTER_S, RETRY_STATUSES, ApiError, database_unavailable
 from .instruments import by_symbol
+from .logs import new_request_id, request_id
 from .services import order_command, orders_place
 from .validation import instrument_symbol, parse_json, place_request, tested_order
 
@@ -34,10 +35,6 @@ Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 
-ORDERS_TOTAL = Counter("pgbourse_order_requests_total", "Order entry requests on the fast path",
-                       ["operation", "status"])
-ORDER_LATENCY = Histogram("pgbourse_order_request_seconds", "Fast-path order entry latency",
-                          buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5))
 JSON_HEADERS = [(b"content-type", b"application/json"), (b"vary", b"Accept")]
 FORM_TYPES = frozenset({b"application/x-www-form-urlencoded", b"multipart/form-data"})
 RETRY_AFTER = str(RETRY_AFTER_S).encode()
@@ -70,15 +67,19 @@ def _route(scope: Scope) -> tuple[str, str] | None:
             return None
     content_type = b""
     accept = b""
+    supplied_id = None
     for name, value in scope["headers"]:
         if name == b"content-type":
             content_type = value
         elif name == b"accept":
             accept = value
+        elif name == b"x-request-id":
+            supplied_id = value
     media = content_type.split(b";", 1)[0].strip().lower()
     # The browsable API's HTML forms (form-encoded, or asking for HTML back) stay with DRF.
     if media in FORM_TYPES or b"text/html" in accept:
         return None
+    request_id.set(new_request_id(supplied_id))
     if media != b"application/json" and route[0] != "cancel":
         # A body of another type, or of none named, is refused rather than guessed at.
         return ("unsupported", "")
@@ -124,7 +125,8 @@ def _replaying(body: bytes, receive: Receive) -> Receive:
 
 async def _respond(send: Send, status: int, body: dict[str, Any]) -> None:
     payload = orjson.dumps(body)
-    headers = [*JSON_HEADERS, (b"content-length", str(len(payload)).encode())]
+    headers = [*JSON_HEADERS, (b"content-length", str(len(payload)).encode()),
+               (b"x-request-id", (request_id.get() or "").encode())]
     if status in RETRY_STATUSES:
         headers.append((b"retry-after", RETRY_AFTER))
     await send({"type": "http.response.start", "status": status, "headers": headers})
@@ -182,8 +184,7 @@ def http_application(django_app: Callable[..., Awaitable[None]]) -> Callable[...
             status, payload = 503, database_unavailable().body()
         except ConnectionError:
             return
-        ORDERS_TOTAL.labels(operation, str(status)).inc()
-        ORDER_LATENCY.observe(time.perf_counter() - started)
         await _respond(send, status, payload)
+        metrics.http_answered(operation, status, started)
 
     return app

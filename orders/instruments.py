@@ -22,6 +22,7 @@ class CachedInstrument:
     symbol: str
     spec: InstrumentSpec
     is_active: bool
+    halted: bool = False
 
     @property
     def price_step(self) -> Decimal:
@@ -42,7 +43,8 @@ SQL = INSTRUMENTS_SQL
 
 def _build(values: tuple[Any, ...]) -> CachedInstrument:
     row = dict(zip(INSTRUMENT_COLUMNS, values))
-    return CachedInstrument(id=row["id"], symbol=row["symbol"], spec=spec_of(row), is_active=row["is_active"])
+    return CachedInstrument(id=row["id"], symbol=row["symbol"], spec=spec_of(row), is_active=row["is_active"],
+                            halted=row["halted"])
 
 
 def _install(rows: list[tuple[Any, ...]]) -> None:
@@ -82,3 +84,9 @@ async def listed() -> list[CachedInstrument]:
     """Every instrument, freshly read, by symbol."""
     await refresh()
     return sorted(_by_symbol.values(), key=lambda i: i.symbol)
+
+
+def symbol_of(instrument_id: int) -> str | None:
+    """The symbol of a cached instrument (no query: for log lines)."""
+    found = _by_id.get(instrument_id)
+    return None if found is None else found.symbol

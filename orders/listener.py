@@ -24,12 +24,15 @@ from matching.contract import (
     CONTROL_CHANNEL,
     MARKET_CHANNEL,
     OUTCOME_CHANNEL,
+    AdminOutcome,
     MarketPayload,
     PlaceOutcome,
     decode_market,
     decode_outcomes,
 )
 from matching.worker.postgres import backoff_s, conninfo
+
+from . import metrics
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +81,7 @@ class Hub:
                     if self.connected_once:
                         # Whatever was notified while we were away is lost to us: resync.
                         self.reconnects += 1
+                        metrics.listen_reconnected()
                         self._wake_all_waiters()
                         await self._notify_resync()
                         log.warning("LISTEN connection back after %d attempt(s); feed subscribers resync", attempt)
@@ -129,7 +133,12 @@ class Hub:
     def _dispatch(self, channel: str, payload: str) -> None:
         if channel == OUTCOME_CHANNEL:
             for outcome in decode_outcomes(payload):
-                key = outcome.order_id if isinstance(outcome, PlaceOutcome) else f"cmd:{outcome.command_id}"
+                if isinstance(outcome, PlaceOutcome):
+                    key = outcome.order_id
+                elif isinstance(outcome, AdminOutcome):
+                    key = f"admin:{outcome.command_id}"
+                else:
+                    key = f"cmd:{outcome.command_id}"
                 futs = self._waiters.pop(key, None)
                 if futs:
                     for fut in futs:

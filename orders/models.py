@@ -40,6 +40,11 @@ class Instrument(models.Model):
     last_seq = models.BigIntegerField(default=0, editable=False)
     last_trade_id = models.BigIntegerField(default=0, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
+    # Operations: set by the matching worker (an admin command), in its batch transaction, so
+    # that the halt survives a restart; and the instrument's last journal position (each command
+    # that changed the record has one, on its OrderEvents: see OrderEvent.command_seq).
+    halted = models.BooleanField(default=False, db_default=False, editable=False)
+    last_command_seq = models.BigIntegerField(default=0, db_default=0, editable=False)
 
     class Meta:
         ordering = ["symbol"]
@@ -200,9 +205,84 @@ class OrderEvent(models.Model):
     reason = models.CharField(max_length=64, null=True, blank=True)
     trade_id = models.BigIntegerField(null=True, blank=True)
     created_at = models.DateTimeField()
+    # The journal: the instrument's sequence number of the command that caused this event (every
+    # event of one command carries it; the command's own order's event is its last). With the
+    # order rows' fixed terms it is enough to replay the instrument (matching.journal).
+    command_seq = models.BigIntegerField(null=True, blank=True)
 
     class Meta:
         ordering = ["id"]
 
     def __str__(self) -> str:
         return f"{self.order_id} {self.status}"
+
+
+# --------------------------------------------------------------------------------------------
+# Operations: the worker's heartbeat, admin commands, the audit trail
+# --------------------------------------------------------------------------------------------
+
+
+class WorkerStatus(models.Model):
+    """The matching worker's heartbeat: one row, refreshed every second by the worker that owns
+    the books, from the session that holds the ownership lock (so a fresh row means that session
+    is alive). Read by /readyz and the admin."""
+
+    id = models.SmallIntegerField(primary_key=True, default=1)
+    owner = models.CharField(max_length=128, help_text="host and pid of the worker")
+    backend_pid = models.IntegerField(help_text="PostgreSQL pid of its lock-holding session")
+    direct_address = models.CharField(max_length=128, null=True, blank=True)
+    started_at = models.DateTimeField()
+    heartbeat_at = models.DateTimeField()
+    last_batch_at = models.DateTimeField(null=True, blank=True)
+    batches = models.BigIntegerField(default=0)
+    retries = models.BigIntegerField(default=0)
+    books = models.JSONField(default=list, help_text="per instrument: open orders, levels, seq, halted")
+
+    class Meta:
+        verbose_name_plural = "worker status"
+
+    def __str__(self) -> str:
+        return f"matching worker {self.owner}"
+
+
+class AdminCommand(models.Model):
+    """An admin command for the matching worker (matching.contract: TakeSnapshot, SetHalted,
+    CancelAll): queued here when the worker is not reachable directly (the inbox), and written
+    by the worker itself for each halt/resume and cancel-all it carries out (a halt's
+    ``command_seq`` is its place in the instrument's journal)."""
+
+    inbox_seq = models.BigIntegerField(db_default=NextVal(), editable=False)
+    kind = models.CharField(max_length=24)
+    instrument = models.ForeignKey(Instrument, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    client_id = models.CharField(max_length=64, null=True, blank=True)
+    command = models.JSONField(help_text="the contract message")
+    processed = models.BooleanField(default=False)
+    result = models.JSONField(null=True, blank=True, help_text="the worker's answer")
+    command_seq = models.BigIntegerField(null=True, blank=True)
+    created_at = models.DateTimeField()
+    processed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["inbox_seq"], condition=Q(processed=False), name="admin_pending_inbox"),
+                   models.Index(fields=["instrument", "command_seq"], condition=Q(command_seq__isnull=False),
+                                name="admin_journal")]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {'processed' if self.processed else 'pending'}"
+
+
+class AuditEntry(models.Model):
+    """Who did what to the exchange, and when (orders.audit.record): every admin action."""
+
+    at = models.DateTimeField(auto_now_add=True, db_index=True)
+    actor = models.CharField(max_length=150)
+    action = models.CharField(max_length=32)
+    target = models.CharField(max_length=200, blank=True)
+    detail = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["-at", "-id"]
+        verbose_name_plural = "audit entries"
+
+    def __str__(self) -> str:
+        return f"{self.at:%Y-%m-%d %H:%M:%S} {self.actor} {self.action} {self.target}"

@@ -153,3 +153,22 @@ async def orderbook(conn: Any, instrument: CachedInstrument, levels: int | None 
 async def read_orderbook(instrument: CachedInstrument, levels: int | None = None) -> dict[str, Any]:
     async with connection() as conn:
         return await orderbook(conn, instrument, levels)
+
+
+SNAPSHOTS_SQL = """
+SELECT s.id, i.symbol, s.seq, s.command_seq, s.source, s.taken_at, jsonb_array_length(s.bids),
+       jsonb_array_length(s.asks), s.order_count
+  FROM marketdata_booksnapshot s JOIN orders_instrument i ON i.id = s.instrument_id
+ WHERE %(instrument_id)s::bigint IS NULL OR s.instrument_id = %(instrument_id)s
+ ORDER BY s.id DESC LIMIT %(limit)s
+"""
+
+
+async def snapshots_list(instrument_id: int | None, limit: int) -> list[dict[str, Any]]:
+    """The stored book snapshots, newest first, without their (large) contents."""
+    async with connection() as conn:
+        cur = await conn.execute(SNAPSHOTS_SQL, {"instrument_id": instrument_id, "limit": limit})
+        rows = await cur.fetchall()
+    return [{"id": sid, "instrument": symbol, "seq": seq, "command_seq": command_seq, "source": source,
+             "taken_at": fmt_time(taken_at), "bid_levels": bids, "ask_levels": asks, "orders": orders}
+            for sid, symbol, seq, command_seq, source, taken_at, bids, asks, orders in rows]

@@ -155,3 +155,4 @@ class InstrumentSerializer(serializers.Serializer):
     max_price = DecimalOutput()
     min_notional = DecimalOutput(allow_null=True)
     is_active = serializers.BooleanField()
+    halted = serializers.BooleanField(help_text="halted by an operator: new orders and modifies are refused")

@@ -53,8 +53,9 @@ from .db import FAILURES, DatabaseDown, connection, is_down
 from .direct import WorkerLost, WorkerUnavailable
 from .direct import client as direct_client
 from .errors import ApiError, database_unavailable, outcome_unknown
-from .instruments import by_symbol
+from .instruments import by_symbol, symbol_of
 from .listener import hub
+from .logs import orders_received
 from .representation import order_body
 from .selectors import orders_by_id
 from .validation import modify_request
@@ -166,6 +167,7 @@ async def orders_place(orders: list[PlaceOrder]) -> list[Result]:
     Nothing is answered before the outcome is committed, except 202 pending for an order stored
     as pending and not yet matched. 503 at once, nothing sent, while the database is away or
     the process is at capacity (orders.admission)."""
+    orders_received(orders, symbol_of)
     _refuse_while_down()
     async with admitted(len(orders)):
         return await _place(orders)
@@ -196,7 +198,9 @@ async def _direct_results(orders: list[PlaceOrder], answers: list[Answer]) -> li
         if isinstance(answer, Placed):
             results.append(Result(201, order_body(answer.order)))
         elif isinstance(answer, Refused):
-            results.append(Result(400, ApiError(400, answer.code, f"The order was refused: {answer.code.value}.")
+            # A halted instrument is a state of the venue, not a fault of the request.
+            status = 409 if answer.code is Code.INSTRUMENT_HALTED else 400
+            results.append(Result(status, ApiError(status, answer.code, f"The order was refused: {answer.code.value}.")
                                   .body()))
         else:
             assert isinstance(answer, Duplicate), answer

@@ -17,9 +17,10 @@ from typing import Any
 
 import orjson
 
-from matching.contract import Code, ModifyOrder, PlaceOrder
+from matching.contract import Code, ModifyOrder, PlaceOrder, Transport
 from matching.engine.types import STP, InstrumentSpec, InvalidNumber, OrderType, Reason, Side, TimeInForce
 
+from . import logs, metrics
 from .errors import ApiError, invalid
 from .instruments import CachedInstrument
 
@@ -345,9 +346,22 @@ def new_order_id() -> uuid.UUID:
                      | (rand & ((1 << 62) - 1)))
 
 
-def place_request(data: Any, instrument: CachedInstrument | None) -> PlaceOrder:
+def place_request(data: Any, instrument: CachedInstrument | None,
+                  transport: Transport = Transport.HTTP) -> PlaceOrder:
     """The contract's PlaceOrder for a request body, its order id drawn here unless the client
-    chose one; ApiError(400) naming every bad field."""
+    chose one; ApiError(400) naming every bad field. Every entry refuses orders here, so this is
+    where a refusal is counted and logged (orders_rejected_total, "order rejected")."""
+    try:
+        return _place_request(data, instrument, transport)
+    except ApiError as exc:
+        symbol = None if instrument is None else instrument.symbol
+        metrics.order_refused(symbol, exc.code)
+        logs.order_refused(symbol, data.get("client_id") if isinstance(data, dict) else None, exc.code,
+                           transport.value)
+        raise
+
+
+def _place_request(data: Any, instrument: CachedInstrument | None, transport: Transport) -> PlaceOrder:
     if not isinstance(data, dict):
         raise ApiError(400, Code.INVALID_BODY, "The request body must be a JSON object.")
     refuse_bad_text(data)
@@ -411,7 +425,7 @@ def place_request(data: Any, instrument: CachedInstrument | None) -> PlaceOrder:
                       idempotency_key=key or "", request_hash=hashlib.sha256(canonical.encode()).hexdigest(),
                       instrument_id=instrument.id, side=_SIDE[side], type=_TYPE[order_type],
                       time_in_force=_TIF[tif], post_only=post_only, stp=_STP[stp], price=price_text,
-                      quantity=qty_text, order_id_supplied=order_id is not None)
+                      quantity=qty_text, order_id_supplied=order_id is not None, transport=transport)
 
 
 def modify_request(data: Any, instrument: CachedInstrument, order_id: str) -> ModifyOrder:

@@ -18,7 +18,14 @@ import psycopg
 import pytest
 
 from exchange_project import pgembed
-from exchange_project.processes import ROOT, child_env, server_command, stop_process_group, worker_command
+from exchange_project.processes import (
+    ROOT,
+    child_env,
+    metrics_dir,
+    server_command,
+    stop_process_group,
+    worker_command,
+)
 
 # The embedded PostgreSQL, if DATABASE_URL names none; stopped at the end if this run started it.
 STARTED_DATABASE = not os.environ.get("DATABASE_URL") and pgembed.ensure_running(quiet=True)
@@ -159,7 +166,8 @@ def exchange(django_db_setup: Any, django_db_blocker: Any) -> Iterator[Exchange]
     log_dir.mkdir(parents=True, exist_ok=True)
     ex = Exchange(http=f"http://127.0.0.1:{port}", ws=f"ws://127.0.0.1:{port}/stream", port=port,
                   database_url=url, conninfo=conninfo(db),
-                  env=child_env({"DATABASE_URL": url, "ORDER_ACK_TIMEOUT_S": "2", "LOG_LEVEL": "INFO"}),
+                  env=child_env({"DATABASE_URL": url, "ORDER_ACK_TIMEOUT_S": "2", "LOG_LEVEL": "INFO",
+                                 "PROMETHEUS_MULTIPROC_DIR": metrics_dir(f"test-{os.getpid()}")}),
                   log_dir=log_dir)
     try:
         ex.start_worker()

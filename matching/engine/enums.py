@@ -76,3 +76,6 @@ class Reason(str, Enum):
     STP_CANCEL_TAKER = "stp_cancel_taker"
     STP_CANCEL_MAKER = "stp_cancel_maker"
     STP_CANCEL_BOTH = "stp_cancel_both"
+    # -- never emitted by the engine: the worker refuses the orders of a halted instrument
+    # (an order already stored, from the inbox, is recorded rejected with this reason) --
+    INSTRUMENT_HALTED = "instrument_halted"

@@ -20,10 +20,15 @@ from typing import Any
 import orjson
 
 from matching.contract import (
+    AdminAnswer,
+    AdminCommand,
+    AdminOutcome,
+    AllCancelled,
     CancelOrder,
     Code,
     CommandOutcome,
     Fill,
+    HaltSet,
     ModifyOrder,
     OrderState,
     OrderStatus,
@@ -34,8 +39,9 @@ from matching.contract import (
     code_of,
     market_payloads,
     outcome_payloads,
+    to_builtins,
 )
-from matching.engine.types import Cancel, InvalidNumber, Modify, OrderUpdate, Place, Rejected, Trade
+from matching.engine.types import Cancel, InvalidNumber, Modify, OrderUpdate, Place, Reason, Rejected, Trade
 from matching.records import datetime_from_ns, fmt_decimal, fmt_time
 
 from .books import Book
@@ -46,7 +52,7 @@ class Pending:
     """A command read from the inbox: an order stored as pending (``created_at`` is its row's),
     or a cancel/modify row (``command_id``), of an order of ``instrument_id``."""
 
-    command: PlaceOrder | CancelOrder | ModifyOrder
+    command: PlaceOrder | CancelOrder | ModifyOrder | AdminCommand
     instrument_id: int
     command_id: int | None = None
     created_at: dt.datetime | None = None
@@ -73,6 +79,20 @@ class Batch:
     # Orders that came directly (not as pending rows): INSERTed with their final state instead
     # of UPDATEd, and answered to the sender instead of by NOTIFY.
     direct: set[str] = field(default_factory=set)
+    # -- operations: what the batch's commands did, for metrics and log lines after the commit,
+    # and its admin commands --
+    # Every cancel/modify the books were asked for: (kind, book, order id, client id, result).
+    changes: list[tuple[str, Book, str, str | None, Code]] = field(default_factory=list)
+    # Per book: orders that traded for the first time in this batch; (trades, lots traded).
+    first_matches: dict[int, int] = field(default_factory=lambda: defaultdict(int))
+    traded: dict[int, list[int]] = field(default_factory=dict)
+    # Orders the worker refused without storing them: (instrument symbol, why, order id, client).
+    refused: list[tuple[str, Code, str, str]] = field(default_factory=list)
+    # Inbox admin commands answered: {"id", "result", "command_seq"}; admin commands that came
+    # directly and changed something, recorded as processed AdminCommand rows.
+    admin_done: list[dict[str, Any]] = field(default_factory=list)
+    admin_log: list[dict[str, Any]] = field(default_factory=list)
+    admin_outcomes: list[AdminOutcome] = field(default_factory=list)
 
 
 def new_batch(ts_ns: int) -> Batch:
@@ -88,14 +108,19 @@ def new_batch(ts_ns: int) -> Batch:
 def place(batch: Batch, book: Book, cmd: PlaceOrder, created_at: dt.datetime | None = None) -> None:
     """Match a new order (from the inbox when ``created_at`` is its pending row's)."""
     ts = batch.ts_ns
-    try:
-        events: list[Any] = book.engine.place(Place(
-            order_id=cmd.order_id, client_id=cmd.client_id, side=cmd.side, order_type=cmd.type,
-            price_ticks=None if cmd.price is None else book.ticks(cmd.price), qty_lots=book.lots(cmd.quantity),
-            tif=cmd.time_in_force, post_only=cmd.post_only, stp=cmd.stp, ts_ns=ts))
-    except InvalidNumber as exc:
-        # The instrument's grid changed (admin) after the order was validated.
-        events = [Rejected(cmd.order_id, exc.reason, ts)]
+    events: list[Any]
+    if book.halted:
+        # Only a stored (inbox) order gets here: a direct one is refused before (not stored).
+        events = [Rejected(cmd.order_id, Reason.INSTRUMENT_HALTED, ts)]
+    else:
+        try:
+            events = book.engine.place(Place(
+                order_id=cmd.order_id, client_id=cmd.client_id, side=cmd.side, order_type=cmd.type,
+                price_ticks=None if cmd.price is None else book.ticks(cmd.price), qty_lots=book.lots(cmd.quantity),
+                tif=cmd.time_in_force, post_only=cmd.post_only, stp=cmd.stp, ts_ns=ts))
+        except InvalidNumber as exc:
+            # The instrument's grid changed (admin) after the order was validated.
+            events = [Rejected(cmd.order_id, exc.reason, ts)]
     batch.books[book.id] = book
     if created_at is None:
         batch.direct.add(cmd.order_id)
@@ -105,8 +130,15 @@ def place(batch: Batch, book: Book, cmd: PlaceOrder, created_at: dt.datetime | N
 
 
 def command(batch: Batch, book: Book, cmd: CancelOrder | ModifyOrder) -> Code:
-    """Cancel or modify an order the book holds open; the result (``ok`` or the refusal)."""
+    """Cancel or modify an order the book holds open; the result (``ok`` or the refusal). A
+    halted book refuses modifies (cancels still work)."""
     ts = batch.ts_ns
+    kind = "cancel" if isinstance(cmd, CancelOrder) else "modify"
+    if book.halted and kind == "modify":
+        resting = book.engine.get_order(cmd.order_id)
+        batch.changes.append((kind, book, cmd.order_id, None if resting is None else resting.client_id,
+                              Code.INSTRUMENT_HALTED))
+        return Code.INSTRUMENT_HALTED
     try:
         if isinstance(cmd, CancelOrder):
             events: list[Any] = book.engine.cancel(Cancel(order_id=cmd.order_id, ts_ns=ts))
@@ -120,15 +152,26 @@ def command(batch: Batch, book: Book, cmd: CancelOrder | ModifyOrder) -> Code:
     batch.books[book.id] = book
     refused = _collect(batch, book, events, placed=None)
     batch.market[book.id].extend(book.feed.events(events))
-    return Code.OK if refused is None else refused
+    result = Code.OK if refused is None else refused
+    client = next((ev.client_id for ev in events if type(ev) is OrderUpdate and ev.order_id == cmd.order_id), None)
+    batch.changes.append((kind, book, cmd.order_id, client, result))
+    return result
 
 
 def _collect(batch: Batch, book: Book, events: list[Any], placed: PlaceOrder | None) -> Code | None:
     """One command's events as rows to write and fills to answer with; the refusal, if any.
-    Prices and quantities become exact strings here (GridFormat); PostgreSQL parses them."""
+    Prices and quantities become exact strings here (GridFormat); PostgreSQL parses them.
+
+    The journal: every event row of a command that changed the record carries the command's
+    number (the book's next ``command_seq``), and the command's own order's row is its last."""
     g, iid = book.grid, book.id
     last_trade: dict[str, int] = {}
+    # Lots each order traded in this command: an order whose filled quantity is exactly that
+    # traded for the first time.
+    traded: dict[str, int] = {}
     refused: Code | None = None
+    cseq = book.command_seq + 1
+    written = len(batch.events)
     for ev in events:
         kind = type(ev)
         if kind is OrderUpdate:
@@ -137,7 +180,9 @@ def _collect(batch: Batch, book: Book, events: list[Any], placed: PlaceOrder | N
                 "order_id": ev.order_id, "instrument_id": iid, "status": ev.status.value,
                 "price": None if ev.price_ticks is None else g.price(ev.price_ticks), "quantity": g.qty(ev.qty_lots),
                 "filled_quantity": g.qty(ev.filled_lots), "reason": None if ev.reason is None else ev.reason.value,
-                "trade_id": last_trade.pop(ev.order_id, None)})
+                "trade_id": last_trade.pop(ev.order_id, None), "command_seq": cseq})
+            if traded and traded.get(ev.order_id) == ev.filled_lots:
+                batch.first_matches[iid] += 1
         elif kind is Trade:
             price, qty = g.price(ev.price_ticks), g.qty(ev.qty_lots)
             batch.trades.append({
@@ -146,6 +191,13 @@ def _collect(batch: Batch, book: Book, events: list[Any], placed: PlaceOrder | N
                 "sell_order_id": ev.sell_order_id, "maker_order_id": ev.maker_order_id,
                 "taker_order_id": ev.taker_order_id})
             last_trade[ev.maker_order_id] = last_trade[ev.taker_order_id] = ev.trade_id
+            traded[ev.maker_order_id] = traded.get(ev.maker_order_id, 0) + ev.qty_lots
+            traded[ev.taker_order_id] = traded.get(ev.taker_order_id, 0) + ev.qty_lots
+            tally = batch.traded.get(iid)
+            if tally is None:
+                tally = batch.traded[iid] = [0, 0]
+            tally[0] += 1
+            tally[1] += ev.qty_lots
             for oid in (ev.buy_order_id, ev.sell_order_id):
                 # Only the batch's new orders are answered with their fills (the others are
                 # read back whole).
@@ -161,10 +213,57 @@ def _collect(batch: Batch, book: Book, events: list[Any], placed: PlaceOrder | N
                 batch.events.append({
                     "order_id": ev.order_id, "instrument_id": iid, "status": OrderStatus.REJECTED.value,
                     "price": placed.price, "quantity": placed.quantity, "filled_quantity": "0",
-                    "reason": ev.reason.value, "trade_id": None})
+                    "reason": ev.reason.value, "trade_id": None, "command_seq": cseq})
     if placed is not None and placed.order_id not in batch.fills:
         batch.fills[placed.order_id] = []
+    if len(batch.events) > written:
+        book.command_seq = cseq
     return refused
+
+
+# --------------------------------------------------------------------------------------------
+# Operations: admin commands on the books, in their turn among the orders
+# --------------------------------------------------------------------------------------------
+
+
+def set_halted(batch: Batch, book: Book, halted: bool) -> HaltSet:
+    """Halt or resume the book. A change is a command of the instrument's journal (replay
+    must know when orders were refused) and is stored with the instrument in this batch."""
+    changed = book.halted is not halted
+    if changed:
+        book.halted = halted
+        book.command_seq += 1
+        batch.books[book.id] = book
+    return HaltSet(instrument=book.symbol, halted=halted, changed=changed)
+
+
+def cancel_all(batch: Batch, books: list[Book], client_id: str | None) -> AllCancelled:
+    """Cancel every open order of these books (of ``client_id`` only, if given), each an
+    ordinary cancel: from the touch outwards, bids then asks (the snapshot's order)."""
+    total = 0
+    by_instrument: dict[str, int] = {}
+    for book in books:
+        ids = [o["order_id"] for o in book.engine.snapshot()["orders"]
+               if client_id is None or o["client_id"] == client_id]
+        done = sum(1 for oid in ids if command(batch, book, CancelOrder(order_id=oid)) is Code.OK)
+        if done:
+            by_instrument[book.symbol] = done
+            total += done
+    return AllCancelled(cancelled=total, by_instrument=by_instrument)
+
+
+def admin_done(batch: Batch, cmd: AdminCommand, answer: AdminAnswer, *, command_id: int | None,
+               instrument_id: int | None, command_seq: int | None) -> None:
+    """Record an admin command the batch carried out: an inbox row is marked processed with its
+    answer (and NOTIFYed); a direct one that changed something gets a processed row."""
+    result = to_builtins(answer)
+    if command_id is not None:
+        batch.admin_done.append({"id": command_id, "result": result, "command_seq": command_seq})
+        batch.admin_outcomes.append(AdminOutcome(command_id=command_id, answer=answer))
+    else:
+        batch.admin_log.append({"kind": cmd.__struct_config__.tag, "instrument_id": instrument_id,
+                                "client_id": getattr(cmd, "client_id", None), "command": to_builtins(cmd),
+                                "result": result, "command_seq": command_seq})
 
 
 # --------------------------------------------------------------------------------------------
@@ -214,11 +313,51 @@ def _shown(text: str, step: Decimal) -> str:
         return text
 
 
+def order_lines(batch: Batch) -> list[dict[str, Any]]:
+    """One log line per event worth knowing about an order in this batch, once it committed:
+    accepted (its state at the end of the batch) or rejected, each trade, each cancel and
+    modify (or its refusal), each order refused unstored."""
+    lines: list[dict[str, Any]] = []
+    for cmd, book, _ in batch.places:
+        _, ev = batch.final[cmd.order_id]
+        line: dict[str, Any] = {"order_id": cmd.order_id, "client_id": cmd.client_id, "instrument": book.symbol}
+        if type(ev) is Rejected:
+            line.update(event="order rejected", reason=ev.reason.value)
+        else:
+            line.update(event="order accepted", side=cmd.side.value, type=cmd.type.value,
+                        price=None if ev.price_ticks is None else book.grid.price(ev.price_ticks),
+                        quantity=book.grid.qty(ev.qty_lots), status=ev.status.value,
+                        filled_quantity=book.grid.qty(ev.filled_lots),
+                        reason=None if ev.reason is None else ev.reason.value)
+        line["transport"] = cmd.transport.value
+        lines.append(line)
+    for symbol, code, order_id, client_id in batch.refused:
+        lines.append({"event": "order rejected", "order_id": order_id, "client_id": client_id, "instrument": symbol,
+                      "reason": code.value})
+    for trade in batch.trades:
+        taker = batch.final.get(trade["taker_order_id"])
+        client = taker[1].client_id if taker is not None and type(taker[1]) is OrderUpdate else None
+        lines.append({"event": "order matched", "order_id": trade["taker_order_id"], "client_id": client,
+                      "instrument": batch.books[trade["instrument_id"]].symbol, "trade_id": trade["trade_id"],
+                      "price": trade["price"], "quantity": trade["quantity"], "seq": trade["seq"],
+                      "maker_order_id": trade["maker_order_id"], "taker_order_id": trade["taker_order_id"]})
+    for kind, book, order_id, owner, code in batch.changes:
+        done = code is Code.OK
+        event = ("order cancelled" if kind == "cancel" else "order modified") if done else f"{kind} refused"
+        change: dict[str, Any] = {"event": event, "order_id": order_id, "client_id": owner,
+                                  "instrument": book.symbol}
+        if not done:
+            change["reason"] = code.value
+        lines.append(change)
+    return lines
+
+
 def outcomes(batch: Batch) -> list[Outcome]:
     """The inbox's answers: each pending order as committed, each command's result."""
     out: list[Outcome] = [PlaceOutcome(order_id=state.order_id, order=state)
                           for state in placed_states(batch, direct=False)]
     out.extend(CommandOutcome(command_id=command_id, code=code) for command_id, code in batch.commands)
+    out.extend(batch.admin_outcomes)
     return out
 
 
@@ -287,8 +426,11 @@ def statement_params(batch: Batch) -> dict[str, Any]:
         "events": orjson.dumps(batch.events).decode(),
         "trades": orjson.dumps(batch.trades).decode(),
         "commands": orjson.dumps([{"id": i, "result": code.value} for i, code in batch.commands]).decode(),
-        "instruments": orjson.dumps([{"id": b.id, "last_seq": b.engine.seq, "last_trade_id": b.engine.next_trade_id - 1}
+        "instruments": orjson.dumps([{"id": b.id, "last_seq": b.engine.seq, "last_trade_id": b.engine.next_trade_id - 1,
+                                      "last_command_seq": b.command_seq, "halted": b.halted}
                                      for b in batch.books.values()]).decode(),
+        "admin_done": orjson.dumps(batch.admin_done).decode(),
+        "admin_log": orjson.dumps(batch.admin_log).decode(),
         "outcomes": orjson.dumps(outcome_payloads(outcomes(batch))).decode(),
         "market": orjson.dumps(market).decode(),
     }

@@ -3,6 +3,8 @@ from the record on start (bootstrap) and for an instrument added since."""
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
@@ -21,6 +23,8 @@ from matching.records import (
     engine_from_rows,
     spec_of,
 )
+
+log = logging.getLogger("matching.worker.books")
 
 # Decimal string -> ticks/lots, memoised per book: orders cluster on few prices and sizes, and
 # the exact conversion is the worker's costliest call per order. Bounded by starting over.
@@ -48,6 +52,10 @@ class Book:
     engine: Engine
     feed: Feed
     grid: GridFormat
+    # Operations: a halted book refuses new orders and modifies (matching.worker.batch); the
+    # number of the last command that changed its record (the journal, OrderEvent.command_seq).
+    halted: bool = False
+    command_seq: int = 0
     _ticks: dict[str, int] = field(default_factory=dict)
     _lots: dict[str, int] = field(default_factory=dict)
 
@@ -83,19 +91,26 @@ def book_of(instrument: dict[str, Any], engine: Engine, feed_factory: FeedFactor
     levels = [("buy", lv.price_ticks, lv.qty_lots) for lv in depth.bids]
     levels += [("sell", lv.price_ticks, lv.qty_lots) for lv in depth.asks]
     return Book(instrument["id"], instrument["symbol"], spec, engine, feed_factory(spec, levels, engine.seq),
-                GridFormat(spec))
+                GridFormat(spec), halted=bool(instrument.get("halted", False)),
+                command_seq=int(instrument.get("last_command_seq", 0)))
 
 
 async def read_book(conn: psycopg.AsyncConnection[Any], instrument: dict[str, Any],
                     feed_factory: FeedFactory) -> Book:
     """One instrument's book from its open orders (records.engine_from_rows)."""
+    started = time.perf_counter()
     cur = await conn.execute(OPEN_ORDERS_SQL, (instrument["id"],))
     open_orders = await cur.fetchall()
     cur = await conn.execute(MAX_PRIORITY_SQL, (instrument["id"],))
     row = await cur.fetchone()
+    read = time.perf_counter()
     engine = engine_from_rows(spec_of(instrument), open_orders, last_seq=instrument["last_seq"],
                               last_trade_id=instrument["last_trade_id"], max_priority=row[0] if row else 0)
-    return book_of(instrument, engine, feed_factory)
+    book = book_of(instrument, engine, feed_factory)
+    log.info("book rebuilt", extra={"instrument": instrument["symbol"], "open_orders": engine.open_order_count,
+                                    "read_s": round(read - started, 3),
+                                    "build_s": round(time.perf_counter() - read, 3)})
+    return book
 
 
 async def read_instruments(conn: psycopg.AsyncConnection[Any],

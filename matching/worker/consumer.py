@@ -19,13 +19,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import signal
 import time
 from typing import Any
 
+import psycopg
 from channels.consumer import AsyncConsumer
 from django.conf import settings
 
-from . import periodic
+from . import metrics, periodic
 from .books import FeedFactory
 from .direct import DirectServer
 from .postgres import backoff_s, conninfo
@@ -53,36 +55,58 @@ class MatchingConsumer(AsyncConsumer):  # type: ignore[misc]
         self.direct: DirectServer | None = None
         self._timer: asyncio.Task[None] | None = None
         self._recovery: asyncio.Task[None] | None = None
+        self._heartbeat: asyncio.Task[None] | None = None
 
     # -- bringing a worker up, and down ----------------------------------------------------
     async def worker_start(self, message: dict[str, Any]) -> None:
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, self._stop)
         await self._until_up()
-        log.info("matching worker ready")
         self.channel_layer.batch_done()
 
+    def _stop(self) -> None:
+        log.warning("matching worker stopping (SIGTERM)")
+        logging.shutdown()
+        os._exit(0)
+
     async def _up(self) -> None:
+        started = time.monotonic()
         worker = self.worker = MatchingWorker(conninfo("pgbourse-worker"), self.feed_factory,
                                               slow_batch_ms=settings.MATCHING_SLOW_BATCH_MS,
                                               db_timeout_s=settings.MATCHING_DB_TIMEOUT_S)
         await worker.start()
-        await periodic.persist_snapshots(worker, source="startup")
+        rebuilt = time.monotonic()
         if settings.MATCHING_DIRECT:
             # Orders may come straight from the web processes too; the address is advertised
             # only now, with the lock held and the books rebuilt.
             self.direct = DirectServer(worker.match_direct, self._on_failure)
             host, port = settings.MATCHING_DIRECT_BIND
             await worker.advertise(await self.direct.start(host, port, settings.MATCHING_DIRECT_ADVERTISE))
+            worker.direct_address = self.direct.address
             log.info("direct order entry on %s", self.direct.address)
-        self._timer = asyncio.get_running_loop().create_task(self._periodic())
+        loop = asyncio.get_running_loop()
+        await periodic.heartbeat(worker)
+        self._heartbeat = loop.create_task(self._guard(
+            periodic.heartbeat_forever(worker, settings.HEARTBEAT_EVERY_S)))
+        # The start's snapshot is stored after the worker is ready: a large book's takes seconds
+        # to write, and nothing needs it before orders flow.
+        self._timer = loop.create_task(self._guard(self._periodic()))
+        metrics.started()
+        log.info("matching worker ready", extra={"rebuild_s": round(rebuilt - started, 3),
+                                                 "ready_s": round(time.monotonic() - started, 3),
+                                                 "cpu_s": round(time.process_time(), 3),
+                                                 "books": len(worker.books),
+                                                 "open_orders": sum(b.engine.open_order_count
+                                                                    for b in worker.books.values())})
 
     async def _down(self) -> None:
         """Drop the worker and everything it serves: the direct server and its connections (web
         processes then settle their unanswered orders through PostgreSQL), the timer, and its
         sessions (the lock with them)."""
-        worker, direct, timer = self.worker, self.direct, self._timer
-        self.worker = self.direct = self._timer = None
-        if timer is not None:
-            timer.cancel()
+        worker, direct, timer, heartbeat = self.worker, self.direct, self._timer, self._heartbeat
+        self.worker = self.direct = self._timer = self._heartbeat = None
+        for task in (timer, heartbeat):
+            if task is not None:
+                task.cancel()
         if direct is not None:
             await direct.close()
         if worker is not None:
@@ -142,9 +166,17 @@ class MatchingConsumer(AsyncConsumer):  # type: ignore[misc]
         worker = self.worker
         assert worker is not None
         try:
-            await periodic.run(worker, snapshot_every_s=settings.SNAPSHOT_FEED_EVERY_S,
-                               persist_every_s=settings.SNAPSHOT_PERSIST_EVERY_S,
-                               statistics_every_s=settings.STATISTICS_EVERY_S)
+            await periodic.persist_snapshots(worker, source="startup")
+        except (psycopg.Error, OSError, TimeoutError) as exc:
+            log.warning("the start's book snapshot was not stored: %s", exc)
+        await periodic.run(worker, snapshot_every_s=settings.SNAPSHOT_FEED_EVERY_S,
+                           persist_every_s=settings.SNAPSHOT_PERSIST_EVERY_S,
+                           statistics_every_s=settings.STATISTICS_EVERY_S)
+
+    async def _guard(self, job: Any) -> None:
+        """A timer job of the worker (snapshots, heartbeat): its failure is the worker's."""
+        try:
+            await job
         except asyncio.CancelledError:
             raise
         except BaseException as exc:

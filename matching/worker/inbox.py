@@ -23,7 +23,14 @@ from typing import Any
 import psycopg
 from channels.layers import BaseChannelLayer
 
-from matching.contract import INBOX_CHANNEL, CancelOrder, ModifyOrder, PlaceOrder
+from matching.contract import (
+    INBOX_CHANNEL,
+    CancelOrder,
+    ModifyOrder,
+    PlaceOrder,
+    Transport,
+    decode_admin_command,
+)
 from matching.engine.types import STP, OrderType, Side, TimeInForce
 
 from .batch import Pending
@@ -35,18 +42,23 @@ POLL_S = 0.5
 PENDING_SQL = """
 (SELECT o.inbox_seq, 'place' AS kind, NULL::bigint AS command_id, o.order_id, o.instrument_id, o.client_id,
         o.side, o.type, o.time_in_force, o.post_only, o.stp, o.price, o.quantity, o.idempotency_key,
-        o.request_hash, o.created_at
+        o.request_hash, o.created_at, NULL::text AS payload
    FROM orders_order o WHERE o.status = 'pending' ORDER BY o.inbox_seq LIMIT %(limit)s)
 UNION ALL
 (SELECT c.inbox_seq, c.kind, c.id, c.order_id, o.instrument_id, o.client_id,
         o.side, o.type, o.time_in_force, o.post_only, o.stp, c.new_price, c.new_quantity, o.idempotency_key,
-        o.request_hash, o.created_at
+        o.request_hash, o.created_at, NULL::text
    FROM orders_ordercommand c JOIN orders_order o ON o.order_id = c.order_id
   WHERE NOT c.processed ORDER BY c.inbox_seq LIMIT %(limit)s)
+UNION ALL
+(SELECT a.inbox_seq, 'admin', a.id, NULL, a.instrument_id, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+        NULL, a.created_at, a.command::text
+   FROM orders_admincommand a WHERE NOT a.processed ORDER BY a.inbox_seq LIMIT %(limit)s)
 ORDER BY inbox_seq LIMIT %(limit)s
 """
 COLUMNS = ("inbox_seq", "kind", "command_id", "order_id", "instrument_id", "client_id", "side", "type",
-           "time_in_force", "post_only", "stp", "price", "quantity", "idempotency_key", "request_hash", "created_at")
+           "time_in_force", "post_only", "stp", "price", "quantity", "idempotency_key", "request_hash", "created_at",
+           "payload")
 
 
 def _text(value: Any) -> str | None:
@@ -55,6 +67,8 @@ def _text(value: Any) -> str | None:
 
 def pending(row: dict[str, Any]) -> Pending:
     """A PENDING_SQL row as the contract command it stands for."""
+    if row["kind"] == "admin":
+        return Pending(decode_admin_command(row["payload"]), row["instrument_id"] or 0, command_id=row["command_id"])
     oid = str(row["order_id"])
     if row["kind"] == "place":
         command: PlaceOrder | CancelOrder | ModifyOrder = PlaceOrder(
@@ -62,7 +76,7 @@ def pending(row: dict[str, Any]) -> Pending:
             request_hash=row["request_hash"], instrument_id=row["instrument_id"], side=Side(row["side"]),
             type=OrderType(row["type"]), time_in_force=TimeInForce(row["time_in_force"]),
             post_only=row["post_only"], stp=STP(row["stp"]),
-            price=_text(row["price"]), quantity=format(row["quantity"], "f"))
+            price=_text(row["price"]), quantity=format(row["quantity"], "f"), transport=Transport.INBOX)
         return Pending(command, row["instrument_id"], created_at=row["created_at"])
     if row["kind"] == "cancel":
         command = CancelOrder(order_id=oid)

@@ -12,9 +12,10 @@ import orjson
 import psycopg
 from psycopg import sql
 
-from matching.contract import MARKET_CHANNEL, market_payloads
+from matching.contract import MARKET_CHANNEL, SnapshotInfo, market_payloads
 from matching.records import datetime_from_ns
 
+from . import metrics, snapshots
 from .service import MatchingWorker
 
 log = logging.getLogger("matching.worker.periodic")
@@ -35,8 +36,37 @@ SELECT s.relname FROM pg_stat_user_tables s JOIN pg_class c ON c.oid = s.relid
  WHERE s.schemaname = current_schema() AND s.relname = ANY(%s)
    AND s.n_mod_since_analyze > greatest(%s, c.reltuples)
 """
-INSERT_SNAPSHOT = ("INSERT INTO marketdata_booksnapshot (instrument_id, seq, taken_at, source, bids, asks, "
-                   "engine_snapshot) VALUES (%s, %s, %s, %s, %s::jsonb, %s::jsonb, %s::jsonb) RETURNING id")
+
+
+# The heartbeat (orders.models.WorkerStatus), from the lock-holding session: a fresh row means
+# that session, and with it the ownership lock, is alive.
+HEARTBEAT_SQL = """
+INSERT INTO orders_workerstatus (id, owner, backend_pid, direct_address, started_at, heartbeat_at, last_batch_at,
+                                 batches, retries, books)
+VALUES (1, %(owner)s, pg_backend_pid(), %(address)s, now() - make_interval(secs => %(uptime_s)s), now(),
+        now() - make_interval(secs => %(since_batch_s)s), %(batches)s, %(retries)s, %(books)s::jsonb)
+ON CONFLICT (id) DO UPDATE SET owner = excluded.owner, backend_pid = excluded.backend_pid,
+       direct_address = excluded.direct_address, started_at = excluded.started_at,
+       heartbeat_at = excluded.heartbeat_at, last_batch_at = excluded.last_batch_at, batches = excluded.batches,
+       retries = excluded.retries, books = excluded.books
+"""
+
+
+async def heartbeat(worker: MatchingWorker) -> None:
+    """Refresh the heartbeat row and sample the books (their depth gauges)."""
+    books = metrics.books_sampled(list(worker.books.values()))
+    now = time.monotonic()
+    await worker.store.execute(HEARTBEAT_SQL, {
+        "owner": worker.owner, "address": worker.direct_address, "uptime_s": now - worker.started_at,
+        "since_batch_s": None if worker.last_batch_at is None else now - worker.last_batch_at,
+        "batches": worker.batches, "retries": worker.retries, "books": orjson.dumps(books).decode()})
+
+
+async def heartbeat_forever(worker: MatchingWorker, every_s: float) -> None:
+    """Until cancelled: a failure (the session is gone, and with it the lock) is the caller's."""
+    while True:
+        await heartbeat(worker)
+        await asyncio.sleep(every_s)
 
 
 async def publish_snapshots(worker: MatchingWorker) -> None:
@@ -61,35 +91,17 @@ async def publish_snapshots(worker: MatchingWorker) -> None:
 
 
 async def persist_snapshots(worker: MatchingWorker, source: str = "worker",
-                            instrument_ids: set[int] | None = None) -> list[dict[str, Any]]:
-    """Store each book's full engine snapshot (restorable) with its levels; what was stored
-    (id, instrument, seq, level and order counts).
-
-    Only taking the snapshot holds up matching. It is written once the batches it reflects have
-    committed, on a connection of its own and outside the order of writes: a large book's
-    snapshot is megabytes of jsonb, and written in turn it would hold every commit behind it."""
+                            instrument_ids: set[int] | None = None) -> list[SnapshotInfo]:
+    """Store each book's full engine snapshot (restorable) with its levels; what was stored.
+    Only taking the snapshot holds up matching (matching.worker.snapshots)."""
     async with worker.lock:
         taken_at = datetime_from_ns(time.time_ns())
-        taken = [(book, book.engine.seq, book.engine.depth(10**9), book.engine.snapshot())
-                 for book in worker.books.values() if instrument_ids is None or book.id in instrument_ids]
+        taken = [snapshots.take(book) for book in worker.books.values()
+                 if instrument_ids is None or book.id in instrument_ids]
         reflects = worker.last_write
     if reflects is not None:
         await asyncio.shield(reflects)
-    stored: list[dict[str, Any]] = []
-    if not taken:
-        return stored
-    async with await psycopg.AsyncConnection.connect(**worker.conninfo, autocommit=True) as conn:
-        for book, seq, depth, snapshot in taken:
-            g = book.grid
-            bids = [[g.price(lv.price_ticks), g.qty(lv.qty_lots), lv.order_count] for lv in depth.bids]
-            asks = [[g.price(lv.price_ticks), g.qty(lv.qty_lots), lv.order_count] for lv in depth.asks]
-            cur = await conn.execute(INSERT_SNAPSHOT, (book.id, seq, taken_at, source, orjson.dumps(bids).decode(),
-                                                       orjson.dumps(asks).decode(), orjson.dumps(snapshot).decode()))
-            row = await cur.fetchone()
-            assert row is not None
-            stored.append({"id": row[0], "instrument": book.symbol, "seq": seq, "bid_levels": len(bids),
-                           "ask_levels": len(asks), "orders": len(snapshot["orders"])})
-    return stored
+    return await snapshots.write(worker.conninfo, taken, source, taken_at)
 
 
 async def refresh_statistics(conninfo: dict[str, Any], tables: tuple[str, ...] = HOT_TABLES,

@@ -17,18 +17,29 @@ from the record (after a lost database, in process) or ends the process (any oth
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
+import os
+import socket
 import sys
 import time
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import orjson
 import psycopg
 
 from matching.contract import (
+    ADMIN_COMMANDS,
     FINAL_STATUSES,
+    OUTCOME_CHANNEL,
+    AdminAnswer,
+    AdminCommand,
+    AdminOutcome,
     Answer,
+    BookState,
+    CancelAll,
     CancelOrder,
     Code,
     Command,
@@ -37,17 +48,35 @@ from matching.contract import (
     ModifyOrder,
     Placed,
     PlaceOrder,
+    ReadWorkerState,
     Refused,
+    SetHalted,
+    SnapshotsTaken,
+    TakeSnapshot,
+    WorkerState,
+    outcome_payloads,
+    to_builtins,
 )
 from matching.records import order_states
 
 from . import batch as batches
+from . import logs, metrics, snapshots
 from .batch import Batch, Pending
 from .books import Book, FeedFactory, load_books, read_book, read_instruments
 from .dedupe import Taken
 from .store import Store, read_back, statements
 
 log = logging.getLogger("matching.worker")
+
+# An inbox snapshot command is answered once its snapshots are stored: its row is marked
+# processed and its outcome NOTIFYed then, in a transaction of their own.
+FINISH_ADMIN_SQL = """
+WITH done AS (UPDATE orders_admincommand SET processed = true, result = %(result)s::jsonb, processed_at = now()
+               WHERE id = %(id)s AND NOT processed RETURNING id)
+SELECT count(pg_notify('""" + OUTCOME_CHANNEL + """', p)) FROM done, unnest(%(payloads)s::text[]) AS p"""
+
+# Snapshot commands of a batch: (answer index or inbox command id, the snapshots taken).
+SnapshotJobs = list[tuple[int, list[snapshots.Taken]]]
 
 # The commit thread needs the GIL for a moment after each reply from PostgreSQL, and the
 # matching thread keeps it for up to the switch interval (CPython's default is 5 ms).
@@ -82,6 +111,11 @@ class MatchingWorker:
         # Set, with the exception, once a write failed: every write waiting for its turn then
         # fails too (nothing may commit past a failed batch), and the worker is done.
         self.failure: asyncio.Future[None] | None = None
+        # Operations: who owns the books, since when, and when the last batch committed.
+        self.owner = f"{socket.gethostname()}:{os.getpid()}"
+        self.direct_address: str | None = None
+        self.started_at = time.monotonic()
+        self.last_batch_at: float | None = None
 
     @property
     def retries(self) -> int:
@@ -108,10 +142,27 @@ class MatchingWorker:
     async def rebuild(self) -> None:
         """Every book from the record (matching.worker.books)."""
         assert self.conn is not None
-        self.books = await asyncio.wait_for(load_books(self.conn, self.feed_factory), self.rebuild_timeout_s)
+        # A large book is millions of objects made at once: the cyclic collector would walk them
+        # again and again while they are made, and at every full collection after. Off while
+        # they are made, then they join what gc.freeze() keeps out of every collection (they
+        # leave it by reference counting: an order taken off the book drops its links).
+        gc.disable()
+        try:
+            self.books = await asyncio.wait_for(load_books(self.conn, self.feed_factory), self.rebuild_timeout_s)
+        finally:
+            gc.enable()
+            gc.freeze()
         log.info("rebuilt %d book(s): %s", len(self.books),
                  ", ".join(f"{b.symbol} ({b.engine.open_order_count} open, seq {b.engine.seq})"
                            for b in self.books.values()))
+
+    async def _all_books(self) -> list[Book]:
+        """Every instrument's book, those created since start included."""
+        assert self.read_conn is not None
+        for instrument in await read_instruments(self.read_conn):
+            if instrument["id"] not in self.books:
+                self.books[instrument["id"]] = await read_book(self.read_conn, instrument, self.feed_factory)
+        return list(self.books.values())
 
     async def _book(self, instrument_id: int) -> Book | None:
         book = self.books.get(instrument_id)
@@ -168,8 +219,13 @@ class MatchingWorker:
         async with self.lock:
             started = time.perf_counter()
             batch = batches.new_batch(time.time_ns())
+            jobs: SnapshotJobs = []
             for item in items:
                 cmd = item.command
+                if isinstance(cmd, ADMIN_COMMANDS):
+                    assert item.command_id is not None
+                    await self._admin(batch, cmd, item.command_id, jobs)
+                    continue
                 if isinstance(cmd, PlaceOrder) and cmd.order_id in self.taken.order_ids:
                     continue  # its direct copy was matched and committed while this row was read
                 book = await self._book(item.instrument_id)
@@ -188,7 +244,9 @@ class MatchingWorker:
             await self._commit(batch, params, [])
 
         await self.in_turn(turn, write)
-        self._log_slow("inbox", len(items), batch, started, matched)
+        for command_id, taken in jobs:
+            await self._finish_inbox_snapshot(command_id, taken, batch)
+        self._after_commit("inbox", len(items), batch, started, matched)
 
     # -- the direct path ------------------------------------------------------------------
     async def handle_direct(self, commands: list[Command]) -> list[Answer]:
@@ -221,6 +279,7 @@ class MatchingWorker:
             # holds the order open: the batch's read-back decides the answer then).
             targets: list[tuple[int, str, Code | None]] = []
             placed: list[tuple[int, str]] = []
+            jobs: SnapshotJobs = []
             for n, cmd in enumerate(commands):
                 if n in refused:
                     answers[n] = Refused(code=refused[n])
@@ -234,14 +293,22 @@ class MatchingWorker:
                     if book is None:
                         answers[n] = Refused(code=Code.UNKNOWN_INSTRUMENT)
                         continue
+                    if book.halted:
+                        answers[n] = Refused(code=Code.INSTRUMENT_HALTED)
+                        batch.refused.append((book.symbol, Code.INSTRUMENT_HALTED, oid, cmd.client_id))
+                        continue
                     known.add(key)
                     known.add(oid)
                     batches.place(batch, book, cmd)
                     placed.append((n, oid))
+                elif isinstance(cmd, ADMIN_COMMANDS):
+                    answer = await self._admin(batch, cmd, None, jobs, index=n)
+                    if answer is not None:
+                        answers[n] = answer
                 else:
                     targets.append((n, cmd.order_id, self._direct_command(batch, cmd)))
             self.taken.remember(batches.taken(batch))
-            writes = bool(batch.books or targets)
+            writes = bool(batch.books or targets or batch.admin_log)
             params = batches.statement_params(batch) if writes else {}
             # Answers built now, sent only once the batch has committed.
             states = {state.order_id: state for state in batches.placed_states(batch, direct=True)}
@@ -250,7 +317,7 @@ class MatchingWorker:
             turn = self.next_turn()
         matched = time.perf_counter()
         return asyncio.get_running_loop().create_task(
-            self._finish_direct(batch, params if writes else None, answers, targets, turn, started, matched))
+            self._finish_direct(batch, params if writes else None, answers, targets, turn, started, matched, jobs))
 
     def _direct_command(self, batch: Batch, cmd: CancelOrder | ModifyOrder) -> Code | None:
         book = next((b for b in self.books.values() if b.engine.get_order(cmd.order_id) is not None), None)
@@ -261,7 +328,7 @@ class MatchingWorker:
 
     async def _finish_direct(self, batch: Batch, params: dict[str, Any] | None, answers: list[Answer],
                              targets: list[tuple[int, str, Code | None]], turn: Turn,
-                             started: float, matched: float) -> list[Answer]:
+                             started: float, matched: float, jobs: SnapshotJobs) -> list[Answer]:
         read: list[list[Any]] = []
 
         async def write() -> None:
@@ -286,14 +353,88 @@ class MatchingWorker:
                     # Still pending (or of an instrument this worker has no book for yet): the
                     # inbox orders the command after its place.
                     answers[n] = CommandResult(code=Code.DEFERRED)
-        self._log_slow("direct", len(answers), batch, started, matched)
+        for n, taken in jobs:
+            answers[n] = SnapshotsTaken(snapshots=await snapshots.write(self.conninfo, taken, "admin", batch.when))
+        self._after_commit("direct", len(answers), batch, started, matched)
         return answers
 
-    def _log_slow(self, source: str, size: int, batch: Batch, started: float, matched: float) -> None:
+    def _after_commit(self, source: str, size: int, batch: Batch, started: float, matched: float) -> None:
+        """A batch committed: its metrics now, its log lines once its answers are on their way."""
         done = time.perf_counter()
-        if done - started > self.slow_batch_s:
-            log.info("slow %s batch: %d commands, %d trades: match %.1f ms, commit %.1f ms", source, size,
-                     len(batch.trades), (matched - started) * 1e3, (done - matched) * 1e3)
+        if batch.books or batch.refused:
+            self.last_batch_at = time.monotonic()
+        try:
+            metrics.batch_committed(batch, source, size, matched - started, done - matched)
+        except Exception:
+            # Counting is no reason to stop matching (the batch has committed): loud, not fatal.
+            log.exception("metrics of a committed batch failed")
+        asyncio.get_running_loop().call_soon(logs.batch_committed, batch, source, size, matched - started,
+                                             done - matched, done - started > self.slow_batch_s)
+
+    # -- operations: admin commands, in their turn among the orders -----------------------
+    async def _admin(self, batch: Batch, cmd: AdminCommand, command_id: int | None, jobs: SnapshotJobs,
+                     index: int = 0) -> AdminAnswer | None:
+        """Carry out an admin command inside the batch being matched. Its answer (None for a
+        snapshot, answered once it is stored); an inbox command's answer is recorded with it."""
+        answer: AdminAnswer
+        instrument_id = getattr(cmd, "instrument_id", None)
+        command_seq: int | None = None
+        if isinstance(cmd, TakeSnapshot):
+            books = await self._all_books() if cmd.instrument_id is None else \
+                [b for b in [await self._book(cmd.instrument_id)] if b is not None]
+            if books:
+                jobs.append((index if command_id is None else command_id, [snapshots.take(b) for b in books]))
+                return None
+            answer = Refused(code=Code.UNKNOWN_INSTRUMENT)
+        elif isinstance(cmd, ReadWorkerState):
+            answer = self.state()
+        elif isinstance(cmd, SetHalted):
+            book = await self._book(cmd.instrument_id)
+            if book is None:
+                answer = Refused(code=Code.UNKNOWN_INSTRUMENT)
+            else:
+                answer = batches.set_halted(batch, book, cmd.halted)
+                command_seq = book.command_seq if answer.changed else None
+                log.warning("instrument %s %s", book.symbol, "halted" if cmd.halted else "resumed")
+        else:
+            assert isinstance(cmd, CancelAll)
+            if cmd.instrument_id is None:
+                books = await self._all_books()
+            else:
+                book = await self._book(cmd.instrument_id)
+                books = [] if book is None else [book]
+            if cmd.instrument_id is not None and not books:
+                answer = Refused(code=Code.UNKNOWN_INSTRUMENT)
+            else:
+                answer = batches.cancel_all(batch, books, cmd.client_id)
+                log.warning("cancel-all (instrument %s, client %s): %d order(s) cancelled",
+                            cmd.instrument_id, cmd.client_id, answer.cancelled)
+        if command_id is not None or command_seq is not None or getattr(answer, "cancelled", 0):
+            batches.admin_done(batch, cmd, answer, command_id=command_id, instrument_id=instrument_id,
+                               command_seq=command_seq)
+        return answer
+
+    async def _finish_inbox_snapshot(self, command_id: int, taken: list[snapshots.Taken], batch: Batch) -> None:
+        answer = SnapshotsTaken(snapshots=await snapshots.write(self.conninfo, taken, "admin", batch.when))
+        payloads = outcome_payloads([AdminOutcome(command_id=command_id, answer=answer)])
+        async with await psycopg.AsyncConnection.connect(**self.conninfo, autocommit=True) as conn:
+            await conn.execute(FINISH_ADMIN_SQL, {"id": command_id, "payloads": payloads,
+                                                  "result": orjson.dumps(to_builtins(answer)).decode()})
+
+    def state(self) -> WorkerState:
+        """What the worker holds, now."""
+        books = []
+        for b in self.books.values():
+            depth = b.engine.depth(10**9)
+            books.append(BookState(instrument=b.symbol, open_orders=b.engine.open_order_count,
+                                   bid_levels=len(depth.bids), ask_levels=len(depth.asks), seq=b.engine.seq,
+                                   command_seq=b.command_seq, halted=b.halted))
+        now = time.monotonic()
+        return WorkerState(owner=self.owner, direct_address=self.direct_address,
+                           uptime_s=round(now - self.started_at, 3),
+                           batches=self.batches, retries=self.retries,
+                           last_batch_age_s=None if self.last_batch_at is None else round(now - self.last_batch_at, 3),
+                           books=books)
 
     async def close(self) -> None:
         for conn in (self.conn, self.read_conn):
@@ -313,6 +454,8 @@ def _refusal(cmd: Command) -> Code | None:
     """Why the worker will not take a command at all, or None. Web processes validate every
     command first; this is the worker's own guard, so that no command can fail a batch (and
     with it every other order of the batch)."""
+    if isinstance(cmd, ADMIN_COMMANDS):
+        return None
     try:
         uuid.UUID(cmd.order_id)
     except ValueError:

@@ -29,6 +29,7 @@ from psycopg import pq
 from matching.contract import MARKET_CHANNEL, OUTCOME_CHANNEL
 from matching.records import FILLS_SQL, ORDERS_BY_ID_SQL
 
+from . import metrics
 from .batch import Batch
 
 log = logging.getLogger("matching.worker.store")
@@ -86,8 +87,9 @@ UPDATE orders_order o
 
 INSERT_EVENTS = """
 INSERT INTO orders_orderevent (order_id, instrument_id, status, price, quantity, filled_quantity, reason, trade_id,
-                               created_at)
-SELECT e.order_id, e.instrument_id, e.status, e.price, e.quantity, e.filled_quantity, e.reason, e.trade_id, %(when)s
+                               command_seq, created_at)
+SELECT e.order_id, e.instrument_id, e.status, e.price, e.quantity, e.filled_quantity, e.reason, e.trade_id,
+       e.command_seq, %(when)s
   FROM json_populate_recordset(NULL::orders_orderevent, %(events)s::json) WITH ORDINALITY AS e
  ORDER BY e.ordinality"""
 
@@ -104,9 +106,23 @@ UPDATE orders_ordercommand c SET processed = true, result = u.result, processed_
   FROM json_to_recordset(%(commands)s::json) AS u(id bigint, result text) WHERE c.id = u.id"""
 
 UPDATE_INSTRUMENTS = """
-UPDATE orders_instrument i SET last_seq = u.last_seq, last_trade_id = u.last_trade_id
-  FROM json_to_recordset(%(instruments)s::json) AS u(id bigint, last_seq bigint, last_trade_id bigint)
+UPDATE orders_instrument i SET last_seq = u.last_seq, last_trade_id = u.last_trade_id,
+                              last_command_seq = u.last_command_seq, halted = u.halted
+  FROM json_to_recordset(%(instruments)s::json) AS u(id bigint, last_seq bigint, last_trade_id bigint,
+                                                     last_command_seq bigint, halted bool)
  WHERE i.id = u.id"""
+
+# Operations: inbox admin commands answered, and the direct ones that changed something.
+UPDATE_ADMIN = """
+UPDATE orders_admincommand c SET processed = true, result = u.result, command_seq = u.command_seq,
+                                 processed_at = %(when)s
+  FROM json_to_recordset(%(admin_done)s::json) AS u(id bigint, result jsonb, command_seq bigint) WHERE c.id = u.id"""
+INSERT_ADMIN = """
+INSERT INTO orders_admincommand (kind, instrument_id, client_id, command, processed, result, command_seq, created_at,
+                                 processed_at)
+SELECT a.kind, a.instrument_id, a.client_id, a.command, true, a.result, a.command_seq, %(when)s, %(when)s
+  FROM json_to_recordset(%(admin_log)s::json) AS a(kind text, instrument_id bigint, client_id text, command jsonb,
+                                                   result jsonb, command_seq bigint)"""
 
 # NOTIFY inside the transaction: delivered only if, and when, it commits.
 NOTIFY_OUTCOMES = (f"SELECT count(pg_notify('{OUTCOME_CHANNEL}', p)) "
@@ -132,6 +148,10 @@ def statements(batch: Batch, params: dict[str, Any]) -> list[Statement]:
         out.append((UPDATE_COMMANDS, params))
     if batch.books:
         out.append((UPDATE_INSTRUMENTS, params))
+    if batch.admin_done:
+        out.append((UPDATE_ADMIN, params))
+    if batch.admin_log:
+        out.append((INSERT_ADMIN, params))
     out.append((NOTIFY_OUTCOMES, params))
     out.append((NOTIFY_MARKET, params))
     return out
@@ -200,6 +220,7 @@ class Store:
                 return await self._bounded(self._commit_sync, writes, reads, attempt)
             except pg_errors.SerializationFailure:
                 self.retries += 1
+                metrics.retried()
                 if attempt >= MAX_RETRIES:
                     raise
                 log.info("batch hit a serialization failure (40001), retrying (attempt %d)", attempt + 1)
@@ -228,6 +249,15 @@ class Store:
                 conn.execute("ROLLBACK")
             raise
         return [cur.fetchall() for cur in cursors]
+
+    async def execute(self, query: str, params: dict[str, Any]) -> None:
+        """One statement on the lock-holding session (the heartbeat: proof that this session,
+        and with it the lock, is alive), in the commit thread between commits."""
+        def run() -> None:
+            assert self.conn is not None
+            self.conn.execute(query, params)
+
+        await self._bounded(run)
 
     async def close(self) -> None:
         """Close the session (and with it the lock). When the commit thread is stuck in a call,

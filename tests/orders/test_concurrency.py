@@ -146,7 +146,7 @@ def test_concurrent_cancels_and_modifies_of_many_orders_all_answer_with_final_st
 
 def _requests_counted(exchange, operation: str, status: int) -> float:
     _, text = call(exchange.http, "GET", "/metrics", headers={"Accept": "text/plain"})
-    prefix = f'pgbourse_order_requests_total{{operation="{operation}",status="{status}"}} '
+    prefix = f'order_requests_total{{operation="{operation}",status="{status}"}} '
     return sum(float(line[len(prefix):]) for line in text.splitlines() if line.startswith(prefix))
 
 

@@ -21,6 +21,7 @@ from exchange_project import pgembed
 from exchange_project.processes import (
     SERVERS,
     child_env,
+    metrics_dir,
     server_command,
     stop_process_group,
     worker_command,
@@ -67,7 +68,10 @@ class Command(BaseCommand):
         call_command("migrate", interactive=False, verbosity=0)
         if ensure_default_instrument():
             self.stdout.write("created instrument BTC-USD (tick 0.01, lot 0.0001)")
+        # The metrics of this exchange's processes, merged by /metrics (unless the environment
+        # already names a directory: a container's, say).
         env = child_env()
+        env.setdefault("PROMETHEUS_MULTIPROC_DIR", metrics_dir(f"port-{opts['port']}"))
         specs = {
             "worker": worker_command(),
             "server": server_command(opts["port"], opts["server"], opts["web_workers"], opts["host"]),
@@ -83,7 +87,7 @@ class Command(BaseCommand):
             f"  OpenAPI / docs   {base}/schema  {base}/docs\n"
             f"  admin            {base}/admin/   (python manage.py createsuperuser)\n"
             f"  WebSocket        ws://{opts['host']}:{opts['port']}/stream\n"
-            f"  metrics          {base}/metrics\n"
+            f"  metrics          {base}/metrics   health {base}/healthz  {base}/readyz\n"
             f"Ctrl-C stops everything."))
         stopping = False
 

@@ -170,6 +170,7 @@ class Ingester:
 
     # -- submission -----------------------------------------------------------------------
     async def submit_forever(self) -> None:
+        from matching.contract import Transport
         from orders.errors import ApiError
         from orders.instruments import by_symbol
         from orders.services import orders_place
@@ -190,7 +191,7 @@ class Ingester:
                     continue
                 try:
                     requests.append(place_request(order_body(trade, instrument.symbol, self.client_id, qty),
-                                                  instrument))
+                                                  instrument, Transport.LOCAL))
                 except ApiError as exc:
                     self.counts[f"invalid_{exc.code}"] += 1
             while requests:

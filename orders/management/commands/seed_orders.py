@@ -12,6 +12,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
+from matching.contract import Transport
 from orders import instruments, services
 from orders.errors import ApiError
 from orders.validation import place_request
@@ -47,7 +48,7 @@ class Command(BaseCommand):
                     "instrument": inst.symbol, "side": side, "price": str(price), "quantity": str(qty),
                     "order_id": str(uuid.UUID(int=rng.getrandbits(128)))}
             try:
-                batch.append(place_request(body, inst))
+                batch.append(place_request(body, inst, Transport.LOCAL))
             except ApiError as exc:
                 raise CommandError(f"demo order refused: {exc.body()}") from exc
         for start in range(0, len(batch), 100):

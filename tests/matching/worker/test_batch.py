@@ -62,7 +62,8 @@ def test_a_direct_order_that_rests_is_one_new_row_one_event_and_its_answer() -> 
         (OrderStatus.OPEN, "0.2500", "2025-12-02T12:00:00Z", [])
     # and the feed gets its book delta and a ticker
     assert [e["event"] for e in run.market[7]] == ["order_update", "book_delta", "ticker"]
-    assert orjson.loads(params["instruments"]) == [{"id": 7, "last_seq": 1, "last_trade_id": 0}]
+    assert orjson.loads(params["instruments"]) == [{"id": 7, "last_seq": 1, "last_trade_id": 0,
+                                                   "last_command_seq": 1, "halted": False}]
 
 
 def test_a_crossing_order_answers_with_its_fills_and_updates_the_maker_it_filled() -> None:
@@ -136,3 +137,72 @@ def test_taken_lists_every_place_of_the_batch() -> None:
         batch.place(run, b, order(f"00000000-0000-7000-8000-00000000000{n}", Side.BUY, "1.00", "1", client=f"c{n}"))
     assert list(batch.taken(run)) == [(f"00000000-0000-7000-8000-00000000000{n}", f"c{n}",
                                        f"k-00000000-0000-7000-8000-00000000000{n}") for n in range(3)]
+
+
+# -- operations: the journal, halts, cancel-all, what metrics and log lines are made of -------
+
+
+def test_every_event_of_a_command_carries_its_journal_number_and_refusals_take_none() -> None:
+    b = book()
+    run = batch.new_batch(TS)
+    maker = order("00000000-0000-7000-8000-0000000000e1", Side.SELL, "100.00", "1", client="bob")
+    batch.place(run, b, maker)
+    batch.place(run, b, order("00000000-0000-7000-8000-0000000000e2", Side.BUY, "100.00", "0.25"))
+    # a refused modify changes nothing, so it takes no number
+    assert batch.command(run, b, ModifyOrder(order_id=maker.order_id, quantity="0")) is Code.INVALID_QUANTITY
+    batch.command(run, b, CancelOrder(order_id=maker.order_id))
+    events = orjson.loads(batch.statement_params(run)["events"])
+    assert [(e["order_id"][-2:], e["status"], e["command_seq"]) for e in events] == [
+        ("e1", "open", 1), ("e1", "partially_filled", 2), ("e2", "filled", 2), ("e1", "cancelled", 3)]
+    assert b.command_seq == 3
+    # and the first trade of each order counts it as matched once
+    assert dict(run.first_matches) == {7: 2} and run.traded == {7: [1, 2500]}
+
+
+def test_a_halted_book_rejects_stored_orders_refuses_modifies_and_still_cancels() -> None:
+    b = book()
+    run = batch.new_batch(TS)
+    resting = order("00000000-0000-7000-8000-0000000000f1", Side.BUY, "99.00", "1")
+    batch.place(run, b, resting)
+    # when the instrument is halted (a journal command of its own), twice
+    assert batch.set_halted(run, b, True).changed and not batch.set_halted(run, b, True).changed
+    assert b.command_seq == 2
+    # then an inbox order is stored rejected, a modify is refused, a cancel works
+    inbox = order("00000000-0000-7000-8000-0000000000f2", Side.BUY, "98.00", "1")
+    batch.place(run, b, inbox, created_at=dt.datetime(2025, 12, 2, 11, 59, tzinfo=dt.UTC))
+    assert batch.command(run, b, ModifyOrder(order_id=resting.order_id, price="97.00")) is Code.INSTRUMENT_HALTED
+    assert batch.command(run, b, CancelOrder(order_id=resting.order_id)) is Code.OK
+    params = batch.statement_params(run)
+    (rejected,) = [u for u in orjson.loads(params["orders"]) if u["order_id"] == inbox.order_id]
+    assert (rejected["status"], rejected["reason"]) == ("rejected", "instrument_halted")
+    assert orjson.loads(params["instruments"])[0]["halted"] is True
+    assert [(kind, code) for kind, _, _, _, code in run.changes] == [("modify", Code.INSTRUMENT_HALTED),
+                                                                     ("cancel", Code.OK)]
+
+
+def test_cancel_all_cancels_each_open_order_of_the_client_as_an_ordinary_cancel() -> None:
+    b = book()
+    run = batch.new_batch(TS)
+    for n, client in enumerate(["alice", "bob", "alice"]):
+        batch.place(run, b, order(f"00000000-0000-7000-8000-0000000001a{n}", Side.BUY, f"9{n}.00", "1", client=client))
+    answer = batch.cancel_all(run, [b], "alice")
+    assert (answer.cancelled, answer.by_instrument) == (2, {"TST-USD": 2})
+    assert b.engine.open_order_count == 1
+    cancels = [e for e in orjson.loads(batch.statement_params(run)["events"]) if e["status"] == "cancelled"]
+    assert [(e["reason"], e["command_seq"]) for e in cancels] == [("cancelled_by_user", 4), ("cancelled_by_user", 5)]
+
+
+def test_order_lines_tell_each_order_event_of_the_batch() -> None:
+    b = book()
+    run = batch.new_batch(TS)
+    maker = order("00000000-0000-7000-8000-0000000002a1", Side.SELL, "100.00", "1", client="bob")
+    batch.place(run, b, maker)
+    batch.place(run, b, order("00000000-0000-7000-8000-0000000002a2", Side.BUY, None, "0.5"))
+    batch.command(run, b, CancelOrder(order_id=maker.order_id))
+    lines = batch.order_lines(run)
+    assert [(line["event"], line["order_id"][-2:]) for line in lines] == [
+        ("order accepted", "a1"), ("order accepted", "a2"), ("order matched", "a2"), ("order cancelled", "a1")]
+    matched = lines[2]
+    assert (matched["maker_order_id"], matched["price"], matched["quantity"], matched["client_id"]) == \
+        (maker.order_id, "100.00", "0.5000", "alice")
+    assert all(line["instrument"] == "TST-USD" for line in lines)

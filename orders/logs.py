@@ -1,0 +1,65 @@
+"""The request id on every log line written while a request is served (HTTP: the client's
+``X-Request-ID`` or one drawn here, echoed in the answer; WebSocket: the connection's and the
+message's number), and the per-order log lines of the web processes.
+
+Per-order lines go to the ``pgbourse.orders`` logger at INFO (``LOG_ORDER_LEVEL`` sets it
+apart from ``LOG_LEVEL``); the matching worker writes the lines of what it matched there too.
+"""
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import re
+from collections.abc import Callable
+from contextvars import ContextVar
+from typing import Any
+
+from matching.contract import PlaceOrder
+
+request_id: ContextVar[str | None] = ContextVar("request_id", default=None)
+orders_log = logging.getLogger("pgbourse.orders")
+
+_counter = itertools.count(1)
+_PREFIX = f"{os.getpid():x}"
+_CLIENT_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+
+
+def new_request_id(supplied: bytes | None = None) -> str:
+    """The client's id when it is a plausible one, else process id and a counter (unique per
+    process start, and costs nothing to draw)."""
+    if supplied:
+        text = supplied.decode("latin-1")
+        if _CLIENT_ID.fullmatch(text):
+            return text
+    return f"{_PREFIX}-{next(_counter):x}"
+
+
+class RequestIdFilter(logging.Filter):
+    """Adds the current request id to every record that has none."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if getattr(record, "request_id", None) is None:
+            rid = request_id.get()
+            if rid is not None:
+                record.request_id = rid
+        return True
+
+
+def orders_received(orders: list[PlaceOrder], symbol_of: Callable[[int], str | None]) -> None:
+    """One "order received" line per order (one record for all of them)."""
+    if not orders_log.isEnabledFor(logging.INFO):
+        return
+    lines: list[dict[str, Any]] = [
+        {"event": "order received", "order_id": o.order_id, "client_id": o.client_id,
+         "instrument": symbol_of(o.instrument_id), "side": o.side.value, "type": o.type.value, "price": o.price,
+         "quantity": o.quantity, "transport": o.transport.value} for o in orders]
+    orders_log.info("orders received", extra={"lines": lines})
+
+
+def order_refused(instrument: str | None, client_id: Any, code: str, transport: str | None = None) -> None:
+    """An order refused at the edge (validation)."""
+    if orders_log.isEnabledFor(logging.INFO):
+        orders_log.info("order rejected", extra={
+            "instrument": instrument, "client_id": client_id if isinstance(client_id, str) else None,
+            "reason": code, "transport": transport})

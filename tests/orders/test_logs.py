@@ -1,0 +1,74 @@
+"""Log lines as structured data: the JSON and text formatters (exchange_project/logs.py), the
+request id (orders/logs.py), and the request id a client gets back over real HTTP."""
+from __future__ import annotations
+
+import http.client
+import json
+import logging
+from typing import Any
+from urllib.parse import urlsplit
+
+from exchange_project.logs import JsonFormatter, TextFormatter
+from orders.logs import RequestIdFilter, new_request_id, request_id
+
+from .helpers import order_body
+
+
+def record(msg: str, **extra: Any) -> logging.LogRecord:
+    rec = logging.makeLogRecord({"name": "pgbourse.orders", "levelno": logging.INFO, "levelname": "INFO",
+                                 "msg": msg, "created": 1764676800.25})
+    for key, value in extra.items():
+        setattr(rec, key, value)
+    return rec
+
+
+def test_a_json_line_carries_the_event_and_every_field_given() -> None:
+    line = json.loads(JsonFormatter().format(record("order rejected", order_id="o1", client_id="alice",
+                                                    instrument="BTC-USD", reason="price_off_tick")))
+    assert line == {"ts": "2025-12-02T12:00:00.250Z", "level": "info", "logger": "pgbourse.orders",
+                    "event": "order rejected", "order_id": "o1", "client_id": "alice", "instrument": "BTC-USD",
+                    "reason": "price_off_tick"}
+
+
+def test_a_record_of_many_lines_is_one_line_per_event_in_both_formats() -> None:
+    rec = record("orders", lines=[{"event": "order accepted", "order_id": "a"},
+                                  {"event": "order matched", "order_id": "b", "trade_id": 7}], request_id="r-1")
+    lines = [json.loads(text) for text in JsonFormatter().format(rec).split("\n")]
+    assert [(x["event"], x["order_id"], x["request_id"]) for x in lines] == [("order accepted", "a", "r-1"),
+                                                                            ("order matched", "b", "r-1")]
+    assert lines[1]["trade_id"] == 7
+    text = TextFormatter().format(rec).split("\n")
+    assert text == ["2025-12-02T12:00:00.250Z INFO pgbourse.orders: order accepted request_id=r-1 order_id=a",
+                    "2025-12-02T12:00:00.250Z INFO pgbourse.orders: order matched request_id=r-1 order_id=b trade_id=7"]
+
+
+def test_a_client_value_cannot_break_a_text_line_or_fake_a_field() -> None:
+    text = TextFormatter().format(record("order rejected", client_id="x\nfake=1 level=ERROR"))
+    assert "\n" not in text and text.endswith('client_id="x\\nfake=1 level=ERROR"')
+
+
+def test_the_request_id_is_the_clients_when_plausible_and_goes_on_every_record() -> None:
+    assert new_request_id(b"abc-123") == "abc-123"
+    drawn = new_request_id(b"not ok\n")
+    assert drawn != "not ok\n" and new_request_id() != drawn
+    token = request_id.set("req-9")
+    try:
+        rec = record("anything")
+        RequestIdFilter().filter(rec)
+        assert rec.request_id == "req-9"  # type: ignore[attr-defined]
+    finally:
+        request_id.reset(token)
+
+
+def test_an_order_answer_carries_its_request_id(exchange: Any) -> None:
+    sym = exchange.make_instrument()
+    parts = urlsplit(exchange.http)
+    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=10)
+    try:
+        conn.request("POST", "/orders", body=json.dumps(order_body(sym)),
+                     headers={"Content-Type": "application/json", "X-Request-ID": "trace-42"})
+        resp = conn.getresponse()
+        resp.read()
+    finally:
+        conn.close()
+    assert resp.status == 201 and resp.getheader("x-request-id") == "trace-42"
