@@ -51,6 +51,9 @@ export class Orders {
     this.onChange = onChange;
     this.orders = new Map();
     this.editing = new Map(); // order id -> the values typed in its modify inputs
+    // order id -> the server's refusal of the last cancel or modify: kept here, not only in the
+    // row, because the orders channel re-renders the table at any moment
+    this.refusals = new Map();
     this.reloading = null;
     form.addEventListener("submit", (e) => {
       e.preventDefault();
@@ -161,8 +164,8 @@ export class Orders {
     return prices;
   }
 
-  async cancel(orderId, row) {
-    showErrors(row, null);
+  async cancel(orderId) {
+    this.refusals.delete(orderId);
     try {
       let order;
       if (this.via() === "ws") {
@@ -175,20 +178,22 @@ export class Orders {
       this.upsert(order);
     } catch (err) {
       if (!(err instanceof ApiError)) throw err;
+      this.refusals.set(orderId, err);
       if (err.body.order) this.upsert(err.body.order);
-      showErrors(row, err);
+      this.render();
     }
   }
 
-  async modify(orderId, change, row) {
-    showErrors(row, null);
+  async modify(orderId, change) {
+    this.refusals.delete(orderId);
     try {
       const order = (await this.rest.request("PATCH", `/orders/${orderId}`, change)).body;
       this.editing.delete(orderId);
       this.upsert(order);
     } catch (err) {
       if (!(err instanceof ApiError)) throw err;
-      showErrors(row, err);
+      this.refusals.set(orderId, err);
+      this.render();
     }
   }
 
@@ -204,7 +209,7 @@ export class Orders {
       const change = {};
       if (order.price && price.value.trim() !== order.price) change.price = price.value.trim();
       if (qty.value.trim() !== order.quantity) change.quantity = qty.value.trim();
-      this.modify(order.order_id, change, row);
+      this.modify(order.order_id, change);
     });
     row.querySelector(".edit-cell").replaceChildren(
       el("label", {}, "price ", price), el("span", { class: "errors", "data-error-for": "price" }),
@@ -230,7 +235,7 @@ export class Orders {
       const actions = el("td", { class: "edit-cell" });
       if (open) {
         const cancel = el("button", { type: "button", class: "cancel" }, "cancel");
-        cancel.addEventListener("click", () => this.cancel(order.order_id, row));
+        cancel.addEventListener("click", () => this.cancel(order.order_id));
         const edit = el("button", { type: "button", class: "modify" }, "modify");
         edit.addEventListener("click", () => this.editRow(order, row));
         actions.append(cancel, edit, el("span", { class: "errors", "data-error-for": "general" }));
@@ -239,6 +244,7 @@ export class Orders {
       }
       row.append(actions);
       if (open && this.editing.has(order.order_id)) this.editRow(order, row);
+      if (this.refusals.has(order.order_id)) showErrors(row, this.refusals.get(order.order_id));
       body.append(row);
     }
     this.table.querySelector("tbody").replaceWith(body);
