@@ -28,8 +28,15 @@ def server_command(port: int, server: str | None = None, workers: int = 1, host:
         server = settings.ASGI_SERVER
     if server == "granian":
         # asginl: ASGI without lifespan (Channels' ProtocolTypeRouter has no lifespan route).
+        # --backpressure: the server hands the application more requests at once than it admits
+        # (orders.admission), so that the excess is refused at once instead of waiting unseen in
+        # the server; a web worker that dies is started again.
+        from django.conf import settings
+
         return [sys.executable, "-m", "granian", "--interface", "asginl", "--host", host, "--port", str(port),
                 "--workers", str(workers), "--loop", "uvloop" if fast else "asyncio", "--log-level", "warning",
+                "--backpressure", str(16 * settings.REQUESTS_IN_FLIGHT_MAX), "--respawn-failed-workers",
+                "--respawn-interval", "0.2",
                 "exchange_project.asgi:application"]
     if server == "daphne":
         if workers != 1:

@@ -214,9 +214,12 @@ STATISTICS_EVERY_S = env_float("PGBOURSE_STATISTICS_EVERY_S", 2.0)
 # (marketdata/fanout.py); 0: never.
 FEED_FLUSH_MS = env_float("PGBOURSE_FEED_FLUSH_MS", 20.0)
 DB_POOL_MAX = env_int("DB_POOL_MAX", 16, minimum=2)
-# Orders and commands one web process has in flight at most (orders.admission); past it, 503
-# overloaded at once. Above one WebSocket client's own pipelining window (8 x 500).
-ORDERS_IN_FLIGHT_MAX = env_int("ORDERS_IN_FLIGHT_MAX", 12_000, minimum=1)
+# Order requests one web process has in flight at most (orders.admission: a place, a cancel, a
+# modify, or one WebSocket `orders` message); past it, 503 overloaded at once. About what the
+# exchange completes in a fifth of a second, so an admitted request's wait stays short.
+REQUESTS_IN_FLIGHT_MAX = env_int("REQUESTS_IN_FLIGHT_MAX", 1024, minimum=1)
+# Past this lag of its event loop a web process refuses new order requests as they arrive.
+SHED_LAG_MS = env_float("SHED_LAG_MS", 200.0)
 # A request body must have arrived whole within this (else 408): a client that trickles its
 # body does not hold a request open.
 HTTP_BODY_TIMEOUT_S = env_float("HTTP_BODY_TIMEOUT_S", 5.0)

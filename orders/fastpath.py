@@ -24,6 +24,7 @@ from django.conf import settings
 from matching.contract import Code
 
 from . import metrics
+from .admission import overloaded, shedding
 from .db import FAILURES, DatabaseDown
 from .errors import RETRY_AFTER_S, RETRY_STATUSES, ApiError, database_unavailable
 from .instruments import by_symbol
@@ -170,6 +171,8 @@ def http_application(django_app: Callable[..., Awaitable[None]]) -> Callable[...
         operation, order_id = route
         started = time.perf_counter()
         try:
+            if operation != "test" and shedding():
+                raise overloaded()
             body = await _read_body(receive, MAX_BODY)
             if operation == "unsupported":
                 raise ApiError(415, Code.UNSUPPORTED_MEDIA_TYPE,

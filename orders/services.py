@@ -169,7 +169,7 @@ async def orders_place(orders: list[PlaceOrder]) -> list[Result]:
     the process is at capacity (orders.admission)."""
     orders_received(orders, symbol_of)
     _refuse_while_down()
-    async with admitted(len(orders)):
+    async with admitted():
         return await _place(orders)
 
 
@@ -379,7 +379,7 @@ async def order_command(order_id: str, kind: str, data: Any = None) -> Result:
     """Cancel or modify an order through the matching worker; the final state comes back."""
     oid = _parse_uuid(order_id)
     _refuse_while_down()
-    async with admitted(1):
+    async with admitted():
         return await _command(oid, order_id, kind, data)
 
 

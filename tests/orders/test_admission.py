@@ -19,7 +19,7 @@ def test_a_burst_past_the_bound_is_refused_at_once_and_what_is_admitted_is_place
     sym = exchange.make_instrument()
     port = free_port()
     # given a web process that admits at most 20 orders in flight
-    env = child_env({**exchange.env, "ORDERS_IN_FLIGHT_MAX": "20"})
+    env = child_env({**exchange.env, "REQUESTS_IN_FLIGHT_MAX": "20"})
     server = subprocess.Popen(server_command(port), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                               start_new_session=True)
     base = f"http://127.0.0.1:{port}"
@@ -63,7 +63,7 @@ def test_retry_after_comes_with_every_503(exchange: Any) -> None:
     import http.client
 
     port = free_port()
-    env = child_env({**exchange.env, "ORDERS_IN_FLIGHT_MAX": "1", "DATABASE_URL": "postgresql://postgres@127.0.0.1:1/x"})
+    env = child_env({**exchange.env, "REQUESTS_IN_FLIGHT_MAX": "1", "DATABASE_URL": "postgresql://postgres@127.0.0.1:1/x"})
     server = subprocess.Popen(server_command(port), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                               start_new_session=True)
     try:
