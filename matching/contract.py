@@ -95,6 +95,13 @@ class Code(str, Enum):
     STP_CANCEL_TAKER = "stp_cancel_taker"
     STP_CANCEL_MAKER = "stp_cancel_maker"
     STP_CANCEL_BOTH = "stp_cancel_both"
+    # -- accounts and limits (orders.auth, orders.limits) --
+    AUTHENTICATION_REQUIRED = "authentication_required"
+    INVALID_API_KEY = "invalid_api_key"
+    API_KEY_REVOKED = "api_key_revoked"
+    FORBIDDEN = "forbidden"
+    CLIENT_MISMATCH = "client_mismatch"
+    RATE_LIMITED = "rate_limited"
 
 
 def code_of(reason: Reason) -> Code:
@@ -190,15 +197,21 @@ class PlaceOrder(msgspec.Struct, frozen=True, kw_only=True, tag="place", tag_fie
 
 
 class CancelOrder(msgspec.Struct, frozen=True, kw_only=True, tag="cancel", tag_field="kind"):
+    """``client_id``: the client the command acts for; an order of another client is answered
+    ``order_not_found`` and left alone. None: any client's (an operator)."""
+
     order_id: str
+    client_id: str | None = None
 
 
 class ModifyOrder(msgspec.Struct, frozen=True, kw_only=True, tag="modify", tag_field="kind"):
-    """``quantity`` is the new TOTAL quantity, including what is already filled."""
+    """``quantity`` is the new TOTAL quantity, including what is already filled. ``client_id``
+    as for CancelOrder."""
 
     order_id: str
     price: str | None = None
     quantity: str | None = None
+    client_id: str | None = None
 
 
 Command = PlaceOrder | CancelOrder | ModifyOrder
@@ -320,6 +333,9 @@ def parse_advertisement(application_name: str) -> tuple[str, int, str] | None:
 OUTCOME_CHANNEL: Final = "pgb_outcome"
 MARKET_CHANNEL: Final = "pgb_market"
 INBOX_CHANNEL: Final = "pgb_inbox"
+# An API key changed (revoked, its role or budgets edited): NOTIFYed by a trigger on the keys'
+# table with the key's id as the payload, so each web process drops it from its cache.
+API_KEY_CHANNEL: Final = "pgb_api_key"
 # PostgreSQL refuses a NOTIFY payload of 8,000 bytes or more; what we send stays under this.
 NOTIFY_MAX_BYTES: Final = 7900
 
