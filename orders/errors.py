@@ -17,17 +17,35 @@ from matching.contract import Code
 
 
 class ApiError(Exception):
+    """``headers``: answer headers that go with the error (a 429's Retry-After and budget)."""
+
     def __init__(self, status_code: int, code: Code | str, detail: str, fields: dict[str, Any] | None = None,
-                 extra: dict[str, Any] | None = None) -> None:
+                 extra: dict[str, Any] | None = None, headers: list[tuple[bytes, bytes]] | None = None) -> None:
         super().__init__(detail)
         self.status_code = status_code
         self.code = code.value if isinstance(code, Code) else code
         self.detail = detail
         self.fields = fields or {}
         self.extra = extra or {}
+        self.headers = headers or []
 
     def body(self) -> dict[str, Any]:
         return {"code": self.code, "detail": self.detail, "fields": self.fields, **self.extra}
+
+
+class DrfApiError(exceptions.APIException):
+    """An ApiError where DRF wants its own exceptions (authentication, permissions, throttles):
+    DRF then treats the request as unauthenticated before it renders the answer."""
+
+    def __init__(self, error: ApiError) -> None:
+        super().__init__(error.detail, error.code)
+        self.status_code = error.status_code
+        self.error = error
+
+
+# DRF's own refusals, in the contract's codes.
+_DRF_CODES = {"not_authenticated": Code.AUTHENTICATION_REQUIRED, "authentication_failed": Code.INVALID_API_KEY,
+              "permission_denied": Code.FORBIDDEN, "throttled": Code.RATE_LIMITED}
 
 
 def invalid(field: str, code: Code, detail: str) -> ApiError:
@@ -63,8 +81,11 @@ def _flatten(detail: Any) -> dict[str, Any]:
 
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    if isinstance(exc, DrfApiError):
+        exc = exc.error
     if isinstance(exc, ApiError):
-        return Response(exc.body(), status=exc.status_code)
+        return Response(exc.body(), status=exc.status_code,
+                        headers={name.decode(): value.decode() for name, value in exc.headers})
     if isinstance(exc, (OperationalError, InterfaceError, psycopg.OperationalError)):
         return Response(database_unavailable().body(), status=503)
     if isinstance(exc, Http404):
@@ -78,11 +99,14 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
                          "detail": "Invalid request.", "fields": fields}, status=400)
     if isinstance(exc, exceptions.APIException):
         code = exc.get_codes() if isinstance(exc.get_codes(), str) else exc.default_code
-        return Response({"code": code, "detail": str(exc.detail), "fields": {}}, status=exc.status_code)
+        code = _DRF_CODES.get(code, code)
+        headers = {"WWW-Authenticate": exc.auth_header} if getattr(exc, "auth_header", None) else {}
+        return Response({"code": code.value if isinstance(code, Code) else code, "detail": str(exc.detail),
+                         "fields": {}}, status=exc.status_code, headers=headers)
     if isinstance(exc, DatabaseError):
         # A constraint or data error that validation should have caught: loud in the log, 400 out.
         return None
     return None
 
 
-__all__ = ["ApiError", "invalid", "database_unavailable", "exception_handler", "status"]
+__all__ = ["ApiError", "DrfApiError", "invalid", "database_unavailable", "exception_handler", "status"]

@@ -20,6 +20,7 @@ from typing import Any
 import psycopg
 
 from matching.contract import (
+    API_KEY_CHANNEL,
     MARKET_CHANNEL,
     OUTCOME_CHANNEL,
     MarketPayload,
@@ -33,6 +34,10 @@ log = logging.getLogger(__name__)
 
 MarketCallback = Callable[[MarketPayload], None]
 ResyncCallback = Callable[[], Awaitable[None] | None]
+# An API key changed (its id), or None: the connection was (re)made and changes may have been missed.
+KeyCallback = Callable[[str | None], None]
+# The LISTEN session's name: the rate limiter counts the live web processes by it (orders.limits).
+LISTEN_APPLICATION_NAME = "pgbourse-web-listen"
 
 
 class Hub:
@@ -40,6 +45,9 @@ class Hub:
         self._waiters: dict[str, list[asyncio.Future[Any]]] = {}
         self._market: list[MarketCallback] = []
         self._resync: list[ResyncCallback] = []
+        self._keys: list[KeyCallback] = []
+        # +1 each time LISTEN is (re)established: what was learned under an older epoch may be stale.
+        self.listen_epoch = 0
         self._task: asyncio.Task[None] | None = None
         self._ready: asyncio.Event | None = None
         self._conn: psycopg.AsyncConnection[Any] | None = None
@@ -64,12 +72,16 @@ class Hub:
         backoff = 0.1
         while True:
             try:
-                conn = await psycopg.AsyncConnection.connect(**conninfo("pgbourse-web-listen"), autocommit=True)
+                conn = await psycopg.AsyncConnection.connect(**conninfo(LISTEN_APPLICATION_NAME), autocommit=True)
                 self._conn = conn
                 async with conn:
                     await conn.execute(f"LISTEN {OUTCOME_CHANNEL}")
+                    await conn.execute(f"LISTEN {API_KEY_CHANNEL}")
+                    # Last: pg_stat_activity shows the session's query as `LISTEN pgb_market`.
                     await conn.execute(f"LISTEN {MARKET_CHANNEL}")
                     assert self._ready is not None
+                    self.listen_epoch += 1
+                    self._notify_keys(None)
                     if self.connected_once:
                         # Whatever was notified while we were away is lost to us: resync.
                         self.reconnects += 1
@@ -125,6 +137,8 @@ class Hub:
                     for fut in futs:
                         if not fut.done():
                             fut.set_result(outcome)
+        elif channel == API_KEY_CHANNEL:
+            self._notify_keys(payload)
         elif channel == MARKET_CHANNEL:
             if not self._market:
                 return  # no feed in this process yet: don't pay for parsing
@@ -134,6 +148,18 @@ class Hub:
                     callback(message)
                 except Exception:  # one broken subscriber must not stop the others or the hub
                     log.exception("market subscriber failed")
+
+    # -- API keys -------------------------------------------------------------------------
+    def add_key_subscriber(self, callback: KeyCallback) -> None:
+        if callback not in self._keys:
+            self._keys.append(callback)
+
+    def _notify_keys(self, payload: str | None) -> None:
+        for callback in list(self._keys):
+            try:
+                callback(payload)
+            except Exception:  # one broken subscriber must not stop the others or the hub
+                log.exception("API key subscriber failed")
 
     # -- market data ----------------------------------------------------------------------
     def add_market_subscriber(self, callback: MarketCallback) -> None:

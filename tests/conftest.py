@@ -19,6 +19,7 @@ import pytest
 
 from exchange_project import pgembed
 from exchange_project.processes import ROOT, child_env, server_command, stop_process_group, worker_command
+from tests.keys import KeyRing, register
 
 if not os.environ.get("DATABASE_URL"):
     pgembed.ensure_running(quiet=True)
@@ -59,16 +60,17 @@ class Exchange:
     log_dir: Path
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     starts: dict[str, int] = field(default_factory=dict)
+    keys: KeyRing | None = None
 
     # -- processes ------------------------------------------------------------------------
     def _log(self, name: str) -> Path:
         return self.log_dir / f"{name}-{self.starts.get(name, 0)}.log"
 
-    def _spawn(self, name: str, cmd: list[str]) -> None:
+    def _spawn(self, name: str, cmd: list[str], env: dict[str, str] | None = None) -> None:
         self.starts[name] = self.starts.get(name, 0) + 1
         out = open(self._log(name), "wb")
-        self.procs[name] = subprocess.Popen(cmd, env=self.env, stdout=out, stderr=subprocess.STDOUT,
-                                            cwd=ROOT, start_new_session=True)
+        self.procs[name] = subprocess.Popen(cmd, env={**self.env, **(env or {})}, stdout=out,
+                                            stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True)
 
     def start_worker(self, wait: bool = True) -> None:
         self._spawn("worker", worker_command())
@@ -84,16 +86,36 @@ class Exchange:
 
     def start_server(self) -> None:
         self._spawn("server", server_command(self.port))
+        self._wait_listening("server", self.port)
+
+    def _wait_listening(self, name: str, port: int) -> None:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                with socket.create_connection(("127.0.0.1", port), timeout=0.5):
                     return
             except OSError:
-                if self.procs["server"].poll() is not None:
-                    raise RuntimeError("server died:\n" + self._log("server").read_text()[-3000:]) from None
+                if self.procs[name].poll() is not None:
+                    raise RuntimeError(f"{name} died:\n" + self._log(name).read_text()[-3000:]) from None
                 time.sleep(0.1)
-        raise RuntimeError("server did not start")
+        raise RuntimeError(f"{name} did not start")
+
+    def start_extra_server(self, name: str, env: dict[str, str] | None = None, workers: int = 1) -> str:
+        """Another web process (or ``workers`` of them) on the same database and worker, with
+        ``env`` over the exchange's environment; its base URL. Keys as for the main server,
+        unless ``env`` turns them off. Stopped with the exchange, or by ``stop_extra_server``."""
+        port = free_port()
+        self._spawn(name, server_command(port, workers=workers), env)
+        self._wait_listening(name, port)
+        base = f"http://127.0.0.1:{port}"
+        if (env or {}).get("PGBOURSE_AUTH") != "off" and self.keys is not None:
+            register(self.keys, base, f"ws://127.0.0.1:{port}/stream")
+        return base
+
+    def stop_extra_server(self, name: str) -> None:
+        proc = self.procs.pop(name, None)
+        if proc is not None:
+            stop_process_group(proc)
 
     def wait_for_log(self, name: str, text: str, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -156,6 +178,8 @@ def exchange(django_db_setup: Any, django_db_blocker: Any) -> Iterator[Exchange]
                   database_url=url, conninfo=conninfo(db),
                   env=child_env({"DATABASE_URL": url, "ORDER_ACK_TIMEOUT_S": "2", "LOG_LEVEL": "INFO"}),
                   log_dir=log_dir)
+    ex.keys = KeyRing(ex.conninfo)
+    register(ex.keys, ex.http, ex.ws)
     try:
         ex.start_worker()
         ex.start_server()

@@ -36,6 +36,25 @@ def ensure_default_instrument() -> bool:
     return created
 
 
+DEMO_CLIENTS = (("demo", "trader"), ("admin", "admin"))
+
+
+def ensure_demo_keys() -> list[tuple[str, str, str]]:
+    """Development only: a `demo` trader key and an `admin` key, made on the first start (only
+    their hashes are stored, so they are printed then, never again). (client, role, key) made."""
+    from orders.audit import command_actor
+    from orders.auth import api_key_create
+    from orders.models import ApiKey
+
+    made = []
+    if not ApiKey.objects.exists():
+        for client, role in DEMO_CLIENTS:
+            _, key = api_key_create(client_id=client, role=role, name="make run (development)",
+                                    actor=command_actor("runexchange"))
+            made.append((client, role, key))
+    return made
+
+
 class Command(BaseCommand):
     help = "Run the exchange: embedded PostgreSQL (if no DATABASE_URL), migrations, matching worker, ASGI server."
 
@@ -51,6 +70,17 @@ class Command(BaseCommand):
         call_command("migrate", interactive=False, verbosity=0)
         if ensure_default_instrument():
             self.stdout.write("created instrument BTC-USD (tick 0.01, lot 0.0001)")
+        if not settings.AUTH_REQUIRED:
+            from orders.auth import OFF_WARNING
+
+            self.stderr.write(self.style.WARNING(f"WARNING: {OFF_WARNING}"))
+        elif settings.DEVELOPMENT:
+            made = ensure_demo_keys()
+            for client, role, key in made:
+                self.stdout.write(self.style.SUCCESS(f"API key of client {client!r} ({role}): {key}"))
+            if made:
+                self.stdout.write("  (development only; shown this once: only their hashes are stored. More: "
+                                  "python manage.py create_api_key --client NAME --role trader)")
         env = child_env()
         specs = {
             "worker": worker_command(),
