@@ -211,12 +211,21 @@ class StreamConsumer(AsyncWebsocketConsumer):
         self._spawn(self._recheck())
 
     async def _recheck(self) -> None:
-        """The key changed somewhere (or the LISTEN hub reconnected): is it still good?"""
+        """The key changed somewhere (or the LISTEN hub reconnected): is it still good? If not,
+        the socket is told, loses every subscription at once, answers api_key_revoked to
+        whatever needs the key, and is closed (4401). (granian completes a close the app sends
+        while it waits for the client's next frame only when that frame arrives: a message or
+        a keep-alive ping.)"""
         try:
             self.caller = await auth.recheck(self.caller)
         except ApiError as exc:
             self.reply(self._error_body(exc.status_code, exc.body(), None, {"op": "auth"}))
             fanout.drop(self.box)
+            for _ in range(100):  # the error goes out before the close
+                if not self.box.items:
+                    break
+                await asyncio.sleep(0.01)
+            await asyncio.sleep(0)
             await self.close(code=CLOSE_KEY_REVOKED, reason="API key revoked")
         except (psycopg.OperationalError, PoolTimeout):
             pass  # asked again at the next message that needs the key

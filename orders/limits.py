@@ -174,7 +174,7 @@ def _failures(ip: str) -> tuple[str, int, int, int]:
 
 def _failing(ip: str, count: int, limit: int, window: int) -> ApiError:
     return ApiError(429, Code.RATE_LIMITED, f"Too many invalid API keys from this address; retry in "
-                    f"{_reset_s(window)} s.", headers=Usage(limit, count, _reset_s(window)).headers())
+                    f"{_reset_s(window)} s.", headers=Usage(limit, max(count, limit + 1), _reset_s(window)).headers())
 
 
 async def refuse_if_failing(ip: str) -> None:

@@ -138,6 +138,17 @@ class Exchange:
     def connect(self, **kwargs: Any) -> psycopg.Connection[Any]:
         return psycopg.connect(**{**self.conninfo, **kwargs}, autocommit=True)
 
+    def make_staff_user(self, username: str | None = None, password: str = "correct horse battery") -> tuple[str, str]:
+        """A staff superuser for the admin site: (username, password)."""
+        from django.contrib.auth.hashers import make_password
+
+        username = username or f"staff-{uuid.uuid4().hex[:8]}"
+        with self.connect() as conn:
+            conn.execute("INSERT INTO auth_user (password, is_superuser, username, first_name, last_name, email, "
+                         "is_staff, is_active, date_joined) VALUES (%s, true, %s, '', '', '', true, true, now())",
+                         (make_password(password), username))
+        return username, password
+
     def make_instrument(self, symbol: str | None = None, tick_size: str = "0.01", lot_size: str = "0.0001",
                         min_qty: str = "0.0001", max_qty: str = "1000", max_price: str = "10000000",
                         min_notional: str | None = None) -> str:

@@ -91,3 +91,47 @@ async def gather_limited(coros: list[Any], limit: int = 100) -> list[Any]:
             return await c
 
     return await asyncio.gather(*(run(c) for c in coros))
+
+
+class Browser:
+    """Someone in a browser, over real HTTP: cookies kept, and Django's CSRF token sent back
+    with every form (the admin site)."""
+
+    def __init__(self, base: str) -> None:
+        self.base = base
+        self.cookies: dict[str, str] = {}
+
+    def request(self, method: str, path: str, form: dict[str, Any] | None = None,
+                headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], str]:
+        import http.cookies
+        import urllib.parse
+
+        parts = urlsplit(self.base)
+        conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=10)
+        hdrs = {"Accept": "text/html", **(headers or {})}
+        if self.cookies:
+            hdrs["Cookie"] = "; ".join(f"{k}={v}" for k, v in self.cookies.items())
+        payload = None
+        if form is not None:
+            form = {**form, "csrfmiddlewaretoken": self.cookies.get("csrftoken", "")}
+            payload = urllib.parse.urlencode(form, doseq=True).encode()
+            hdrs["Content-Type"] = "application/x-www-form-urlencoded"
+        try:
+            conn.request(method, path, body=payload, headers=hdrs)
+            resp = conn.getresponse()
+            text = resp.read().decode(errors="replace")
+            answer = {name.lower(): value for name, value in resp.getheaders()}
+            answer["set-cookie"] = "\n".join(v for n, v in resp.getheaders() if n.lower() == "set-cookie")
+            for name, value in resp.getheaders():
+                if name.lower() == "set-cookie":
+                    for morsel in http.cookies.SimpleCookie(value).values():
+                        self.cookies[morsel.key] = morsel.value
+        finally:
+            conn.close()
+        return resp.status, answer, text
+
+    def login(self, username: str, password: str) -> None:
+        self.request("GET", "/admin/login/")
+        status, headers, text = self.request("POST", "/admin/login/?next=/admin/",
+                                             {"username": username, "password": password, "next": "/admin/"})
+        assert status == 302 and headers["location"] == "/admin/", (status, text[:500])

@@ -93,3 +93,40 @@ def choose(url: str, key: Any, body: Any = None) -> str | None:
 
 def auth_headers(key: str | None) -> dict[str, str]:
     return {} if key is None else {"Authorization": f"Bearer {key}"}
+
+
+def key_id(ring: KeyRing, key: str) -> int:
+    from orders.auth import key_hash
+
+    with psycopg.connect(**ring.conninfo, autocommit=True) as conn:
+        row = conn.execute("SELECT id FROM orders_apikey WHERE key_hash = %s", (key_hash(key),)).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def fresh_window(identity: str, period_s: int, need_s: float) -> None:
+    """Wait until the current window of a budget (django-ratelimit's, per identity) has at
+    least ``need_s`` left, so that a test's requests all fall in one window."""
+    import time
+
+    from django_ratelimit.core import _get_window
+
+    while _get_window(identity, period_s) - time.time() < need_s:
+        time.sleep(0.2)
+
+
+def wait_for_web_processes(bases: list[str], count: int, timeout: float = 15) -> None:
+    """Wait until each server counts ``count`` live web processes: budgets are shared among
+    them (orders.limits, the `share` store), so a test that counts requests against a budget
+    needs to know how many there are."""
+    import time
+
+    from tests.http import call
+
+    deadline = time.monotonic() + timeout
+    while True:
+        seen = [call(b, "GET", "/readyz", key=None)[1]["rate_limits"]["web_processes"] for b in bases]
+        if seen == [count] * len(bases):
+            return
+        assert time.monotonic() < deadline, f"web processes seen: {seen}, expected {count}"
+        time.sleep(0.2)
