@@ -24,7 +24,7 @@ from matching.records import ORDER_COLUMNS, fmt_decimal, fmt_time
 from . import auth, limits, services
 from .errors import invalid
 from .instruments import CachedInstrument, by_symbol_sync
-from .models import Instrument, Order, Status, Trade
+from .models import AuditEntry, Instrument, Order, Status, Trade
 from .representation import order_body, trade_json
 from .selectors import orderbook_sync, orders_sync
 from .serializers import (
@@ -264,3 +264,21 @@ class Readiness(APIView):
                          "rate_limits": {"enabled": settings.RATE_LIMITS_ENABLED, "store": settings.RATE_LIMIT_STORE,
                                          "web_processes": limits.peers()},
                          "warnings": warnings})
+
+
+class AuditList(Guarded, APIView):
+    """GET /admin/audit: the newest entries of the audit trail (admin keys and staff sessions)."""
+
+    permission_classes = [auth.IsAdmin]
+    rate_actions = _READ
+
+    @extend_schema(parameters=[OpenApiParameter("action", str), OpenApiParameter("limit", int)],
+                   responses={200: dict, **ERRORS})
+    def get(self, request: Request) -> Response:
+        limit = _int_param(request, "limit", 50, 1, 1000)
+        entries = AuditEntry.objects.all()
+        if action := request.query_params.get("action"):
+            entries = entries.filter(action=action)
+        return Response([{"time": fmt_time(e.created_at), "actor": e.actor, "action": e.action, "target": e.target,
+                          "detail": e.detail} for e in entries[:limit]])
+

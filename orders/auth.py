@@ -197,7 +197,8 @@ def _on_key_change(payload: str | None) -> None:
             key_id = int(payload)
         except ValueError:
             return
-        for h in [h for h, r in _by_hash.items() if r.key_id == key_id]:
+        # (a copy first: DRF's thread may add an entry meanwhile)
+        for h in [h for h, r in list(_by_hash.items()) if r.key_id == key_id]:
             _by_hash.pop(h, None)
         ids = [key_id]
     for key_id in ids:

@@ -322,3 +322,20 @@ def test_no_key_appears_in_a_log_line_or_an_error_body(exchange: Any, sym: str) 
     for key in (good, bad):
         secret = key.split("_", 2)[2]
         assert secret not in logs and all(secret not in b for b in bodies)
+
+
+def test_admin_endpoints_need_an_admin_key_or_a_staff_session(exchange: Any) -> None:
+    client = f"aud-{uuid.uuid4().hex[:8]}"
+    trader = exchange.keys.trader(client)
+    assert call(exchange.http, "GET", "/admin/audit", key=None)[1]["code"] == "authentication_required"
+    status, err = call(exchange.http, "GET", "/admin/audit", key=trader)
+    assert (status, err["code"]) == (403, "forbidden")
+    status, entries = call(exchange.http, "GET", "/admin/audit?limit=5", key=exchange.keys.admin())
+    assert status == 200 and isinstance(entries, list) and len(entries) <= 5
+    username, password = exchange.make_staff_user()
+    browser = Browser(exchange.http)
+    browser.login(username, password)
+    browser.request("POST", "/admin/orders/apikey/add/", {"client_id": client + "-2", "role": "read_only",
+                                                         "name": "", "_save": "Save"})
+    status, _, text = browser.request("GET", "/admin/audit?action=api_key_created", headers={"Accept": "application/json"})
+    assert status == 200 and f"({client}-2)" in text and f"user:{username}" in text
