@@ -44,7 +44,7 @@ from matching.contract import Code
 from . import audit, limits
 from .db import pool
 from .errors import ApiError, DrfApiError
-from .listener import hub
+from .listener import LISTEN_APPLICATION_NAME, hub
 from .models import ApiKey, KeyRole
 
 log = logging.getLogger(__name__)
@@ -291,6 +291,7 @@ def start_background() -> None:
     loop = asyncio.get_running_loop()
     if id(loop) in _background:
         return
+    hub.application_name = LISTEN_APPLICATION_NAME  # a web process: counted by orders.limits
 
     async def start_hub() -> None:
         try:

@@ -36,7 +36,9 @@ MarketCallback = Callable[[MarketPayload], None]
 ResyncCallback = Callable[[], Awaitable[None] | None]
 # An API key changed (its id), or None: the connection was (re)made and changes may have been missed.
 KeyCallback = Callable[[str | None], None]
-# The LISTEN session's name: the rate limiter counts the live web processes by it (orders.limits).
+# The LISTEN session's name in a process that serves requests (orders.auth.start_background):
+# the rate limiter counts the live web processes by it (orders.limits). Elsewhere (a management
+# command placing orders in-process) the hub's session is named otherwise, and not counted.
 LISTEN_APPLICATION_NAME = "pgbourse-web-listen"
 
 
@@ -48,6 +50,7 @@ class Hub:
         self._keys: list[KeyCallback] = []
         # +1 each time LISTEN is (re)established: what was learned under an older epoch may be stale.
         self.listen_epoch = 0
+        self.application_name = "pgbourse-listen"
         self._task: asyncio.Task[None] | None = None
         self._ready: asyncio.Event | None = None
         self._conn: psycopg.AsyncConnection[Any] | None = None
@@ -72,7 +75,7 @@ class Hub:
         backoff = 0.1
         while True:
             try:
-                conn = await psycopg.AsyncConnection.connect(**conninfo(LISTEN_APPLICATION_NAME), autocommit=True)
+                conn = await psycopg.AsyncConnection.connect(**conninfo(self.application_name), autocommit=True)
                 self._conn = conn
                 async with conn:
                     await conn.execute(f"LISTEN {OUTCOME_CHANNEL}")
