@@ -162,7 +162,7 @@ class StreamConsumer(AsyncWebsocketConsumer):
         self.box = Outbox(send=self._send_text, batch=batch, backlog=transport_backlog(self.base_send),
                           on_stalled=self._close_slow)
         auth.start_background()
-        self.caller = auth.anonymous(auth.client_ip(self.scope))
+        self.caller = await auth.authenticate(None, auth.client_ip(self.scope))  # anonymous, or keys off
         headers = dict(self.scope.get("headers", ()))
         key = auth.key_from_headers(headers.get(b"authorization"), headers.get(b"x-api-key"))
         await self.accept()

@@ -3,6 +3,7 @@ required outside it, DEBUG is off unless asked, keys cannot be turned off in pro
 HTML pages carry the security headers, and /readyz says loudly when keys are off."""
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -12,6 +13,8 @@ import pytest
 
 from exchange_project.processes import ROOT
 from tests.http import Browser, call, call_full
+from tests.marketdata.streams import session
+from tests.orders.helpers import order_body
 
 PROBE = ("import django, json; django.setup(); from django.conf import settings as s; "
          "print(json.dumps([s.DEVELOPMENT, s.DEBUG, s.AUTH_REQUIRED, s.ALLOWED_HOSTS, s.CSRF_TRUSTED_ORIGINS]))")
@@ -65,15 +68,23 @@ def test_html_pages_carry_the_security_headers(exchange: Any) -> None:
 
 
 def test_readyz_tells_whether_keys_are_checked(exchange: Any) -> None:
+    sym = exchange.make_instrument()
     status, ready = call(exchange.http, "GET", "/readyz", key=None)
     assert status == 200 and ready["auth"] == "required" and ready["warnings"] == []
     base = exchange.start_extra_server("server-auth-off", {"PGBOURSE_AUTH": "off"})
     try:
         status, ready = call(base, "GET", "/readyz", key=None)
         assert status == 200 and ready["auth"] == "off" and "PGBOURSE_AUTH=off" in ready["warnings"][0]
-        # and then, as before keys: any client, no key
+        # and then, as before keys: any client, no key, over HTTP and the WebSocket
         status, _ = call(base, "GET", "/orders", key=None)
         assert status == 200
+        assert call(base, "POST", "/orders", order_body(sym, client_id="anyone"), key=None)[0] == 201
+
+        async def ws_order() -> dict[str, Any]:
+            async with session(base.replace("http://", "ws://") + "/stream", key=None) as ws:
+                return await ws.request({"op": "order", **order_body(sym, client_id="anyone")})
+
+        assert asyncio.run(ws_order())["status"] == 201
     finally:
         exchange.stop_extra_server("server-auth-off")
 
