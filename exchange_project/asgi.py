@@ -17,12 +17,20 @@ from django.core.asgi import get_asgi_application
 django_http = ASGIStaticFilesHandler(get_asgi_application())
 
 from channels.routing import ChannelNameRouter, ProtocolTypeRouter  # noqa: E402
+from django.conf import settings  # noqa: E402
 
 from marketdata.feed import FeedBuilder  # noqa: E402
 from marketdata.routing import websocket_application  # noqa: E402
 from matching.worker.consumer import MatchingConsumer  # noqa: E402
 from orders.fastpath import http_application  # noqa: E402
 from orders.health import health_application  # noqa: E402
+
+if not settings.AUTH_REQUIRED:
+    import logging
+
+    from orders.auth import OFF_WARNING
+
+    logging.getLogger("orders.auth").warning(OFF_WARNING)
 
 application = ProtocolTypeRouter({
     "http": health_application(http_application(django_http)),

@@ -55,6 +55,10 @@ def child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     env = dict(os.environ)
     env.setdefault("DJANGO_SETTINGS_MODULE", "exchange_project.settings")
     env["PYTHONUNBUFFERED"] = "1"
+    # A parent on the embedded PostgreSQL is development (settings.PGBOURSE_ENV), and so are the
+    # processes it starts, though it hands them a DATABASE_URL (of that same embedded server).
+    if not os.environ.get("DATABASE_URL"):
+        env.setdefault("PGBOURSE_ENV", "development")
     if extra:
         env.update(extra)
     return env

@@ -5,6 +5,7 @@ where exchange_project.pgembed keeps the embedded PostgreSQL.)"""
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlparse
 
@@ -76,7 +77,6 @@ def database_from_url(url: str) -> dict[str, object]:
     }
 
 
-SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "dev-only-not-secret-pgbourse")
 DEBUG = env_bool("DJANGO_DEBUG", False)
 ALLOWED_HOSTS = [h for h in os.environ.get("ALLOWED_HOSTS", "127.0.0.1,localhost,testserver,[::1]").split(",") if h]
 
@@ -106,6 +106,8 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django.middleware.csp.ContentSecurityPolicyMiddleware",
     "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
 
@@ -154,6 +156,102 @@ DATABASES = {
 }
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --------------------------------------------------------------------------------------------
+# Accounts and limits (docs/security.md)
+# --------------------------------------------------------------------------------------------
+
+
+def env_rate(name: str, default: str) -> str:
+    """A budget as django-ratelimit writes it: N requests per period, "200/2s", "100/s", "6000/m"."""
+    value = os.environ.get(name, default)
+    if RATE_SYNTAX.fullmatch(value) is None:
+        raise ImproperlyConfigured(f"{name} must be a budget such as 200/2s or 6000/m, got {value!r}")
+    return value
+
+
+def env_list(name: str, default: str) -> list[str]:
+    return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
+
+
+RATE_SYNTAX = re.compile(r"[1-9][0-9]{0,9}/([1-9][0-9]{0,5})?[smhd]")
+
+# Development is this checkout's embedded PostgreSQL (no DATABASE_URL: `make run`, `make test`
+# and the benchmarks, whose child processes inherit PGBOURSE_ENV=development from
+# exchange_project.processes.child_env), or PGBOURSE_ENV=development said explicitly. Anything
+# else is production: a SECRET_KEY of its own is required and PGBOURSE_AUTH=off is refused.
+PGBOURSE_ENV = env_choice("PGBOURSE_ENV", "development" if EMBEDDED_POSTGRES else "production",
+                          ("development", "production"))
+DEVELOPMENT = PGBOURSE_ENV == "development"
+_DEV_SECRET_KEY = "dev-only-not-secret-pgbourse"
+SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", _DEV_SECRET_KEY if DEVELOPMENT else "")
+if not DEVELOPMENT and (len(SECRET_KEY) < 32 or SECRET_KEY == _DEV_SECRET_KEY):
+    raise ImproperlyConfigured("DJANGO_SECRET_KEY must be set (at least 32 random characters) outside development "
+                               "(PGBOURSE_ENV=production, or a DATABASE_URL)")
+# `off`: no keys, every request acts as an unrestricted operator, as before keys existed. For
+# local experiments only (refused in production); warned about in every web process's log and on
+# /readyz.
+AUTH_REQUIRED = env_choice("PGBOURSE_AUTH", "required", ("required", "off")) == "required"
+if not AUTH_REQUIRED and not DEVELOPMENT:
+    raise ImproperlyConfigured("PGBOURSE_AUTH=off is for local experiments: refused outside development")
+RATE_LIMITS_ENABLED = env_bool("PGBOURSE_RATE_LIMITS", True)
+# Where the counters live (orders/limits.py): `share`, each web process counts in memory and
+# allows its share of every budget (budget / live web processes); `postgres`, one counter row
+# per budget and window in an UNLOGGED table, exact, a statement per check.
+RATE_LIMIT_STORE = env_choice("PGBOURSE_RATE_LIMIT_STORE", "share", ("share", "postgres"))
+# How often a web process counts the live web processes (its share's divisor).
+RATE_LIMIT_PEERS_EVERY_S = env_float("PGBOURSE_RATE_LIMIT_PEERS_EVERY_S", 1.0)
+# Budgets per role and action; a key's own budgets (admin, create_api_key) override them.
+# `anonymous` is per IP address, for the public market data; `auth_failures` is per IP too:
+# past it, unknown keys are refused with 429 without being looked up.
+# (A read-only key and an anonymous caller never write, so they have no write budgets.)
+RATE_LIMIT_DEFAULTS = {
+    "trader": {"orders": "200/2s", "commands": "200/2s", "reads": "100/2s"},
+    "read_only": {"reads": "40/2s"},
+    "admin": {"orders": "1000/2s", "commands": "1000/2s", "reads": "400/2s"},
+    "anonymous": {"reads": "100/2s"},
+}
+RATE_LIMITS = {role: {action: env_rate(f"PGBOURSE_RATE_{role.upper()}_{action.upper()}", rate)
+                      for action, rate in actions.items()} for role, actions in RATE_LIMIT_DEFAULTS.items()}
+RATE_LIMIT_AUTH_FAILURES = env_rate("PGBOURSE_RATE_AUTH_FAILURES", "20/60s")
+# The key the client commands (load_orders, simulate) send when --key is not given: an admin's
+# (they place for many clients), with budgets above the rate they are asked for.
+CLIENT_API_KEY = os.environ.get("PGBOURSE_API_KEY", "")
+# Development only: the demo keys `make run` made (orders.auth.demo_key), kept here so that the
+# trading page and `make simulate` work at once on this machine. Never in production.
+DEMO_KEYS_FILE = BASE_DIR / "var" / "demo-keys.json"
+# django-ratelimit (the DRF views) counts in this cache, the same counters as the lean path and
+# the WebSocket (orders/limits.py).
+CACHES = {
+    "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+    "ratelimit": {"BACKEND": "orders.limits.CounterCache"},
+}
+RATELIMIT_USE_CACHE = "ratelimit"
+RATELIMIT_ENABLE = RATE_LIMITS_ENABLED
+# django-ratelimit knows only memcached and redis as shared caches; ours is shared by design.
+SILENCED_SYSTEM_CHECKS = ["django_ratelimit.W001"]
+
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", "")
+for _origin in CSRF_TRUSTED_ORIGINS:
+    if not _origin.startswith(("http://", "https://")):
+        raise ImproperlyConfigured(f"CSRF_TRUSTED_ORIGINS entries need a scheme (https://...), got {_origin!r}")
+# HTML pages (admin, browsable API, Swagger UI): no framing, no sniffing, a strict referrer
+# policy (SecurityMiddleware's defaults), and a content security policy that allows this site's
+# own scripts and the Swagger UI's CDN.
+X_FRAME_OPTIONS = "DENY"
+SECURE_CSP = {
+    "default-src": ["'self'"],
+    "script-src": ["'self'", "https://cdn.jsdelivr.net"],
+    "style-src": ["'self'", "'unsafe-inline'", "https://cdn.jsdelivr.net"],
+    "img-src": ["'self'", "data:", "https://cdn.jsdelivr.net"],
+    "frame-ancestors": ["'none'"],
+}
+# Behind TLS (a terminating proxy): secure cookies, HSTS, and the proxy's scheme header trusted.
+HTTPS = env_bool("PGBOURSE_HTTPS", False)
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = HTTPS
+SECURE_HSTS_SECONDS = env_int("PGBOURSE_HSTS_SECONDS", 31_536_000 if HTTPS else 0, minimum=0)
+if HTTPS:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
 USE_I18N = False
@@ -169,8 +267,12 @@ REST_FRAMEWORK = {
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser",
                                "rest_framework.parsers.FormParser",
                                "rest_framework.parsers.MultiPartParser"],
-    "DEFAULT_AUTHENTICATION_CLASSES": ["rest_framework.authentication.SessionAuthentication"],
-    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.AllowAny"],
+    # An API key (orders.auth, the same check as the lean path and the WebSocket), or a staff
+    # session for the browsable API; a view is closed unless it says who may use it.
+    "DEFAULT_AUTHENTICATION_CLASSES": ["orders.auth.ApiKeyAuthentication",
+                                       "orders.auth.StaffSessionAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["orders.auth.IsCaller"],
+    "DEFAULT_THROTTLE_CLASSES": ["orders.limits.RateLimit"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "orders.errors.exception_handler",
     "COERCE_DECIMAL_TO_STRING": True,

@@ -1,6 +1,6 @@
 from django.contrib import admin
-from django.urls import path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from marketdata.views import trading_page
 from orders import api
@@ -14,9 +14,12 @@ urlpatterns = [
     path("trades", api.TradeList.as_view(), name="trades"),
     path("orderbook", api.OrderBook.as_view(), name="orderbook"),
     path("instruments", api.InstrumentList.as_view(), name="instruments"),
+    path("account", api.Account.as_view(), name="account"),
     path("schema", SpectacularAPIView.as_view(), name="schema"),
-    path("docs", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
-    # Operations (operators only), ahead of the admin site that owns the rest of /admin/.
+    # Its script as a file of its own, not inline: the pages' content security policy allows no inline script.
+    path("docs", SpectacularSwaggerSplitView.as_view(url_name="schema"), name="docs"),
+    # Operations (orders.auth.IsAdmin), ahead of the admin site whose last pattern takes every path.
+    path("admin/audit", api.AuditList.as_view(), name="admin-audit"),
     path("admin/snapshot", ops.SnapshotTake.as_view(), name="admin-snapshot"),
     path("admin/snapshots", ops.SnapshotList.as_view(), name="admin-snapshots"),
     path("admin/instruments/<str:symbol>/halt", ops.InstrumentHalt.as_view(), {"halted": True}, name="admin-halt"),
@@ -26,6 +29,7 @@ urlpatterns = [
     path("admin/worker", ops.WorkerStateView.as_view(), name="admin-worker"),
     path("admin/commands/<str:command_id>", ops.AdminCommandDetail.as_view(), name="admin-command"),
     path("admin/", admin.site.urls),
+    path("api-auth/", include("rest_framework.urls")),  # the browsable API's log in / log out
     path("", trading_page, name="trading"),
 ]
 

@@ -39,6 +39,7 @@ import asyncio
 import json
 import os
 import random
+import re
 import shutil
 import signal
 import socket
@@ -50,6 +51,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import uvloop
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -120,6 +123,7 @@ class Exchange:
         self.env = {**env, "PGBOURSE_PGDATA": str(self.pgdata), "PYTHONUNBUFFERED": "1",
                     "DJANGO_SETTINGS_MODULE": "exchange_project.settings", "LOG_LEVEL": "WARNING", **(env or {})}
         self.proc: subprocess.Popen[bytes] | None = None
+        self.key = ""  # the admin key its first start printed (its budgets are far above any load here)
 
     def _pgembed(self, *args: str) -> str:
         return subprocess.run([sys.executable, "-m", "exchange_project.pgembed", *args], env=self.env, cwd=ROOT,
@@ -133,14 +137,27 @@ class Exchange:
                                       str(self.port)], env=self.env, cwd=ROOT, start_new_session=True,
                                      stdout=open(self.home / "exchange.log", "wb"),  # noqa: SIM115
                                      stderr=subprocess.STDOUT)
+        self.key = self._printed_admin_key(90)
         self.wait_placing(90)
+
+    def _printed_admin_key(self, limit_s: float) -> str:
+        deadline = time.monotonic() + limit_s
+        while time.monotonic() < deadline:
+            found = re.search(r"API key of client 'admin' \(admin\): (pgb_\S+)",
+                              (self.home / "exchange.log").read_text(errors="replace"))
+            if found:
+                return found.group(1)
+            if self.proc is not None and self.proc.poll() is not None:
+                break
+            time.sleep(0.1)
+        raise RuntimeError(f"the exchange printed no admin key; see {self.home}/exchange.log")
 
     def wait_placing(self, limit_s: float) -> float:
         """Seconds until a probe order is answered 201 (or 200)."""
         started = time.monotonic()
         while time.monotonic() - started < limit_s:
             try:
-                status, _ = asyncio.run(request(self.url, "POST", "/orders", probe_order(), 5))
+                status, _ = asyncio.run(request(self.url, "POST", "/orders", probe_order(), 5, self.key))
                 if status in (200, 201):
                     return time.monotonic() - started
             except (OSError, TimeoutError, ValueError):
@@ -232,7 +249,11 @@ def probe_order() -> dict[str, Any]:
             "side": "buy", "type": "limit", "price": "1.00", "quantity": "0.0001"}
 
 
-async def request(base: str, method: str, path: str, body: Any, timeout_s: float) -> tuple[int, Any]:
+def auth_line(key: str) -> str:
+    return f"Authorization: Bearer {key}\r\n" if key else ""
+
+
+async def request(base: str, method: str, path: str, body: Any, timeout_s: float, key: str = "") -> tuple[int, Any]:
     """One HTTP/1.1 request on a connection of its own; (status, parsed JSON body)."""
     host, port = base.split("//", 1)[1].split(":")
     payload = b"" if body is None else json.dumps(body).encode()
@@ -240,7 +261,8 @@ async def request(base: str, method: str, path: str, body: Any, timeout_s: float
         reader, writer = await asyncio.open_connection(host, int(port))
         try:
             writer.write(f"{method} {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
-                         f"Content-Length: {len(payload)}\r\nConnection: close\r\n\r\n".encode() + payload)
+                         f"{auth_line(key)}Content-Length: {len(payload)}\r\nConnection: close\r\n\r\n".encode()
+                         + payload)
             data = await reader.read()
         finally:
             writer.close()
@@ -268,7 +290,8 @@ class Sent:
 class Connection:
     """One keep-alive HTTP/1.1 connection (Content-Length answers, no pipelining)."""
 
-    def __init__(self, base: str) -> None:
+    def __init__(self, base: str, key: str = "") -> None:
+        self.auth = auth_line(key)
         self.host, port = base.split("//", 1)[1].split(":")
         self.port = int(port)
         self.reader: asyncio.StreamReader | None = None
@@ -281,7 +304,7 @@ class Connection:
         payload = b"" if body is None else json.dumps(body).encode()
         try:
             self.writer.write(f"{method} {path} HTTP/1.1\r\nHost: {self.host}\r\nContent-Type: application/json\r\n"
-                              f"Content-Length: {len(payload)}\r\n\r\n".encode() + payload)
+                              f"{self.auth}Content-Length: {len(payload)}\r\n\r\n".encode() + payload)
             head = await self.reader.readuntil(b"\r\n\r\n")
             lines = head.split(b"\r\n")
             status = int(lines[0].split(b" ", 2)[1])
@@ -310,6 +333,7 @@ class Load:
     connections: int = 64
     seed: int = 1
     prefix: str = "chaos"  # the client ids' prefix: what the checks read back
+    key: str = ""  # the API key every request carries (an admin's: the clients are many)
     sent: list[Sent] = field(default_factory=list)
     resting: list[str] = field(default_factory=list)
 
@@ -349,7 +373,7 @@ class Load:
         return sent, "POST", "/orders", body
 
     async def _connection(self, queue: asyncio.Queue[tuple[Sent, str, str, Any] | None], start: float) -> None:
-        conn = Connection(self.base)
+        conn = Connection(self.base, self.key)
         while (item := await queue.get()) is not None:
             sent, method, path, body = item
             remaining = self.timeout_s - (time.monotonic() - start - sent.at)
@@ -387,7 +411,7 @@ async def _at(delay_s: float, action: Any) -> None:
 def run_scenario(ex: Exchange, name: str, a: argparse.Namespace) -> dict[str, Any]:
     rate = a.rate * (a.overload if name == "overload" else 1)
     load = Load(ex.url, rate, a.timeout_s, connections=a.overload_connections if name == "overload" else 64,
-                seed=sum(map(ord, name)), prefix=f"chaos-{name}-")
+                seed=sum(map(ord, name)), prefix=f"chaos-{name}-", key=ex.key)
     before = ex.rss()
     fault_at = a.lead_s
     fault_end = fault_at + a.fault_s
@@ -441,7 +465,9 @@ def run_scenario(ex: Exchange, name: str, a: argparse.Namespace) -> dict[str, An
         finally:
             sampler.cancel()
 
-    asyncio.run(drive_and_sample())
+    # uvloop (the server's loop too): the generator shares the machine with the exchange, and on
+    # asyncio's own loop its 2,000 connections took the CPU the exchange's answers needed.
+    uvloop.run(drive_and_sample())
     if name == "overload":
         fault_end = a.overload_s
     recovered_s = ex.wait_placing(120)

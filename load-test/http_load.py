@@ -28,7 +28,10 @@ a cancel/modify hits depends on the server's answers.
   modify  PATCH /orders/{id} {"price"}: moves such an order 1..5 ticks further from the touch
           (never crosses, so a post-only order stays valid); a limit order while none is known
 Every order carries a fresh idempotency_key (run id + sequence number); client ids cycle over
-``--clients`` names. With ``--endpoint test`` every place goes to POST /orders/test (validated,
+``--clients`` names. API keys: ``--keys FILE`` ({client_id: key}, what ``manage.py create_api_key
+--client lt-000 ... --json`` prints; run_http_bench.py makes it), each request with its client's
+key (a cancel or modify with its order's); or ``--api-key KEY`` for every request (an admin key,
+which acts for any client). The keys need budgets above the offered rate, or requests get 429. With ``--endpoint test`` every place goes to POST /orders/test (validated,
 never stored) and cancel/modify are drawn as places: the bare-endpoint ceiling.
 
 Counting. Latency percentiles and the completed rate cover requests *scheduled* after
@@ -104,6 +107,7 @@ class Resting:
     order_id: str
     side: str
     price_ticks: int
+    client_id: str = ""
 
 
 @dataclass
@@ -326,8 +330,15 @@ class LoadRun:
         self.args = args
         place_path = self.prefix + (b"/orders/test" if args.endpoint == "test" else b"/orders")
         self.place_head = (b"POST %s HTTP/1.1\r\nHost: %s\r\nAccept: application/json\r\n"
-                           b"Content-Type: application/json\r\nContent-Length: " % (place_path, host_header))
+                           b"Content-Type: application/json\r\n" % (place_path, host_header))
         self.host_header = host_header
+        # The Authorization header line of each client (b"" without keys).
+        self.auth_lines: dict[str, bytes] = {}
+        if args.keys:
+            with open(args.keys) as f:
+                self.auth_lines = {client: b"Authorization: Bearer %s\r\n" % key.encode()
+                                   for client, key in json.load(f).items()}
+        self.auth_any = b"Authorization: Bearer %s\r\n" % args.api_key.encode() if args.api_key else b""
         run_id = args.run_id or f"lt{int(time.time() * 1000):x}"
         self.mix = Mix(args.mix, args.seed, args.instrument, args.clients, run_id,
                        round(args.mid * 100), args.endpoint == "test")
@@ -507,24 +518,28 @@ class LoadRun:
                 self.on_failure(self.backlog.popleft(), "timeout")
 
     # -- requests ---------------------------------------------------------------------------
+    def _auth(self, client_id: str) -> bytes:
+        return self.auth_lines.get(client_id, self.auth_any)
+
     def _request(self, op: Op) -> tuple[bytes, str, Resting | None]:
         if op.kind in ("cancel", "modify"):
             target = self.book.take()
             if target is not None:
                 path = b"%s/orders/%s" % (self.prefix, target.order_id.encode())
+                auth = self._auth(target.client_id)
                 if op.kind == "cancel":
-                    return (b"DELETE %s HTTP/1.1\r\nHost: %s\r\nAccept: application/json\r\n"
-                            b"Content-Length: 0\r\n\r\n" % (path, self.host_header)), "cancel", target
+                    return (b"DELETE %s HTTP/1.1\r\nHost: %s\r\nAccept: application/json\r\n%s"
+                            b"Content-Length: 0\r\n\r\n" % (path, self.host_header, auth)), "cancel", target
                 away = -op.modify_ticks if target.side == "buy" else op.modify_ticks
                 target.price_ticks = max(1, target.price_ticks + away)
                 body = orjson.dumps({"price": ticks_str(target.price_ticks)})
-                return (b"PATCH %s HTTP/1.1\r\nHost: %s\r\nAccept: application/json\r\n"
+                return (b"PATCH %s HTTP/1.1\r\nHost: %s\r\nAccept: application/json\r\n%s"
                         b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
-                        % (path, self.host_header, len(body), body)), "modify", target
+                        % (path, self.host_header, auth, len(body), body)), "modify", target
         assert op.body is not None
         body = orjson.dumps(op.body)
-        return (self.place_head + b"%d\r\n\r\n%s" % (len(body), body),
-                "market" if op.kind == "market" else "limit", None)
+        return (self.place_head + self._auth(op.body["client_id"]) + b"Content-Length: %d\r\n\r\n%s"
+                % (len(body), body), "market" if op.kind == "market" else "limit", None)
 
     def _learn(self, kind: str, payload: bytes, target: Resting | None) -> None:
         if self.args.endpoint == "test" or kind in ("cancel", "market"):
@@ -537,7 +552,8 @@ class LoadRun:
             return
         order = orjson.loads(payload)
         if order.get("status") in RESTING:
-            self.book.add(Resting(order["order_id"], order["side"], int(order["price"].replace(".", ""))))
+            self.book.add(Resting(order["order_id"], order["side"], int(order["price"].replace(".", "")),
+                                  order["client_id"]))
 
     @staticmethod
     def _expected_refusal(payload: bytes) -> bool:
@@ -587,6 +603,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--instrument", default="BTC-USD")
     p.add_argument("--mid", type=float, default=30000.0, help="starting mid price (default 30000)")
     p.add_argument("--clients", type=int, default=50, help="distinct client_id values (default 50)")
+    p.add_argument("--keys", metavar="FILE", default=os.environ.get("PGBOURSE_API_KEYS", ""),
+                   help="JSON {client_id: API key} (env PGBOURSE_API_KEYS): each request with its client's key")
+    p.add_argument("--api-key", default=os.environ.get("PGBOURSE_API_KEY", ""),
+                   help="one API key for every request (env PGBOURSE_API_KEY), e.g. an admin key")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--run-id", default="", help="idempotency-key prefix (default: from the clock, unique per run)")
     p.add_argument("--timeout", type=float, default=10.0, help="per-request timeout, seconds (default 10)")

@@ -31,6 +31,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from http_load import DEFAULT_MIX, Book, Mix, Resting, parse_mix, ticks_str
 
 USER_RATE = float(os.environ.get("PGBOURSE_USER_RATE", "10"))
+# API keys as for http_load.py: PGBOURSE_API_KEYS (a JSON file {client_id: key}) or PGBOURSE_API_KEY.
+_KEYS: dict[str, str] = {}
+if os.environ.get("PGBOURSE_API_KEYS"):
+    with open(os.environ["PGBOURSE_API_KEYS"]) as _f:
+        _KEYS = orjson.loads(_f.read())
+
+
+def _headers(client_id: str) -> dict[str, str]:
+    key = _KEYS.get(client_id) or os.environ.get("PGBOURSE_API_KEY")
+    return {**JSON, "Authorization": f"Bearer {key}"} if key else JSON
 ENDPOINT = os.environ.get("PGBOURSE_ENDPOINT", "orders")
 MIX = parse_mix(os.environ.get("PGBOURSE_MIX", DEFAULT_MIX))
 RUN_ID = f"lc{int(time.time() * 1000):x}"
@@ -66,7 +76,8 @@ class Trader(FastHttpUser):
 
     def _place(self, body: dict[str, object], kind: str) -> None:
         path = "/orders/test" if ENDPOINT == "test" else "/orders"
-        with self.client.post(path, data=orjson.dumps(body), headers=JSON, name=f"POST {path} ({kind})",
+        with self.client.post(path, data=orjson.dumps(body), headers=_headers(str(body.get("client_id"))),
+                              name=f"POST {path} ({kind})",
                               catch_response=True) as resp:
             if resp.status_code not in (200, 201, 202):
                 resp.failure(f"{resp.status_code}: {resp.text[:200]}")
@@ -75,11 +86,13 @@ class Trader(FastHttpUser):
             if ENDPOINT != "test" and kind == "limit":
                 order = orjson.loads(resp.content or b"{}")
                 if order.get("status") in ("open", "partially_filled"):
-                    self.book.add(Resting(order["order_id"], order["side"], int(order["price"].replace(".", ""))))
+                    self.book.add(Resting(order["order_id"], order["side"], int(order["price"].replace(".", "")),
+                                          order["client_id"]))
 
     def _command(self, method: str, target: Resting, body: dict[str, object] | None, name: str) -> None:
         data = orjson.dumps(body) if body is not None else None
-        with self.client.request(method, f"/orders/{target.order_id}", data=data, headers=JSON, name=name,
+        with self.client.request(method, f"/orders/{target.order_id}", data=data, headers=_headers(target.client_id),
+                                 name=name,
                                  catch_response=True) as resp:
             if resp.status_code in (200, 202):
                 resp.success()

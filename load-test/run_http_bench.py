@@ -13,6 +13,13 @@ highest sustainable rate (bisection to ``--resolution``). Sustainable means: zer
 p50 < 100 ms and a completed rate of at least 97% of the offered one. Between runs it waits
 until the worker has no pending order, so one run's backlog does not land in the next.
 
+API keys and limits are as the environment says (PGBOURSE_AUTH, PGBOURSE_RATE_LIMITS,
+PGBOURSE_RATE_LIMIT_STORE reach the server): unless PGBOURSE_AUTH=off it makes a trader key per
+load client (``--clients``, lt-000...) with budgets of 1,000,000/s, so the limiter is consulted
+on every request and never refuses one, and hands them to http_load.py (--keys). To compare:
+    PGBOURSE_AUTH=off PGBOURSE_RATE_LIMITS=off python load-test/run_http_bench.py ...   (before)
+    python load-test/run_http_bench.py ...                                              (after)
+
 Beside the generator's own report it measures, from /proc, the CPU time each part used during
 the run (server processes, matching worker, the PostgreSQL backends connected to the benchmark
 database, the generator) and how busy the whole machine was. PostgreSQL's own background
@@ -54,6 +61,8 @@ LOAD = str(ROOT / "load-test" / "http_load.py")
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PROBE_BODY = (b'{"idempotency_key":"probe","client_id":"probe","instrument":"BTC-USD","side":"buy",'
               b'"type":"limit","price":"1.00","quantity":"0.0001"}')
+# The benchmark's keys must not be what limits it: budgets far above any rate it offers.
+BENCH_BUDGET = "1000000/s"
 
 
 # -- /proc accounting ----------------------------------------------------------------------------
@@ -175,6 +184,15 @@ def prepare_database(db: str, fresh: bool, env: dict[str, str]) -> None:
                     "ensure_default_instrument()"], env=env, check=True, stdout=subprocess.DEVNULL)
 
 
+def make_keys(clients: list[str], env: dict[str, str], path: Path) -> None:
+    """A trader key per client (and for the readiness probe), {client: key} in ``path``."""
+    done = subprocess.run([PY, str(ROOT / "manage.py"), "create_api_key", *[a for c in clients for a in ("--client", c)],
+                           "--role", "trader", "--rotate", "--json", "--name", "run_http_bench",
+                           "--orders-rate", BENCH_BUDGET, "--commands-rate", BENCH_BUDGET, "--reads-rate", BENCH_BUDGET],
+                          env=env, check=True, capture_output=True, text=True)
+    path.write_text(done.stdout.strip().splitlines()[-1])
+
+
 def pending_orders(db: str) -> int:
     import psycopg
 
@@ -199,6 +217,12 @@ class Stack:
         self.env = env
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.logdir = Path(tempfile.mkdtemp(prefix="pgbourse-bench-"))
+        self.keys_file: Path | None = None
+        self.probe_key = ""
+        if env.get("PGBOURSE_AUTH", "required") != "off":
+            self.keys_file = self.logdir / "keys.json"
+            make_keys([f"lt-{n:03d}" for n in range(args.clients)] + ["probe"], env, self.keys_file)
+            self.probe_key = json.loads(self.keys_file.read_text())["probe"]
 
     def start(self) -> None:
         a = self.args
@@ -229,10 +253,12 @@ class Stack:
                                             start_new_session=True)
 
     def _probe(self) -> bool:
+        auth = b"Authorization: Bearer %s\r\n" % self.probe_key.encode() if self.probe_key else b""
         try:
             with socket.create_connection(("127.0.0.1", self.args.port), timeout=2) as s:
                 s.sendall(b"POST /orders/test HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-                          b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(PROBE_BODY), PROBE_BODY))
+                          b"%sContent-Length: %d\r\nConnection: close\r\n\r\n%s"
+                          % (auth, len(PROBE_BODY), PROBE_BODY))
                 return s.recv(64).startswith(b"HTTP/1.1 200")
         except OSError:
             return False
@@ -251,7 +277,9 @@ def run_load(stack: Stack, endpoint: str, rate: float, duration: float, warmup: 
     out = stack.logdir / f"load-{endpoint}-{int(rate)}.json"
     cmd = [PY, LOAD, "--url", f"http://127.0.0.1:{a.port}", "--endpoint", endpoint, "--rate", str(rate),
            "--duration", str(duration), "--warmup", str(warmup), "--connections", str(a.connections),
-           "--seed", str(a.seed), "--json", str(out), "--allow-errors", *extra]
+           "--seed", str(a.seed), "--json", str(out), "--allow-errors", "--clients", str(a.clients), *extra]
+    if stack.keys_file is not None:
+        cmd += ["--keys", str(stack.keys_file)]
     if a.mix:
         cmd += ["--mix", a.mix]
     gen = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
@@ -356,6 +384,7 @@ def main() -> int:
     p.add_argument("--connections", type=int, default=128)
     p.add_argument("--mix", default="", help="passed to http_load.py (default: its realistic mix)")
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--clients", type=int, default=50, help="distinct client ids, one API key each (default 50)")
     p.add_argument("--pool-max", type=int, default=0, help="DB_POOL_MAX for the server (default: settings')")
     p.add_argument("--json", metavar="PATH", help="write every run's results as JSON")
     a, extra = p.parse_known_args()
@@ -369,7 +398,9 @@ def main() -> int:
     if a.pool_max:
         env["DB_POOL_MAX"] = str(a.pool_max)
     print(f"machine: {os.cpu_count()} CPUs, load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}; "
-          f"server {a.server} x{a.workers} ({a.variant}), db {a.db}", flush=True)
+          f"server {a.server} x{a.workers} ({a.variant}), db {a.db}; API keys "
+          f"{env.get('PGBOURSE_AUTH', 'required')}, rate limits {env.get('PGBOURSE_RATE_LIMITS', 'on')} "
+          f"(store {env.get('PGBOURSE_RATE_LIMIT_STORE', 'share')})", flush=True)
     prepare_database(a.db, not a.keep_db, env)
     stack = Stack(a, env)
     results: list[dict[str, Any]] = []

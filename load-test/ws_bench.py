@@ -22,6 +22,13 @@ Needs a running exchange (`python manage.py runexchange`) and an instrument (def
 
   python load-test/ws_bench.py fanout --subscribers 500 --rate 1000 --duration 20
   python load-test/ws_bench.py entry --batch 500 --window 8 --duration 15
+
+API keys: every socket sends one in its handshake: --api-key (or PGBOURSE_API_KEY), else an
+admin key it makes itself (`manage.py create_api_key --client bench-ws --role admin --rotate`,
+against the same database: DATABASE_URL, else the embedded server's) with budgets of
+1,000,000/s, so the limiter is consulted on every message and never refuses one. An admin key
+acts for the 8 client ids the entry mode spreads its orders over (as before keys existed).
+With PGBOURSE_AUTH=off in its environment it sends none (for runs against a server started so).
 """
 from __future__ import annotations
 
@@ -46,6 +53,28 @@ import orjson
 import uvloop
 import websockets
 from machine import CpuTimes, usage  # load-test/machine.py
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH_BUDGET = "1000000/s"
+
+
+def api_key(given: str) -> str:
+    """The key the sockets send: the one given, none with PGBOURSE_AUTH=off, else a new admin key."""
+    if given or os.environ.get("PGBOURSE_AUTH") == "off":
+        return given
+    import json
+    import subprocess
+
+    done = subprocess.run([sys.executable, str(ROOT / "manage.py"), "create_api_key", "--client", "bench-ws",
+                           "--role", "admin", "--rotate", "--json", "--name", "ws_bench", "--orders-rate", BENCH_BUDGET,
+                           "--commands-rate", BENCH_BUDGET, "--reads-rate", BENCH_BUDGET],
+                          check=True, capture_output=True, text=True, cwd=ROOT)
+    print(f"made an admin key for client bench-ws (budgets {BENCH_BUDGET}; --api-key to bring your own)", flush=True)
+    return str(json.loads(done.stdout.strip().splitlines()[-1])["bench-ws"])
+
+
+def auth_headers(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"} if key else {}
 
 
 def order(instrument: str, rng: random.Random, client: str) -> dict[str, Any]:
@@ -102,13 +131,13 @@ class _Reading:
 
 
 async def _subscribers(url: str, instrument: str, channels: list[str], count: int, duration: float,
-                       warmup: float) -> dict[str, Any]:
+                       warmup: float, key: str) -> dict[str, Any]:
     reading = _Reading(warmup, duration)
 
     async def one() -> None:
         try:
             async with websockets.connect(url + "?batch=1", max_size=2**24, open_timeout=30,
-                                          ping_interval=None) as ws:
+                                          ping_interval=None, additional_headers=auth_headers(key)) as ws:
                 await ws.send(orjson.dumps({"op": "subscribe", "instrument": instrument, "channels": channels}))
                 while True:
                     left = reading.stop_at - time.time()
@@ -134,9 +163,10 @@ class _LeanSubscriber(asyncio.Protocol):
     measured is theirs. Frames are handed over as bytes, unparsed (see _subscribers)."""
 
     def __init__(self, host: str, path: str, on_frame: Callable[[bytes, float], None],
-                 done: asyncio.Future[None]) -> None:
+                 done: asyncio.Future[None], key: str = "") -> None:
+        auth = f"Authorization: Bearer {key}\r\n" if key else ""
         self.request = (f"GET {path} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                        f"Sec-WebSocket-Key: {base64.b64encode(os.urandom(16)).decode()}\r\n"
+                        f"Sec-WebSocket-Key: {base64.b64encode(os.urandom(16)).decode()}\r\n{auth}"
                         "Sec-WebSocket-Version: 13\r\n\r\n").encode()
         self.on_frame = on_frame
         self.done = done
@@ -209,7 +239,7 @@ class _LeanSubscriber(asyncio.Protocol):
 
 
 async def _subscribers_lean(url: str, instrument: str, channels: list[str], count: int, duration: float,
-                            warmup: float) -> dict[str, Any]:
+                            warmup: float, key: str) -> dict[str, Any]:
     reading = _Reading(warmup, duration)
     parts = urlsplit(url)
     path = (parts.path or "/") + "?batch=1"
@@ -218,7 +248,7 @@ async def _subscribers_lean(url: str, instrument: str, channels: list[str], coun
         loop = asyncio.get_running_loop()
         done: asyncio.Future[None] = loop.create_future()
         transport, proto = await loop.create_connection(
-            lambda: _LeanSubscriber(parts.netloc, path, reading.frame, done), parts.hostname, parts.port)
+            lambda: _LeanSubscriber(parts.netloc, path, reading.frame, done, key), parts.hostname, parts.port)
         try:
             await asyncio.wait_for(proto.opened, 30)
             proto.send_text(orjson.dumps({"op": "subscribe", "instrument": instrument, "channels": channels}))
@@ -242,11 +272,11 @@ def _subscriber_proc(args: tuple[Any, ...], out: Any) -> None:
     out.put(uvloop.run((_subscribers_lean if lean else _subscribers)(*rest)))
 
 
-async def _feeder(url: str, instrument: str, rate: float, seconds: float) -> dict[str, Any]:
+async def _feeder(url: str, instrument: str, rate: float, seconds: float, key: str) -> dict[str, Any]:
     """Places `rate` orders/s in 10 ms slices over one pipelining socket."""
     rng = random.Random(1)
     sent = acked = 0
-    async with websockets.connect(url, max_size=2**24) as ws:
+    async with websockets.connect(url, max_size=2**24, additional_headers=auth_headers(key)) as ws:
         async def read() -> None:
             nonlocal acked
             async for raw in ws:
@@ -300,13 +330,13 @@ def fanout(args: argparse.Namespace) -> None:
     queue: Any = ctx.Queue()
     procs = [ctx.Process(target=_subscriber_proc,
                          args=((args.client == "lean", args.url, args.instrument, channels, n, args.duration,
-                                warmup), queue))
+                                warmup, args.key), queue))
              for n in per]
     for p in procs:
         p.start()
     time.sleep(warmup - 1)
     cpu0 = CpuTimes.now()
-    feed = asyncio.run(_feeder(args.url, args.instrument, args.rate, args.duration + 1))
+    feed = asyncio.run(_feeder(args.url, args.instrument, args.rate, args.duration + 1, args.key))
     busy, steal = usage(cpu0, CpuTimes.now())
     results = [queue.get(timeout=args.duration + warmup + 60) for _ in procs]
     for p in procs:
@@ -340,7 +370,7 @@ async def entry(args: argparse.Namespace) -> None:
     acked = 0
     sent_at: dict[str, float] = {}  # first idempotency key of a message -> when it was sent
     latencies: list[float] = []
-    async with websockets.connect(args.url, max_size=2**26) as ws:
+    async with websockets.connect(args.url, max_size=2**26, additional_headers=auth_headers(args.key)) as ws:
         window = asyncio.Semaphore(args.window)
 
         async def read() -> None:
@@ -373,7 +403,8 @@ async def entry(args: argparse.Namespace) -> None:
         busy, steal = usage(cpu0, CpuTimes.now())
         reader.cancel()
     print(f"entry: one client, {args.batch} orders per message, {args.window} messages in flight: "
-          f"{acked} orders acknowledged in {elapsed:.2f}s = {acked / elapsed:.0f} orders/s; statuses {statuses}")
+          f"{acked} orders acknowledged in {elapsed:.2f}s = {acked / elapsed:.0f} orders/s; statuses {statuses}; "
+          f"API key {'sent' if args.key else 'none'}")
     if latencies:
         print(f"  message sent -> its acks received: p50 {statistics.median(latencies) * 1000:.0f} ms, "
               f"p99 {percentile(latencies, 99) * 1000:.0f} ms, max {max(latencies) * 1000:.0f} ms "
@@ -385,6 +416,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--url", default="ws://127.0.0.1:8000/stream")
     parser.add_argument("--instrument", default="BTC-USD")
+    parser.add_argument("--api-key", default=os.environ.get("PGBOURSE_API_KEY", ""),
+                        help="the key every socket sends (default: a new admin key, see above)")
     sub = parser.add_subparsers(dest="mode", required=True)
     f = sub.add_parser("fanout")
     f.add_argument("--subscribers", type=int, default=500)
@@ -399,6 +432,7 @@ def main() -> None:
     e.add_argument("--window", type=int, default=8)
     e.add_argument("--duration", type=float, default=15)
     args = parser.parse_args()
+    args.key = api_key(args.api_key)
     if args.mode == "fanout":
         fanout(args)
     else:

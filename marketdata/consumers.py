@@ -1,6 +1,7 @@
 """WS /stream: market data feeds and streaming order entry, one Channels consumer per socket.
 
 Client messages (JSON objects; an optional "id" is echoed in the reply):
+  {"op": "auth", "key": K}                              -> authenticated | error
   {"op": "subscribe",   "instrument": X, "channels": [...], "client_id": C (for "orders")}
   {"op": "unsubscribe", "instrument": X, "channels": [...] (default: all)}
   {"op": "ping"}
@@ -10,6 +11,12 @@ Client messages (JSON objects; an optional "id" is echoed in the reply):
 Channels: trades, book, ticker, snapshot, orders. Subscribing to `book` sends the full book read
 from PostgreSQL as `book_snapshot` with the seq it reflects, after the subscription is live.
 A client mistake is answered with {"event": "error", "code": ...}; the socket stays open.
+
+Keys (orders.auth): an API key in the opening handshake (Authorization: Bearer, or X-API-Key)
+or in an `auth` message. Without one, the market channels only (their subscriptions spend the
+address's read budget). The `orders` channel and order entry act for the key's client (an admin
+key names the client); each order of an `orders` message spends one of the key's order budget.
+A socket whose key is revoked is told so (api_key_revoked) and closed (4401).
 
 Events reach the socket through this connection's bounded outbox (marketdata.fanout): a client
 that falls behind gets `resync_required` instead of silently missing events.
@@ -36,7 +43,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
 from matching.contract import GOING_AWAY, Code, PlaceOrder, Transport
-from orders import db, instruments, metrics
+from orders import auth, db, instruments, limits, metrics
 from orders.errors import ApiError, database_unavailable
 from orders.listener import hub
 from orders.logs import request_id
@@ -68,6 +75,7 @@ PLACE_CONCURRENCY = 8
 CANCEL_CONCURRENCY = 4  # per connection: cancels in flight at once (more wait their turn)
 CLOSE_SLOW_CONSUMER = 4008
 CLOSE_GOING_AWAY = 1001
+CLOSE_KEY_REVOKED = 4401
 # This process's open sockets, for the close frames of a graceful stop (close_all).
 OPEN_SOCKETS: set[StreamConsumer] = set()
 
@@ -176,6 +184,7 @@ def transport_backlog(send: Any) -> Callable[[], int] | None:
 
 class StreamConsumer(AsyncWebsocketConsumer):
     box: Outbox
+    caller: auth.Caller
     _pending: list[tuple[PlaceOrder, Callable[[Result | ApiError], None]]]
     _inflight: int
     _placers: int
@@ -203,11 +212,17 @@ class StreamConsumer(AsyncWebsocketConsumer):
         self._name = f"ws-{next(_connections)}"
         self._messages = 0
         self._arrived = 0.0
+        auth.start_background()
+        self.caller = await auth.authenticate(None, auth.client_ip(self.scope))  # anonymous, or keys off
+        headers = dict(self.scope.get("headers", ()))
+        key = auth.key_from_headers(headers.get(b"authorization"), headers.get(b"x-api-key"))
         await self.accept()
         metrics.websocket_opened()
         self.box.start()
         OPEN_SOCKETS.add(self)
         _hear_going_away()
+        if key is not None:
+            await self._authenticate(key, None)
 
     async def disconnect(self, code: int) -> None:
         OPEN_SOCKETS.discard(self)
@@ -216,6 +231,9 @@ class StreamConsumer(AsyncWebsocketConsumer):
             fanout.drop(box)
             box.stop()
             metrics.websocket_closed()
+        caller = getattr(self, "caller", None)
+        if caller is not None and caller.key_id is not None:
+            auth.unwatch(caller.key_id, self._key_changed)
 
     async def going_away(self) -> None:
         """The server is stopping: say so with a close frame (1001), so that the client
@@ -224,6 +242,76 @@ class StreamConsumer(AsyncWebsocketConsumer):
         fanout.drop(self.box)
         self.box.stop()
         await self.close(code=CLOSE_GOING_AWAY, reason="server shutting down: reconnect")
+
+    # -- who is asking --------------------------------------------------------------------
+    async def _authenticate(self, key: str, request: dict[str, Any] | None) -> None:
+        try:
+            caller = await auth.authenticate(key, self.caller.ip)
+        except ApiError as exc:
+            self.reply(self._error_body(exc.status_code, exc.body(), None, request or {"op": "auth"}))
+            return
+        except (*db.FAILURES, db.DatabaseDown):
+            self.error(Code.DATABASE_UNAVAILABLE, database_unavailable().detail, request)
+            return
+        self.caller = caller
+        if caller.key_id is not None:
+            auth.watch(caller.key_id, self._key_changed)
+        if request is not None:
+            reply: dict[str, Any] = {"event": "authenticated", "client_id": caller.client_id, "role": caller.role}
+            if "id" in request:
+                reply["id"] = request["id"]
+            self.reply(reply)
+
+    async def op_auth(self, request: dict[str, Any]) -> None:
+        key = request.get("key")
+        if not isinstance(key, str):
+            raise BadMessage(Code.INVALID_MESSAGE, "\"key\" must be the API key.")
+        if self.caller.key_id is not None:
+            raise BadMessage(Code.INVALID_MESSAGE, "This socket is authenticated already; another key needs "
+                             "another socket.")
+        await self._authenticate(key, request)
+
+    def _key_changed(self) -> None:
+        self._spawn(self._recheck())
+
+    async def _recheck(self) -> None:
+        """The key changed somewhere (or the LISTEN hub reconnected): is it still good? If not,
+        the socket is told, loses every subscription at once, answers api_key_revoked to
+        whatever needs the key, and is closed (4401). (granian completes a close the app sends
+        while it waits for the client's next frame only when that frame arrives: a message or
+        a keep-alive ping.)"""
+        try:
+            self.caller = await auth.recheck(self.caller)
+        except ApiError as exc:
+            self.reply(self._error_body(exc.status_code, exc.body(), None, {"op": "auth"}))
+            fanout.drop(self.box)
+            for _ in range(100):  # the error goes out before the close
+                if not self.box.items:
+                    break
+                await asyncio.sleep(0.01)
+            await asyncio.sleep(0)
+            await self.close(code=CLOSE_KEY_REVOKED, reason="API key revoked")
+        except (*db.FAILURES, db.DatabaseDown):
+            pass  # asked again at the next message that needs the key
+
+    async def _may(self, need: str, request: dict[str, Any]) -> auth.Caller | None:
+        """The caller as its key stands now if it may do ``need``; else the error is replied."""
+        try:
+            self.caller = caller = await auth.recheck(self.caller)
+            auth.require(caller, need)
+        except ApiError as exc:
+            self.reply(self._error_body(exc.status_code, exc.body(), request.get("idempotency_key"), request))
+            return None
+        except (*db.FAILURES, db.DatabaseDown):
+            self.error(Code.DATABASE_UNAVAILABLE, database_unavailable().detail, request)
+            return None
+        return caller
+
+    async def _spend(self, caller: auth.Caller, action: limits.Action, n: int = 1) -> limits.Usage | None:
+        try:
+            return await limits.take(caller, action, n)
+        except (*db.FAILURES, db.DatabaseDown):
+            raise BadMessage(Code.DATABASE_UNAVAILABLE, database_unavailable().detail) from None
 
     async def _send_text(self, text: str) -> None:
         # Straight to the server's ASGI send: the consumer's send() wrappers cost more than the
@@ -316,12 +404,27 @@ class StreamConsumer(AsyncWebsocketConsumer):
         return symbol, list(dict.fromkeys(channels))
 
     async def op_subscribe(self, request: dict[str, Any]) -> None:
+        usage = await self._spend(self.caller, limits.Action.READS)
+        if usage is not None and usage.limited:
+            raise BadMessage(Code.RATE_LIMITED, limits.limited(usage, "subscriptions").detail,
+                             retry_after=usage.reset_s)
         symbol, channels = await self._target(request, default_all=False)
         followed = set(self.box.market) | set(self.box.orders)
         if symbol not in followed and len(followed) >= MAX_INSTRUMENTS_PER_SOCKET:
             raise BadMessage(Code.TOO_MANY_SUBSCRIPTIONS,
                              f"A socket follows at most {MAX_INSTRUMENTS_PER_SOCKET} instruments; unsubscribe first.")
         client_id = request.get("client_id")
+        if "orders" in channels:
+            caller = await self._may(auth.READ, request)
+            if caller is None:
+                return
+            bound = caller.limited_to
+            if bound is not None and client_id is None:
+                client_id = bound
+            elif bound is not None and client_id != bound:
+                err = auth.client_mismatch(bound)
+                self.reply(self._error_body(err.status_code, err.body(), None, request))
+                return
         if "orders" in channels and (not isinstance(client_id, str) or not 0 < len(client_id) <= 64):
             raise BadMessage(Code.CLIENT_ID_REQUIRED, "The orders channel needs \"client_id\": whose orders.")
         try:
@@ -380,16 +483,23 @@ class StreamConsumer(AsyncWebsocketConsumer):
             self.error(Code.TOO_MANY_INFLIGHT, f"At most {MAX_INFLIGHT_ORDERS} orders may await their ack.",
                        request, idempotency_key=key)
             return
+        caller = await self._may(auth.TRADE, request)
+        if caller is None:
+            return
         try:
-            place = await self._validate(body)
+            usage = await self._spend(caller, limits.Action.ORDERS)
+            if usage is not None and usage.limited:
+                raise limits.limited(usage, "orders")
+            place = await self._validate(auth.bind_client(caller, body))
         except ApiError as exc:
             self.reply(self._error_body(exc.status_code, exc.body(), key, request))
             return
         req_id = request.get("id")
         arrived = self._arrived
+        budget = usage.as_dict() if usage is not None else None
 
         def deliver(result: Result | ApiError) -> None:
-            self.reply(self._ack(result, place.idempotency_key, req_id))
+            self.reply(self._ack(result, place.idempotency_key, req_id, budget))
             metrics.ws_answered(arrived)
 
         self._submit([(place, deliver)])
@@ -425,7 +535,8 @@ class StreamConsumer(AsyncWebsocketConsumer):
         except ApiError as exc:
             return [exc] * len(requests)
 
-    def _ack(self, result: Result | ApiError, key: str | None, req_id: Any) -> dict[str, Any]:
+    def _ack(self, result: Result | ApiError, key: str | None, req_id: Any,
+             budget: dict[str, int] | None = None) -> dict[str, Any]:
         request = {"op": "order"} if req_id is None else {"op": "order", "id": req_id}
         if isinstance(result, ApiError):
             return self._error_body(result.status_code, result.body(), key, request)
@@ -435,6 +546,8 @@ class StreamConsumer(AsyncWebsocketConsumer):
                                "order": result.body}
         if req_id is not None:
             ack["id"] = req_id
+        if budget is not None:
+            ack["rate_limit"] = budget
         return ack
 
     @staticmethod
@@ -454,12 +567,21 @@ class StreamConsumer(AsyncWebsocketConsumer):
             raise BadMessage(Code.TOO_MANY_ORDERS, f"At most {MAX_ORDERS_PER_MESSAGE} orders per message.")
         if self._inflight + len(bodies) > MAX_INFLIGHT_ORDERS:
             raise BadMessage(Code.TOO_MANY_INFLIGHT, f"At most {MAX_INFLIGHT_ORDERS} orders may await their ack.")
+        caller = await self._may(auth.TRADE, request)
+        if caller is None:
+            return
+        # Each order spends one of the budget; those past it are refused, the first ones go on.
+        usage = await self._spend(caller, limits.Action.ORDERS, len(bodies))
+        allowed = len(bodies) if usage is None else usage.allowed(len(bodies))
         acks: list[dict[str, Any] | None] = [None] * len(bodies)
         places: list[tuple[int, PlaceOrder]] = []
         for n, body in enumerate(bodies):
             key = body.get("idempotency_key") if isinstance(body, dict) else None
             try:
-                places.append((n, await self._validate(body)))
+                if n >= allowed:
+                    assert usage is not None
+                    raise limits.limited(usage, "orders")
+                places.append((n, await self._validate(auth.bind_client(caller, body))))
             except ApiError as exc:
                 acks[n] = self._error_body(exc.status_code, exc.body(), key, {"op": "order"})
         req_id = request.get("id")
@@ -470,6 +592,8 @@ class StreamConsumer(AsyncWebsocketConsumer):
             reply: dict[str, Any] = {"event": "orders_ack", "acks": acks}
             if req_id is not None:
                 reply["id"] = req_id
+            if usage is not None:
+                reply["rate_limit"] = usage.as_dict()
             self.reply(reply)
             metrics.ws_answered(arrived, len(places))
 
@@ -494,13 +618,22 @@ class StreamConsumer(AsyncWebsocketConsumer):
         if self._inflight >= MAX_INFLIGHT_ORDERS:
             raise BadMessage(Code.TOO_MANY_INFLIGHT, f"At most {MAX_INFLIGHT_ORDERS} commands may await their ack.",
                              order_id=order_id)
+        caller = await self._may(auth.TRADE, request)
+        if caller is None:
+            return
+        usage = await self._spend(caller, limits.Action.COMMANDS)
+        if usage is not None and usage.limited:
+            err = limits.limited(usage, "cancels")
+            self.reply(self._error_body(err.status_code, err.body(), None, request) | {"order_id": order_id})
+            return
         self._inflight += 1
-        self._spawn(self._cancel(order_id, request))
+        self._spawn(self._cancel(order_id, request, caller, usage))
 
-    async def _cancel(self, order_id: str, request: dict[str, Any]) -> None:
+    async def _cancel(self, order_id: str, request: dict[str, Any], caller: auth.Caller,
+                      usage: limits.Usage | None) -> None:
         try:
             async with self._cancel_slots, service_slots():
-                result = await order_command(order_id, "cancel")
+                result = await order_command(order_id, "cancel", client_id=caller.limited_to)
         except ApiError as exc:
             self.reply(self._error_body(exc.status_code, exc.body(), None, request) | {"order_id": order_id})
             return
@@ -510,7 +643,9 @@ class StreamConsumer(AsyncWebsocketConsumer):
                                "order": result.body}
         if "id" in request:
             ack["id"] = request["id"]
+        if usage is not None:
+            ack["rate_limit"] = usage.as_dict()
         self.reply(ack)
 
-    OPS = {"ping": op_ping, "subscribe": op_subscribe, "unsubscribe": op_unsubscribe, "order": op_order,
-           "orders": op_orders, "cancel": op_cancel}
+    OPS = {"ping": op_ping, "auth": op_auth, "subscribe": op_subscribe, "unsubscribe": op_unsubscribe,
+           "order": op_order, "orders": op_orders, "cancel": op_cancel}

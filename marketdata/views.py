@@ -5,9 +5,12 @@ from __future__ import annotations
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 
+from orders.auth import demo_key
+
 
 def trading_page(request: HttpRequest) -> HttpResponse:
-    # api_key: what every request of the page will carry as `Authorization: Bearer <key>` (and
-    # the socket as an `auth` message). Empty until API keys exist; orders name a client_id.
-    config = {"apiKey": "", "instrument": request.GET.get("instrument", ""), "streamPath": "/stream"}
+    # apiKey: the key the page starts with (the person using it may paste their own, which the
+    # browser keeps): in development the demo trader's that `make run` made, else none. Every
+    # request carries it as `Authorization: Bearer <key>`, every socket as an `auth` message.
+    config = {"apiKey": demo_key("demo"), "instrument": request.GET.get("instrument", ""), "streamPath": "/stream"}
     return render(request, "trading/trading.html", {"config": config})

@@ -75,7 +75,6 @@ class Code(str, Enum):
     REQUEST_TIMEOUT = "request_timeout"
     CSRF_FAILED = "csrf_failed"
     FORBIDDEN = "forbidden"
-    NOT_AUTHENTICATED = "not_authenticated"
     SERVER_ERROR = "server_error"
     # -- the engine's reasons (matching.engine.enums.Reason), refusals and cancel reasons --
     INVALID_PRICE = "invalid_price"
@@ -105,6 +104,12 @@ class Code(str, Enum):
     STP_CANCEL_BOTH = "stp_cancel_both"
     # -- operations: admin controls --
     INSTRUMENT_HALTED = "instrument_halted"
+    # -- accounts and limits (orders.auth, orders.limits) --
+    AUTHENTICATION_REQUIRED = "authentication_required"
+    INVALID_API_KEY = "invalid_api_key"
+    API_KEY_REVOKED = "api_key_revoked"
+    CLIENT_MISMATCH = "client_mismatch"
+    RATE_LIMITED = "rate_limited"
 
 
 def code_of(reason: Reason) -> Code:
@@ -212,15 +217,21 @@ class PlaceOrder(msgspec.Struct, frozen=True, kw_only=True, tag="place", tag_fie
 
 
 class CancelOrder(msgspec.Struct, frozen=True, kw_only=True, tag="cancel", tag_field="kind"):
+    """``client_id``: the client the command acts for; an order of another client is answered
+    ``order_not_found`` and left alone. None: any client's (an operator)."""
+
     order_id: str
+    client_id: str | None = None
 
 
 class ModifyOrder(msgspec.Struct, frozen=True, kw_only=True, tag="modify", tag_field="kind"):
-    """``quantity`` is the new TOTAL quantity, including what is already filled."""
+    """``quantity`` is the new TOTAL quantity, including what is already filled. ``client_id``
+    as for CancelOrder."""
 
     order_id: str
     price: str | None = None
     quantity: str | None = None
+    client_id: str | None = None
 
 
 # -- Operations: commands that act on the live books (admin). Same transports as orders. --
@@ -435,6 +446,9 @@ INBOX_CHANNEL: Final = "pgb_inbox"
 # get their close frames before the server goes).
 CONTROL_CHANNEL: Final = "pgb_control"
 GOING_AWAY: Final = "going_away"
+# An API key changed (revoked, its role or budgets edited): NOTIFYed by a trigger on the keys'
+# table with the key's id as the payload, so each web process drops it from its cache.
+API_KEY_CHANNEL: Final = "pgb_api_key"
 # PostgreSQL refuses a NOTIFY payload of 8,000 bytes or more; what we send stays under this.
 NOTIFY_MAX_BYTES: Final = 7900
 

@@ -3,17 +3,18 @@ from __future__ import annotations
 from typing import Any
 
 from asgiref.sync import async_to_sync
+from django import forms
 from django.contrib import admin, messages
 from django.db.models import QuerySet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
 from django.utils import timezone
 
 from matching.contract import CancelAll, SetHalted, TakeSnapshot, to_builtins
 
-from . import audit, operations, services
+from . import audit, auth, operations, services
 from .errors import ApiError
-from .models import AdminCommand, AuditEntry, Instrument, Order, OrderCommand, OrderEvent, Trade, WorkerStatus
-from .permissions import actor_of
+from .models import AdminCommand, ApiKey, AuditEntry, Instrument, Order, OrderCommand, OrderEvent, Trade, WorkerStatus
 
 
 @admin.register(Instrument)
@@ -79,15 +80,15 @@ class InstrumentAdmin(admin.ModelAdmin):
         try:
             answer = async_to_sync(operations.send)(command)
         except ApiError as exc:
-            audit.record(actor_of(request.user), action, target, {"error": exc.code})
+            audit.record(request.user, action, target, {"error": exc.code})
             self.message_user(request, f"{target}: {exc.detail}", messages.ERROR)
             return
         if isinstance(answer, operations.Pending):
-            audit.record(actor_of(request.user), action, target, {"pending": answer.command_id})
+            audit.record(request.user, action, target, {"pending": answer.command_id})
             self.message_user(request, f"{target}: stored for the matching worker (command {answer.command_id}); "
                               "no worker answered yet", messages.WARNING)
             return
-        audit.record(actor_of(request.user), action, target, to_builtins(answer))
+        audit.record(request.user, action, target, to_builtins(answer))
         self.message_user(request, f"{target}: {to_builtins(answer)}", messages.INFO)
 
     @admin.action(description="Halt selected instruments (refuse new orders and modifies)")
@@ -134,14 +135,17 @@ class OrderAdmin(ReadOnly):
 
     @admin.action(description="Cancel selected open orders (through the matching worker)")
     def cancel_orders(self, request: HttpRequest, queryset: QuerySet[Order]) -> None:
-        done = refused = 0
+        done: list[str] = []
+        refused = 0
         for order in queryset.filter(status__in=["pending", "open", "partially_filled"]):
             try:
                 async_to_sync(services.order_command)(str(order.order_id), "cancel")
-                done += 1
+                done.append(str(order.order_id))
             except ApiError:
                 refused += 1
-        self.message_user(request, f"{done} cancelled, {refused} refused", messages.INFO)
+        if done:
+            audit.record(request.user, "orders_cancelled", f"{len(done)} order(s)", {"order_ids": done})
+        self.message_user(request, f"{len(done)} cancelled, {refused} refused", messages.INFO)
 
     def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
         return False
@@ -182,3 +186,67 @@ class AdminCommandAdmin(ReadOnly):
 @admin.register(WorkerStatus)
 class WorkerStatusAdmin(ReadOnly):
     list_display = ("owner", "direct_address", "heartbeat_at", "last_batch_at", "batches", "retries", "started_at")
+# -- accounts -----------------------------------------------------------------------------------
+
+class ApiKeyForm(forms.ModelForm):
+    class Meta:
+        model = ApiKey
+        fields = ("client_id", "role", "name", "orders_rate", "commands_rate", "reads_rate")
+
+    def clean_client_id(self) -> str:
+        client_id: str = self.cleaned_data["client_id"]
+        if self.instance.pk is None and ApiKey.objects.filter(client_id=client_id, revoked_at__isnull=True).exists():
+            raise forms.ValidationError("This client has a live key: revoke it first.")
+        return client_id
+
+
+@admin.register(ApiKey)
+class ApiKeyAdmin(admin.ModelAdmin):
+    """Keys are created here (the key is shown once, on the page after saving) and revoked with
+    the action; every creation, change and revocation is audited. Keys are never deleted."""
+
+    form = ApiKeyForm
+    list_display = ("prefix", "client_id", "role", "name", "orders_rate", "commands_rate", "reads_rate",
+                    "created_at", "last_used_at", "revoked_at")
+    list_filter = ("role", ("revoked_at", admin.EmptyFieldListFilter))
+    search_fields = ("prefix", "client_id", "name")
+    readonly_fields = ("prefix", "created_at", "last_used_at", "revoked_at")
+    actions = ["revoke_keys"]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> tuple[str, ...]:
+        # A key's client is what it acts for: a key for another client is a new key.
+        return (*self.readonly_fields, "client_id") if obj is not None else ()
+
+    def get_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        fields = ApiKeyForm.Meta.fields
+        return fields if obj is None else (*fields, *self.readonly_fields)
+
+    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+    def save_model(self, request: HttpRequest, obj: ApiKey, form: Any, change: bool) -> None:
+        if change:
+            obj.save()
+            audit.record(request.user, "api_key_changed", f"{obj.prefix} ({obj.client_id})",
+                         {name: form.cleaned_data.get(name) for name in form.changed_data})
+            return
+        row, key = auth.api_key_create(client_id=obj.client_id, role=obj.role, name=obj.name, actor=request.user,
+                                       rates={"orders": obj.orders_rate, "commands": obj.commands_rate,
+                                              "reads": obj.reads_rate})
+        obj.pk, obj.prefix, obj.key_hash, obj.created_at = row.pk, row.prefix, row.key_hash, row.created_at
+        request._pgbourse_new_key = key  # type: ignore[attr-defined]
+
+    def response_add(self, request: HttpRequest, obj: ApiKey, post_url_continue: str | None = None) -> HttpResponse:
+        # The key is shown on this page only: not in a message (stored in a cookie or the
+        # session), not in a redirect, not cached.
+        response = TemplateResponse(request, "admin/orders/apikey/created.html", {
+            **self.admin_site.each_context(request), "title": "API key created", "key": request._pgbourse_new_key,  # type: ignore[attr-defined]
+            "api_key": obj, "opts": self.model._meta})
+        response["Cache-Control"] = "no-store"
+        return response
+
+    @admin.action(description="Revoke selected keys (they stop working at once, everywhere)")
+    def revoke_keys(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> None:
+        revoked = sum(auth.api_key_revoke(api_key=key, actor=request.user) for key in queryset)
+        self.message_user(request, f"{revoked} key(s) revoked", messages.INFO)
+

@@ -62,10 +62,11 @@ LAG_PROBE_EVERY_S = 0.05
 
 
 def shedding() -> bool:
-    """Whether this process is too far behind to take a new order request (see the module)."""
+    """Whether this process is too far behind, or too full, to take a new order request (see
+    the module): asked as a request arrives, before anything is read or looked up for it."""
     admission = _admission()
     admission.watch_lag()
-    if admission.lag_s * 1000 > settings.SHED_LAG_MS:
+    if admission.lag_s * 1000 > settings.SHED_LAG_MS or admission.in_flight >= settings.REQUESTS_IN_FLIGHT_MAX:
         admission.refused += 1
         return True
     return False

@@ -2,7 +2,8 @@
 
 These are DRF views (browsable API, OpenAPI schema, one error shape). POST /orders with JSON
 normally takes the lean path in orders.fastpath; the same validation and service run here for
-the browsable API's forms, so both answer identically.
+the browsable API's forms, so both answer identically. Who may call each (orders.auth) and what
+a call spends (orders.limits, django-ratelimit) are declared on the view (``Guarded``).
 """
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from decimal import Decimal
 from typing import Any
 
 from asgiref.sync import async_to_sync
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import generics
 from rest_framework.metadata import SimpleMetadata
@@ -22,13 +24,15 @@ from rest_framework.views import APIView
 
 from matching.contract import Code, OrderStatus
 
-from . import metrics, services
+from . import auth, limits, metrics, services
 from .errors import ApiError, invalid
 from .instruments import CachedInstrument, by_symbol, listed
 from .models import Order, Status
 from .representation import order_body
-from .selectors import orders_page, read_orderbook, recent_trades
+from .selectors import audit_entries, orders_page, read_orderbook, recent_trades
 from .serializers import (
+    AccountSerializer,
+    AuditEntrySerializer,
     ErrorSerializer,
     InstrumentSerializer,
     OrderBookSerializer,
@@ -43,7 +47,7 @@ from .validation import instrument_symbol, place_request, refuse_bad_text, teste
 
 # Every refusal the API can give, in the one error shape (orders.errors).
 _E = ErrorSerializer
-READ_ERRORS = {400: _E, 404: _E, 405: _E, 408: _E, 429: _E, 503: _E}
+READ_ERRORS = {400: _E, 401: _E, 403: _E, 404: _E, 405: _E, 408: _E, 429: _E, 503: _E}
 WRITE_ERRORS = {**READ_ERRORS, 409: _E, 413: _E, 415: _E, 504: _E}
 
 
@@ -53,6 +57,24 @@ def _limit(name: str, default: int, high: int, what: str) -> OpenApiParameter:
 
 
 INSTRUMENT = OpenApiParameter("instrument", str, required=True, description="a symbol of GET /instruments")
+
+
+class ApiKeyScheme(OpenApiAuthenticationExtension):
+    """The schema's (and Swagger UI's "Authorize") name for orders.auth's keys."""
+
+    target_class = "orders.auth.ApiKeyAuthentication"
+    name = "apiKey"
+
+    def get_security_definition(self, auto_schema: Any) -> dict[str, Any]:
+        return {"type": "http", "scheme": "bearer", "description": "Authorization: Bearer pgb_..."}
+
+
+class StaffSessionScheme(OpenApiAuthenticationExtension):
+    target_class = "orders.auth.StaffSessionAuthentication"
+    name = "staffSession"
+
+    def get_security_definition(self, auto_schema: Any) -> dict[str, Any]:
+        return {"type": "apiKey", "in": "cookie", "name": "sessionid"}
 
 
 def _data(request: Request) -> Any:
@@ -120,9 +142,33 @@ class _Checked:
         super().initial(request, *args, **kwargs)  # type: ignore[misc]
 
 
-class OrderCollection(_Checked, generics.GenericAPIView):
-    """List orders (newest first, cursor-paginated) or place one."""
+class Guarded(_Checked):
+    """The base of every view: its query checked (``_Checked``), who may call it declared
+    (``permission_classes``, orders.auth), what a call spends declared (``rate_actions``:
+    method -> orders.limits.Action, counted by orders.limits.RateLimit); every answer carries
+    the caller's budget left (X-RateLimit-Limit, -Remaining, -Reset) once it was counted."""
 
+    permission_classes = [auth.ReadsOrTrades]
+    rate_actions: dict[str, limits.Action] = {}
+
+    def finalize_response(self, request: Request, response: Response, *args: Any, **kwargs: Any) -> Response:
+        response = super().finalize_response(request, response, *args, **kwargs)  # type: ignore[misc]
+        usage = getattr(request, "rate_usage", None)
+        if usage is not None:
+            for name, value in usage.headers():
+                response[name.decode()] = value.decode()
+        return response
+
+
+READS = {"GET": limits.Action.READS, "HEAD": limits.Action.READS, "OPTIONS": limits.Action.READS}
+COMMANDS = {m: limits.Action.COMMANDS for m in ("PATCH", "PUT", "DELETE", "POST")}
+
+
+class OrderCollection(Guarded, generics.GenericAPIView):
+    """List orders (newest first, cursor-paginated; a trader's or read-only key sees its own
+    client's only) or place one."""
+
+    rate_actions = {**READS, "POST": limits.Action.ORDERS}
     serializer_class = OrderCreateSerializer
     queryset = Order.objects.none()  # the browsable API's form needs one; reads go through selectors
 
@@ -133,13 +179,17 @@ class OrderCollection(_Checked, generics.GenericAPIView):
                    responses={200: OrderPageSerializer, **READ_ERRORS}, operation_id="orders_list")
     def get(self, request: Request) -> Response:
         params = request.query_params
+        bound = auth.caller_of(request).limited_to
+        client_id = params.get("client_id") or None
+        if bound is not None and client_id not in (None, bound):
+            raise auth.client_mismatch(bound)
         status = params.get("status")
         if status is not None and status not in Status.values:
             raise invalid("status", Code.INVALID_CHOICE, f"must be one of {', '.join(Status.values)}")
         symbol = params.get("instrument")
         older_than, newer_than = _cursor(request)
         page = async_to_sync(orders_page)(
-            client_id=params.get("client_id") or None, status=status,
+            client_id=client_id or bound, status=status,
             instrument_id=_instrument_or_400(symbol).id if symbol else None,
             limit=_int_param(request, "limit", 50, 1, 1000), older_than=older_than, newer_than=newer_than)
         return Response({"next": _page_link(request, "o", page.older),
@@ -153,7 +203,7 @@ class OrderCollection(_Checked, generics.GenericAPIView):
                                "matched (status pending). 409: the key with another body, or a taken order_id.")
     def post(self, request: Request) -> Response:
         started = time.perf_counter()
-        data = _data(request)
+        data = auth.bind_client(auth.caller_of(request), _data(request))
         symbol = instrument_symbol(data)
         order = place_request(data, async_to_sync(by_symbol)(symbol) if symbol else None)
         (result,) = async_to_sync(services.orders_place)([order])
@@ -161,15 +211,16 @@ class OrderCollection(_Checked, generics.GenericAPIView):
         return Response(result.body, status=result.status)
 
 
-class OrderTest(_Checked, APIView):
+class OrderTest(Guarded, APIView):
     """Validate an order exactly as POST /orders would, and store nothing (as Binance's
     /order/test). JSON bodies take the lean path (orders.fastpath); this view serves forms."""
 
+    rate_actions = {"POST": limits.Action.ORDERS}
     serializer_class = OrderCreateSerializer
 
     @extend_schema(request=OrderCreateSerializer, responses={200: OrderTestSerializer, **WRITE_ERRORS})
     def post(self, request: Request) -> Response:
-        data = _data(request)
+        data = auth.bind_client(auth.caller_of(request), _data(request))
         symbol = instrument_symbol(data)
         instrument = async_to_sync(by_symbol)(symbol) if symbol else None
         return Response(tested_order(place_request(data, instrument), instrument))
@@ -186,42 +237,52 @@ class _NoObjectMetadata(SimpleMetadata):
         return actions
 
 
-class OrderDetail(_Checked, generics.GenericAPIView):
-    """One order: read it, modify it (PATCH/PUT: new price and/or new total quantity), cancel it (DELETE)."""
+class OrderDetail(Guarded, generics.GenericAPIView):
+    """One order: read it, modify it (PATCH/PUT: new price and/or new total quantity), cancel it
+    (DELETE). Another client's order is 404 to a trader's or read-only key."""
 
+    rate_actions = {**READS, **COMMANDS}
     serializer_class = OrderModifySerializer
     queryset = Order.objects.all()
     metadata_class = _NoObjectMetadata
 
     @extend_schema(responses={200: OrderSerializer, **READ_ERRORS}, operation_id="order_get")
     def get(self, request: Request, order_id: str) -> Response:
-        return Response(async_to_sync(services.order_get)(order_id))
+        return Response(async_to_sync(services.order_get)(order_id, auth.caller_of(request).limited_to))
 
     @extend_schema(request=OrderModifySerializer, responses={200: OrderSerializer, 202: OrderSerializer,
                                                             **WRITE_ERRORS})
     def patch(self, request: Request, order_id: str) -> Response:
-        result = async_to_sync(services.order_command)(order_id, "modify", _data(request))
+        result = async_to_sync(services.order_command)(order_id, "modify", _data(request),
+                                                        client_id=auth.caller_of(request).limited_to)
         return Response(result.body, status=result.status)
 
     put = patch
 
     @extend_schema(responses={200: OrderSerializer, 202: OrderSerializer, **WRITE_ERRORS})
     def delete(self, request: Request, order_id: str) -> Response:
-        result = async_to_sync(services.order_command)(order_id, "cancel")
+        result = async_to_sync(services.order_command)(order_id, "cancel",
+                                                        client_id=auth.caller_of(request).limited_to)
         return Response(result.body, status=result.status)
 
 
-class OrderCancel(_Checked, APIView):
+class OrderCancel(Guarded, APIView):
     """Cancel an order: the answer is its final state (cancelled, with the remaining quantity)."""
+
+    rate_actions = COMMANDS
 
     @extend_schema(request=None, responses={200: OrderSerializer, 202: OrderSerializer, **WRITE_ERRORS})
     def post(self, request: Request, order_id: str) -> Response:
-        result = async_to_sync(services.order_command)(order_id, "cancel")
+        result = async_to_sync(services.order_command)(order_id, "cancel",
+                                                        client_id=auth.caller_of(request).limited_to)
         return Response(result.body, status=result.status)
 
 
-class TradeList(_Checked, APIView):
+class TradeList(Guarded, APIView):
     """Recent trades of an instrument, newest first."""
+
+    permission_classes = [auth.PublicRead]
+    rate_actions = READS
 
     @extend_schema(parameters=[INSTRUMENT, _limit("limit", 50, 1000, "trades")],
                    responses={200: TradeSerializer(many=True), **READ_ERRORS})
@@ -231,8 +292,11 @@ class TradeList(_Checked, APIView):
         return Response(async_to_sync(recent_trades)(instrument, limit))
 
 
-class OrderBook(_Checked, APIView):
+class OrderBook(Guarded, APIView):
     """The order book: bids high to low, asks low to high, with the sequence it reflects."""
+
+    permission_classes = [auth.PublicRead]
+    rate_actions = READS
 
     @extend_schema(parameters=[INSTRUMENT, _limit("levels", 20, 1000, "price levels per side")],
                    responses={200: OrderBookSerializer, **READ_ERRORS})
@@ -242,8 +306,11 @@ class OrderBook(_Checked, APIView):
         return Response(async_to_sync(read_orderbook)(instrument, levels))
 
 
-class InstrumentList(_Checked, APIView):
+class InstrumentList(Guarded, APIView):
     """Tradable instruments and their grids."""
+
+    permission_classes = [auth.PublicRead]
+    rate_actions = READS
 
     @extend_schema(responses={200: InstrumentSerializer(many=True), **READ_ERRORS})
     def get(self, request: Request) -> Response:
@@ -257,4 +324,29 @@ class InstrumentList(_Checked, APIView):
             "is_active": i.is_active, "halted": i.halted} for i in async_to_sync(listed)()])
 
 
+class Account(Guarded, APIView):
+    """GET /account: who the caller is, as the exchange sees it: the client its key acts for
+    (null for an admin key or a staff session: any client), its role, its key's prefix, and
+    its budgets (requests per window, by action)."""
 
+    permission_classes = [auth.IsCaller]
+    rate_actions = READS
+
+    @extend_schema(responses={200: AccountSerializer, **READ_ERRORS}, operation_id="account_get")
+    def get(self, request: Request) -> Response:
+        caller = auth.caller_of(request)
+        return Response({"client_id": caller.limited_to, "role": caller.role, "key_prefix": caller.prefix or None,
+                         "rate_limits": limits.budgets(caller)})
+
+
+class AuditList(Guarded, APIView):
+    """GET /admin/audit: the newest entries of the audit trail (admin keys and staff sessions)."""
+
+    permission_classes = [auth.IsAdmin]
+    rate_actions = READS
+
+    @extend_schema(parameters=[OpenApiParameter("action", str), _limit("limit", 50, 1000, "entries")],
+                   responses={200: AuditEntrySerializer(many=True), **READ_ERRORS}, operation_id="audit_list")
+    def get(self, request: Request) -> Response:
+        limit = _int_param(request, "limit", 50, 1, 1000)
+        return Response(async_to_sync(audit_entries)(request.query_params.get("action") or None, limit))

@@ -20,17 +20,35 @@ from .db import FAILURES, DatabaseDown
 
 
 class ApiError(Exception):
+    """``headers``: answer headers that go with the error (a 429's Retry-After and budget)."""
+
     def __init__(self, status_code: int, code: Code | str, detail: str, fields: dict[str, Any] | None = None,
-                 extra: dict[str, Any] | None = None) -> None:
+                 extra: dict[str, Any] | None = None, headers: list[tuple[bytes, bytes]] | None = None) -> None:
         super().__init__(detail)
         self.status_code = status_code
         self.code = code.value if isinstance(code, Code) else code
         self.detail = detail
         self.fields = fields or {}
         self.extra = extra or {}
+        self.headers = headers or []
 
     def body(self) -> dict[str, Any]:
         return {"code": self.code, "detail": self.detail, "fields": self.fields, **self.extra}
+
+
+class DrfApiError(exceptions.APIException):
+    """An ApiError where DRF wants its own exceptions (authentication, permissions, throttles):
+    DRF then treats the request as unauthenticated before it renders the answer."""
+
+    def __init__(self, error: ApiError) -> None:
+        super().__init__(error.detail, error.code)
+        self.status_code = error.status_code
+        self.error = error
+
+
+# DRF's own refusals, in the contract's codes.
+_DRF_CODES = {"not_authenticated": Code.AUTHENTICATION_REQUIRED, "authentication_failed": Code.INVALID_API_KEY,
+              "permission_denied": Code.FORBIDDEN, "throttled": Code.RATE_LIMITED, "parse_error": Code.INVALID_JSON}
 
 
 def invalid(field: str, code: Code, detail: str) -> ApiError:
@@ -72,14 +90,17 @@ def _flatten(detail: Any) -> dict[str, Any]:
 
 
 def _retryable(response: Response) -> Response:
-    if response.status_code in RETRY_STATUSES:
+    if response.status_code in RETRY_STATUSES and "Retry-After" not in response:
         response["Retry-After"] = str(RETRY_AFTER_S)
     return response
 
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    if isinstance(exc, DrfApiError):
+        exc = exc.error
     if isinstance(exc, ApiError):
-        return _retryable(Response(exc.body(), status=exc.status_code))
+        return _retryable(Response(exc.body(), status=exc.status_code,
+                                   headers={name.decode(): value.decode() for name, value in exc.headers}))
     if isinstance(exc, (OperationalError, InterfaceError, psycopg.OperationalError, DatabaseDown, *FAILURES)):
         return _retryable(Response(database_unavailable().body(), status=503))
     if isinstance(exc, Http404):
@@ -94,18 +115,18 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     if isinstance(exc, exceptions.APIException):
         code = exc.get_codes() if isinstance(exc.get_codes(), str) else exc.default_code
         code = _DRF_CODES.get(code, code)
+        code = code.value if isinstance(code, Code) else code
+        headers = {"WWW-Authenticate": exc.auth_header} if getattr(exc, "auth_header", None) else {}
         return _retryable(Response({"code": code if code in _KNOWN else Code.INVALID_BODY.value,
-                                    "detail": str(exc.detail), "fields": {}}, status=exc.status_code))
+                                    "detail": str(exc.detail), "fields": {}}, status=exc.status_code, headers=headers))
     # Anything else is a fault of ours: Django logs it and handler500 answers in the same shape.
     return None
 
 
 _KNOWN = frozenset(c.value for c in Code)
-# DRF's own codes, as the contract names them.
-_DRF_CODES = {"permission_denied": Code.FORBIDDEN.value, "parse_error": Code.INVALID_JSON.value}
 
 
-__all__ = ["ApiError", "invalid", "database_unavailable", "exception_handler", "status"]
+__all__ = ["ApiError", "DrfApiError", "invalid", "database_unavailable", "exception_handler", "status"]
 
 
 # -- Django's own refusals, in the same shape (exchange_project.urls names these handlers) --

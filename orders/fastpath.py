@@ -9,6 +9,11 @@ validated by the same orders.validation used everywhere, handled by orders.servi
 answered; everything else (GET, the browsable API's HTML forms, admin) goes to Django untouched.
 POST /orders/test validates like a real order and returns it without storing anything (as
 Binance's /order/test): the bare endpoint that docs/performance.md compares the order path to.
+
+Each request is authenticated (orders.auth: 401/403 before its body is read) and counted
+against its caller's budget (orders.limits: 429 with Retry-After); every answer carries the
+budget left (X-RateLimit-Limit, -Remaining, -Reset). A request with no key but a session cookie
+goes to Django, where a staff session is accepted (and CSRF checked).
 """
 from __future__ import annotations
 
@@ -23,7 +28,7 @@ from django.conf import settings
 
 from matching.contract import Code
 
-from . import metrics
+from . import auth, limits, metrics
 from .admission import overloaded, shedding
 from .db import FAILURES, DatabaseDown
 from .errors import RETRY_AFTER_S, RETRY_STATUSES, ApiError, database_unavailable
@@ -42,8 +47,9 @@ RETRY_AFTER = str(RETRY_AFTER_S).encode()
 MAX_BODY = 64 * 1024
 
 
-def _route(scope: Scope) -> tuple[str, str] | None:
-    """(operation, order id) when this request takes the lean path, else None (Django's).
+def _route(scope: Scope) -> tuple[str, str, str | None] | None:
+    """(operation, order id, the API key presented) when this request takes the lean path,
+    else None (Django's).
 
     The hot writes: POST /orders and /orders/test (place), DELETE /orders/{id} and
     POST /orders/{id}/cancel (cancel), PATCH or PUT /orders/{id} (modify).
@@ -69,6 +75,8 @@ def _route(scope: Scope) -> tuple[str, str] | None:
     content_type = b""
     accept = b""
     supplied_id = None
+    authorization = x_api_key = None
+    cookie = False
     for name, value in scope["headers"]:
         if name == b"content-type":
             content_type = value
@@ -76,15 +84,24 @@ def _route(scope: Scope) -> tuple[str, str] | None:
             accept = value
         elif name == b"x-request-id":
             supplied_id = value
+        elif name == b"authorization":
+            authorization = value
+        elif name == b"x-api-key":
+            x_api_key = value
+        elif name == b"cookie":
+            cookie = True
     media = content_type.split(b";", 1)[0].strip().lower()
     # The browsable API's HTML forms (form-encoded, or asking for HTML back) stay with DRF.
     if media in FORM_TYPES or b"text/html" in accept:
         return None
+    key = auth.key_from_headers(authorization, x_api_key)
+    if key is None and cookie:
+        return None  # perhaps a staff session: Django's
     request_id.set(new_request_id(supplied_id))
     if media != b"application/json" and route[0] != "cancel":
         # A body of another type, or of none named, is refused rather than guessed at.
-        return ("unsupported", "")
-    return route
+        return ("unsupported", "", key)
+    return (*route, key)
 
 
 async def _read_body(receive: Receive, limit: int) -> bytes:
@@ -124,18 +141,19 @@ def _replaying(body: bytes, receive: Receive) -> Receive:
     return replay
 
 
-async def _respond(send: Send, status: int, body: dict[str, Any]) -> None:
+async def _respond(send: Send, status: int, body: dict[str, Any],
+                   headers: list[tuple[bytes, bytes]] | None = None) -> None:
     payload = orjson.dumps(body)
     headers = [*JSON_HEADERS, (b"content-length", str(len(payload)).encode()),
-               (b"x-request-id", (request_id.get() or "").encode())]
-    if status in RETRY_STATUSES:
+               (b"x-request-id", (request_id.get() or "").encode()), *(headers or ())]
+    if status in RETRY_STATUSES and not any(name == b"retry-after" for name, _ in headers):
         headers.append((b"retry-after", RETRY_AFTER))
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": payload})
 
 
-async def place_order(body: bytes, *, test_only: bool = False) -> tuple[int, dict[str, Any]]:
-    data = parse_json(body)
+async def place_order(body: bytes, caller: auth.Caller, *, test_only: bool = False) -> tuple[int, dict[str, Any]]:
+    data = auth.bind_client(caller, parse_json(body))
     instrument = await by_symbol(symbol) if (symbol := instrument_symbol(data)) else None
     order = place_request(data, instrument)
     if test_only:
@@ -144,15 +162,16 @@ async def place_order(body: bytes, *, test_only: bool = False) -> tuple[int, dic
     return result.status, result.body
 
 
-async def command_order(operation: str, order_id: str, body: bytes) -> tuple[int, dict[str, Any]]:
+async def command_order(operation: str, order_id: str, body: bytes, caller: auth.Caller) -> tuple[int, dict[str, Any]]:
     """Cancel or modify: the same service as the DRF views and the WebSocket."""
     data = parse_json(body) if operation == "modify" else None
-    result = await order_command(order_id, operation, data)
+    result = await order_command(order_id, operation, data, client_id=caller.limited_to)
     return result.status, result.body
 
 
 def http_application(django_app: Callable[..., Awaitable[None]]) -> Callable[..., Awaitable[None]]:
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        auth.start_background()  # at the first message of any kind: the lifespan's, in every process
         if scope["type"] != "http":
             await django_app(scope, receive, send)
             return
@@ -168,26 +187,36 @@ def http_application(django_app: Callable[..., Awaitable[None]]) -> Callable[...
                 return
             await django_app(scope, _replaying(body, receive), send)
             return
-        operation, order_id = route
+        operation, order_id, key = route
         started = time.perf_counter()
+        headers: list[tuple[bytes, bytes]] = []
         try:
             if operation != "test" and shedding():
                 raise overloaded()
+            caller = await auth.authenticate(key, auth.client_ip(scope))
+            auth.require(caller, auth.TRADE)
+            usage = await limits.take(caller, limits.Action.COMMANDS if operation in ("cancel", "modify")
+                                      else limits.Action.ORDERS)
+            if usage is not None:
+                headers = usage.headers()
+                if usage.limited:
+                    raise limits.limited(usage)
             body = await _read_body(receive, MAX_BODY)
             if operation == "unsupported":
                 raise ApiError(415, Code.UNSUPPORTED_MEDIA_TYPE,
                                "Send the body as JSON, with Content-Type: application/json.")
             if operation in ("place", "test"):
-                status, payload = await place_order(body, test_only=operation == "test")
+                status, payload = await place_order(body, caller, test_only=operation == "test")
             else:
-                status, payload = await command_order(operation, order_id, body)
+                status, payload = await command_order(operation, order_id, body, caller)
         except ApiError as exc:
             status, payload = exc.status_code, exc.body()
+            headers = exc.headers or headers
         except (psycopg.Error, *FAILURES, DatabaseDown):
             status, payload = 503, database_unavailable().body()
         except ConnectionError:
             return
-        await _respond(send, status, payload)
+        await _respond(send, status, payload, headers)
         metrics.http_answered(operation, status, started)
 
     return app

@@ -34,6 +34,7 @@ from prometheus_client.core import GaugeMetricFamily
 from matching.worker.postgres import conninfo
 from matching.worker.store import LOCK_KEY
 
+from . import auth, limits
 from .listener import hub
 
 Scope = dict[str, Any]
@@ -116,6 +117,15 @@ def _age(value: float | None) -> float | None:
     return None if value is None else round(max(value, 0.0), 3)
 
 
+def access_settings() -> dict[str, Any]:
+    """What this web process checks of its callers (orders.auth, orders.limits); a warning when
+    keys are not checked."""
+    return {"auth": "required" if settings.AUTH_REQUIRED else "off",
+            "rate_limits": {"enabled": settings.RATE_LIMITS_ENABLED, "store": settings.RATE_LIMIT_STORE,
+                            "web_processes": limits.peers()},
+            "warnings": [] if settings.AUTH_REQUIRED else [auth.OFF_WARNING]}
+
+
 async def readiness() -> tuple[bool, dict[str, Any]]:
     """(ready, the body of /readyz)."""
     deadline = time.monotonic() + settings.READY_TIMEOUT_S
@@ -143,7 +153,8 @@ async def readiness() -> tuple[bool, dict[str, Any]]:
         pass
     checks["listen_hub"] = {"ok": hub.is_listening, "reconnects": hub.reconnects}
     failing = [name for name, check in checks.items() if not check["ok"]]
-    body: dict[str, Any] = {"status": "ok" if not failing else "unavailable", "checks": checks}
+    body: dict[str, Any] = {"status": "ok" if not failing else "unavailable", "checks": checks,
+                            **access_settings()}
     if failing:
         body.update(code="not_ready", detail=f"failing: {', '.join(failing)}", fields={}, failing=failing)
     return not failing, body
@@ -250,6 +261,7 @@ def health_application(app: Callable[..., Awaitable[None]]) -> Callable[..., Awa
         if path == "/healthz" and b"full=1" not in scope.get("query_string", b""):
             await _respond(send, 200, LIVE, JSON)
             return
+        auth.start_background()  # the LISTEN hub and the count of web processes it reports
         ready, body = await readiness()
         await _respond(send, 200 if ready else 503, orjson.dumps(body), JSON)
 

@@ -21,6 +21,7 @@ import psycopg
 from django.conf import settings
 
 from matching.contract import (
+    API_KEY_CHANNEL,
     CONTROL_CHANNEL,
     MARKET_CHANNEL,
     OUTCOME_CHANNEL,
@@ -38,6 +39,12 @@ log = logging.getLogger(__name__)
 
 MarketCallback = Callable[[MarketPayload], None]
 ResyncCallback = Callable[[], Awaitable[None] | None]
+# An API key changed (its id), or None: the connection was (re)made and changes may have been missed.
+KeyCallback = Callable[[str | None], None]
+# The LISTEN session's name in a process that serves requests (orders.auth.start_background):
+# the rate limiter counts the live web processes by it (orders.limits). Elsewhere (a management
+# command placing orders in-process) the hub's session is named otherwise, and not counted.
+LISTEN_APPLICATION_NAME = "pgbourse-web-listen"
 
 
 class Hub:
@@ -46,6 +53,10 @@ class Hub:
         self._market: list[MarketCallback] = []
         self._resync: list[ResyncCallback] = []
         self._control: list[Callable[[str], None]] = []
+        self._keys: list[KeyCallback] = []
+        # +1 each time LISTEN is (re)established: what was learned under an older epoch may be stale.
+        self.listen_epoch = 0
+        self.application_name = "pgbourse-listen"
         self._task: asyncio.Task[None] | None = None
         self._ready: asyncio.Event | None = None
         self._conn: psycopg.AsyncConnection[Any] | None = None
@@ -71,13 +82,17 @@ class Hub:
         while True:
             try:
                 async with asyncio.timeout(settings.DB_OPERATION_TIMEOUT_S + settings.DB_CONNECT_TIMEOUT_S):
-                    conn = await psycopg.AsyncConnection.connect(**conninfo("pgbourse-web-listen"), autocommit=True)
+                    conn = await psycopg.AsyncConnection.connect(**conninfo(self.application_name), autocommit=True)
                     await conn.execute(f"LISTEN {OUTCOME_CHANNEL}")
-                    await conn.execute(f"LISTEN {MARKET_CHANNEL}")
+                    await conn.execute(f"LISTEN {API_KEY_CHANNEL}")
                     await conn.execute(f"LISTEN {CONTROL_CHANNEL}")
+                    # Last: pg_stat_activity shows the session's query as `LISTEN pgb_market`.
+                    await conn.execute(f"LISTEN {MARKET_CHANNEL}")
                 self._conn = conn
                 async with conn:
                     assert self._ready is not None
+                    self.listen_epoch += 1
+                    self._notify_keys(None)
                     if self.connected_once:
                         # Whatever was notified while we were away is lost to us: resync.
                         self.reconnects += 1
@@ -144,6 +159,8 @@ class Hub:
                     for fut in futs:
                         if not fut.done():
                             fut.set_result(outcome)
+        elif channel == API_KEY_CHANNEL:
+            self._notify_keys(payload)
         elif channel == MARKET_CHANNEL:
             if not self._market:
                 return  # no feed in this process yet: don't pay for parsing
@@ -156,6 +173,18 @@ class Hub:
         elif channel == CONTROL_CHANNEL:
             for control in list(self._control):
                 control(payload)
+
+    # -- API keys -------------------------------------------------------------------------
+    def add_key_subscriber(self, callback: KeyCallback) -> None:
+        if callback not in self._keys:
+            self._keys.append(callback)
+
+    def _notify_keys(self, payload: str | None) -> None:
+        for callback in list(self._keys):
+            try:
+                callback(payload)
+            except Exception:  # one broken subscriber must not stop the others or the hub
+                log.exception("API key subscriber failed")
 
     # -- market data ----------------------------------------------------------------------
     def add_market_subscriber(self, callback: MarketCallback) -> None:

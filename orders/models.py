@@ -272,17 +272,86 @@ class AdminCommand(models.Model):
 
 
 class AuditEntry(models.Model):
-    """Who did what to the exchange, and when (orders.audit.record): every admin action."""
+    """Append-only: who did what to the exchange, and when (orders.audit.record): every admin
+    action (halts, cancels, snapshots, keys created and revoked)."""
 
     at = models.DateTimeField(auto_now_add=True, db_index=True)
-    actor = models.CharField(max_length=150)
-    action = models.CharField(max_length=32)
+    actor = models.CharField(max_length=200)
+    action = models.CharField(max_length=64)
     target = models.CharField(max_length=200, blank=True)
     detail = models.JSONField(default=dict, blank=True)
 
     class Meta:
         ordering = ["-at", "-id"]
         verbose_name_plural = "audit entries"
+        indexes = [models.Index(fields=["action", "-at"], name="audit_action_recent")]
 
     def __str__(self) -> str:
         return f"{self.at:%Y-%m-%d %H:%M:%S} {self.actor} {self.action} {self.target}"
+
+
+# --------------------------------------------------------------------------------------------
+# Accounts and limits (orders.auth, orders.limits, orders.audit; docs/security.md)
+# --------------------------------------------------------------------------------------------
+
+
+class KeyRole(models.TextChoices):
+    TRADER = "trader"
+    READ_ONLY = "read_only"
+    ADMIN = "admin"
+
+
+def validate_rate(value: str) -> None:
+    from django.conf import settings
+    from django.core.exceptions import ValidationError
+
+    if value and settings.RATE_SYNTAX.fullmatch(value) is None:
+        raise ValidationError("a budget such as 200/2s, 100/s or 6000/m (requests per period)")
+
+
+class ApiKey(models.Model):
+    """An API key: who its holder is (``client_id``: the client whose orders it places, sees
+    and cancels) and what it may do (``role``). The key itself is never stored: ``key_hash`` is
+    the SHA-256 of it (its 32 random bytes make a slow password hash pointless, and a lookup
+    must cost microseconds), ``prefix`` its first characters, for people to tell keys apart.
+    A client has at most one live key; a revoked one stays for the record."""
+
+    client_id = models.CharField(max_length=64)
+    role = models.CharField(max_length=16, choices=KeyRole.choices, default=KeyRole.TRADER)
+    name = models.CharField(max_length=100, blank=True)
+    prefix = models.CharField(max_length=16, unique=True, editable=False)
+    key_hash = models.CharField(max_length=64, unique=True, editable=False)
+    # Budgets of this key, overriding its role's (settings.RATE_LIMITS); blank: the role's.
+    orders_rate = models.CharField(max_length=24, blank=True, validators=[validate_rate],
+                                   help_text="orders placed, e.g. 200/2s (blank: the role's)")
+    commands_rate = models.CharField(max_length=24, blank=True, validators=[validate_rate],
+                                     help_text="cancels and modifies, e.g. 200/2s (blank: the role's)")
+    reads_rate = models.CharField(max_length=24, blank=True, validators=[validate_rate],
+                                  help_text="reads, e.g. 100/2s (blank: the role's)")
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
+    revoked_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    class Meta:
+        verbose_name = "API key"
+        ordering = ["client_id", "-created_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["client_id"], condition=Q(revoked_at__isnull=True),
+                                    name="apikey_one_live_key_per_client"),
+            models.CheckConstraint(condition=Q(role__in=[r.value for r in KeyRole]), name="apikey_role_valid"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.prefix} {self.client_id} ({self.role}{', revoked' if self.revoked_at else ''})"
+
+
+class RateCounter(models.Model):
+    """PGBOURSE_RATE_LIMIT_STORE=postgres: one row per budget and window (the key is
+    django-ratelimit's). UNLOGGED (see the migration): a counter lost in a crash costs nothing."""
+
+    key = models.CharField(max_length=128, primary_key=True)
+    count = models.BigIntegerField(default=0)
+    expires_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"{self.key}: {self.count}"

@@ -1,4 +1,4 @@
-"""The operations endpoints (/admin/..., operators only: orders.permissions): snapshots of the
+"""The operations endpoints (/admin/..., admin keys and staff sessions: orders.auth.IsAdmin): snapshots of the
 live books, halt and resume, cancel-all, the worker's state. Each parses, sends one admin
 command to the matching worker (orders.operations), records itself in the audit trail
 (orders.audit.record) and renders the answer."""
@@ -29,15 +29,15 @@ from matching.contract import (
 from matching.records import fmt_time
 
 from . import audit, operations
-from .api import READ_ERRORS, _instrument_or_400, _int_param
+from .api import COMMANDS, READ_ERRORS, READS, Guarded, _instrument_or_400, _int_param
+from .auth import IsAdmin
 from .errors import ApiError, invalid
 from .instruments import CachedInstrument
-from .permissions import OperatorOnly, actor_of
 from .selectors import snapshots_list
 from .serializers import ErrorSerializer
 from .validation import refuse_bad_text
 
-# Besides the API's own refusals: not signed in (401/403 not_authenticated) or no operator.
+# Besides the API's own refusals: no key (401), a key that may not operate (403).
 OPERATION_ERRORS = {**READ_ERRORS, 401: ErrorSerializer, 403: ErrorSerializer, 504: ErrorSerializer}
 
 
@@ -56,7 +56,7 @@ def _body(request: Request, allowed: set[str]) -> dict[str, Any]:
     return data
 
 
-def _send(command: Any, actor: str, action: str, target: str) -> AdminAnswer | operations.Pending:
+def _send(command: Any, actor: Any, action: str, target: str) -> AdminAnswer | operations.Pending:
     """Send, record in the audit trail whatever came of it, and return the answer."""
     try:
         answer = async_to_sync(operations.send)(command)
@@ -83,11 +83,12 @@ def _answer(answer: AdminAnswer | operations.Pending, ok_status: int = 200) -> R
     return Response(body, status=ok_status)
 
 
-class SnapshotTake(APIView):
+class SnapshotTake(Guarded, APIView):
     """Persist a BookSnapshot of the live book (``instrument``, or every instrument) at a
     committed sequence: 201 with its id, seq, journal position, level and order counts."""
 
-    permission_classes = [OperatorOnly]
+    permission_classes = [IsAdmin]
+    rate_actions = COMMANDS
 
     @extend_schema(request=None, responses={201: dict, 202: dict, **OPERATION_ERRORS})
     def post(self, request: Request) -> Response:
@@ -96,7 +97,7 @@ class SnapshotTake(APIView):
         if data.get("instrument") is not None:
             instrument = _instrument_or_400(data["instrument"])
         answer = _send(TakeSnapshot(instrument_id=None if instrument is None else instrument.id),
-                       actor_of(request.user), "snapshot", "all" if instrument is None else instrument.symbol)
+                       request.user, "snapshot", "all" if instrument is None else instrument.symbol)
         if isinstance(answer, SnapshotsTaken):
             taken = [to_builtins(s) for s in answer.snapshots]
             return Response(taken[0] if instrument is not None and len(taken) == 1 else {"snapshots": taken},
@@ -104,10 +105,11 @@ class SnapshotTake(APIView):
         return _answer(answer)
 
 
-class SnapshotList(APIView):
+class SnapshotList(Guarded, APIView):
     """Persisted snapshots, newest first (without their contents: the admin shows those)."""
 
-    permission_classes = [OperatorOnly]
+    permission_classes = [IsAdmin]
+    rate_actions = READS
 
     @extend_schema(parameters=[OpenApiParameter("instrument", str), OpenApiParameter("limit", int)],
                    responses={200: dict, **OPERATION_ERRORS})
@@ -118,26 +120,28 @@ class SnapshotList(APIView):
         return Response({"snapshots": async_to_sync(snapshots_list)(instrument_id, limit)})
 
 
-class InstrumentHalt(APIView):
+class InstrumentHalt(Guarded, APIView):
     """Halt (``halted``) or resume an instrument: while halted, new orders and modifies are
     refused with ``instrument_halted``; cancels still work; it survives a restart."""
 
-    permission_classes = [OperatorOnly]
+    permission_classes = [IsAdmin]
+    rate_actions = COMMANDS
 
     @extend_schema(request=None, responses={200: dict, 202: dict, **OPERATION_ERRORS})
     def post(self, request: Request, symbol: str, halted: bool) -> Response:
         _body(request, set())
         instrument = _instrument_or_400(symbol)
-        answer = _send(SetHalted(instrument_id=instrument.id, halted=halted), actor_of(request.user),
+        answer = _send(SetHalted(instrument_id=instrument.id, halted=halted), request.user,
                        "halt" if halted else "resume", instrument.symbol)
         assert isinstance(answer, (HaltSet, Refused, operations.Pending)), answer
         return _answer(answer)
 
 
-class CancelAllOrders(APIView):
+class CancelAllOrders(Guarded, APIView):
     """Cancel every open order of an ``instrument``, of a ``client_id``, or of both together."""
 
-    permission_classes = [OperatorOnly]
+    permission_classes = [IsAdmin]
+    rate_actions = COMMANDS
 
     @extend_schema(request=None, responses={200: dict, 202: dict, **OPERATION_ERRORS})
     def post(self, request: Request) -> Response:
@@ -148,15 +152,16 @@ class CancelAllOrders(APIView):
         client_id = data.get("client_id")
         target = " ".join(t for t in (instrument and instrument.symbol, client_id and f"client:{client_id}") if t)
         answer = _send(CancelAll(instrument_id=None if instrument is None else instrument.id, client_id=client_id),
-                       actor_of(request.user), "cancel_all", target)
+                       request.user, "cancel_all", target)
         assert isinstance(answer, (AllCancelled, Refused, operations.Pending)), answer
         return _answer(answer)
 
 
-class WorkerStateView(APIView):
+class WorkerStateView(Guarded, APIView):
     """The matching worker's own account: its books, counters and last batch."""
 
-    permission_classes = [OperatorOnly]
+    permission_classes = [IsAdmin]
+    rate_actions = READS
 
     @extend_schema(responses={200: dict, **OPERATION_ERRORS})
     def get(self, request: Request) -> Response:
@@ -165,10 +170,11 @@ class WorkerStateView(APIView):
         return _answer(answer)
 
 
-class AdminCommandDetail(APIView):
+class AdminCommandDetail(Guarded, APIView):
     """An admin command stored in the inbox: whether it was carried out, and its answer."""
 
-    permission_classes = [OperatorOnly]
+    permission_classes = [IsAdmin]
+    rate_actions = READS
 
     @extend_schema(responses={200: dict, **OPERATION_ERRORS},
                    parameters=[OpenApiParameter("command_id", int, OpenApiParameter.PATH)])

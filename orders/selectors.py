@@ -172,3 +172,17 @@ async def snapshots_list(instrument_id: int | None, limit: int) -> list[dict[str
     return [{"id": sid, "instrument": symbol, "seq": seq, "command_seq": command_seq, "source": source,
              "taken_at": fmt_time(taken_at), "bid_levels": bids, "ask_levels": asks, "orders": orders}
             for sid, symbol, seq, command_seq, source, taken_at, bids, asks, orders in rows]
+
+
+AUDIT_SQL = sql.SQL(
+    "SELECT at, actor, action, target, detail FROM orders_auditentry "
+    "WHERE (%(action)s::text IS NULL OR action = %(action)s) ORDER BY at DESC, id DESC LIMIT %(limit)s")
+
+
+async def audit_entries(action: str | None, limit: int) -> list[dict[str, Any]]:
+    """The newest entries of the audit trail (of one ``action``, or all)."""
+    async with connection() as conn:
+        cur = await conn.execute(AUDIT_SQL, {"action": action, "limit": limit})
+        rows = await cur.fetchall()
+    return [{"time": fmt_time(at), "actor": actor, "action": act, "target": target, "detail": detail}
+            for at, actor, act, target, detail in rows]

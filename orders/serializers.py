@@ -156,3 +156,25 @@ class InstrumentSerializer(serializers.Serializer):
     min_notional = DecimalOutput(allow_null=True)
     is_active = serializers.BooleanField()
     halted = serializers.BooleanField(help_text="halted by an operator: new orders and modifies are refused")
+
+
+class AuditEntrySerializer(serializers.Serializer):
+    """One entry of the audit trail (GET /admin/audit)."""
+
+    time = serializers.DateTimeField()
+    actor = serializers.CharField(help_text='who: "key:pgb_1a2b3c4d (client)", "user:alice", "command:..."')
+    action = serializers.CharField(help_text="what: halt, resume, cancel_all, snapshot, api_key_created, ...")
+    target = serializers.CharField(help_text="on what: an instrument, a client, a key")
+    detail = serializers.DictField(help_text="the outcome")
+
+
+class AccountSerializer(serializers.Serializer):
+    """The caller (GET /account)."""
+
+    client_id = serializers.CharField(allow_null=True, help_text="the client whose orders the key places, sees and "
+                                      "cancels; null: any client's (an admin key, a staff session)")
+    role = serializers.ChoiceField(choices=["trader", "read_only", "admin"])
+    key_prefix = serializers.CharField(allow_null=True, help_text="the key's first characters (null: a staff "
+                                       "session, or keys off)")
+    rate_limits = serializers.DictField(child=serializers.CharField(), help_text='by action: "200/2s" (requests '
+                                        "per window); orders, commands, reads")

@@ -24,6 +24,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+import msgspec
 import orjson
 import psycopg
 from django.conf import settings
@@ -89,16 +90,17 @@ JOIN orders_order o ON o.client_id = r.client_id AND o.idempotency_key = r.idemp
 # One statement for a group of cancels/modifies: each order's current status and, where it is
 # still live, the command row (its id drawn first, so each request knows its row) and a NOTIFY
 # to the worker. A request without a row back names no order. {sequence}: the id column's
-# sequence, looked up once per process (pg_get_serial_sequence() per row is costly).
+# sequence, looked up once per process (pg_get_serial_sequence() per row is costly). A command
+# acting for a client (client_id) names no order of another client.
 INSERT_COMMANDS = f"""
 WITH r AS MATERIALIZED (
     SELECT x.n, x.kind, x.order_id, x.price, x.quantity, nextval({{sequence}}) AS id
       FROM ROWS FROM (json_to_recordset(%(commands)s::json)
-                      AS (kind text, order_id uuid, price numeric, quantity numeric))
-           WITH ORDINALITY AS x(kind, order_id, price, quantity, n)
+                      AS (kind text, order_id uuid, price numeric, quantity numeric, client_id text))
+           WITH ORDINALITY AS x(kind, order_id, price, quantity, client_id, n)
 ), o AS MATERIALIZED (
     SELECT r.n, r.id, r.kind, r.order_id, r.price, r.quantity, o.status, o.instrument_id
-      FROM r JOIN orders_order o ON o.order_id = r.order_id
+      FROM r JOIN orders_order o ON o.order_id = r.order_id AND (r.client_id IS NULL OR o.client_id = r.client_id)
 ), ins AS (
     INSERT INTO orders_ordercommand (id, kind, order_id, new_price, new_quantity, processed, created_at)
     SELECT id, kind, order_id, price, quantity, false, now() FROM o
@@ -359,13 +361,14 @@ async def read_order(order_id: uuid.UUID) -> OrderState | None:
     return (await coalescer(_read_orders).submit([order_id])).get(0)
 
 
-async def order_get(order_id: str) -> dict[str, Any]:
+async def order_get(order_id: str, client_id: str | None = None) -> dict[str, Any]:
+    """One order; ``client_id``: the caller may see only that client's (another's is 404)."""
     oid = _parse_uuid(order_id)
     try:
         found = await read_order(oid)
     except DB_FAILURES as exc:
         raise database_unavailable() from exc
-    if found is None:
+    if found is None or (client_id is not None and found.client_id != client_id):
         raise _not_found(order_id)
     return order_body(found)
 
@@ -375,15 +378,17 @@ async def order_get(order_id: str) -> dict[str, Any]:
 # --------------------------------------------------------------------------------------------
 
 
-async def order_command(order_id: str, kind: str, data: Any = None) -> Result:
-    """Cancel or modify an order through the matching worker; the final state comes back."""
+async def order_command(order_id: str, kind: str, data: Any = None, client_id: str | None = None) -> Result:
+    """Cancel or modify an order through the matching worker; the final state comes back.
+    ``client_id``: the client the caller acts for; another client's order is 404, untouched
+    (None: any client's)."""
     oid = _parse_uuid(order_id)
     _refuse_while_down()
     async with admitted():
-        return await _command(oid, order_id, kind, data)
+        return await _command(oid, order_id, kind, data, client_id)
 
 
-async def _command(oid: uuid.UUID, order_id: str, kind: str, data: Any) -> Result:
+async def _command(oid: uuid.UUID, order_id: str, kind: str, data: Any, client_id: str | None) -> Result:
     try:
         await hub.ensure_started()
     except (psycopg.Error, *DB_FAILURES) as exc:
@@ -391,18 +396,18 @@ async def _command(oid: uuid.UUID, order_id: str, kind: str, data: Any) -> Resul
     # Whether the command may have been carried out already: after that, a failure is 504.
     may_exist = False
     try:
-        command: CancelOrder | ModifyOrder = CancelOrder(order_id=str(oid))
+        command: CancelOrder | ModifyOrder = CancelOrder(order_id=str(oid), client_id=client_id)
         if kind == "modify":
             # The new price and quantity are checked against the order's instrument first; an
             # order that does not exist or has finished is answered from this read already.
             found = await read_order(oid)
-            if found is None:
+            if found is None or (client_id is not None and found.client_id != client_id):
                 raise _not_found(order_id)
             if found.status in FINAL_STATUSES:
                 raise _not_open(order_body(found))
             instrument = await by_symbol(found.instrument)
             assert instrument is not None
-            command = modify_request(data, instrument, str(oid))
+            command = msgspec.structs.replace(modify_request(data, instrument, str(oid)), client_id=client_id)
         if settings.MATCHING_DIRECT:
             direct, may_exist = await _command_direct(command)
             if direct is not None:
@@ -498,8 +503,9 @@ async def _insert_commands(
             cur = await conn.execute("SELECT pg_get_serial_sequence('orders_ordercommand', 'id')")
             (sequence,) = await cur.fetchone()  # type: ignore[misc]
             _insert_commands_sql = INSERT_COMMANDS.replace("{sequence}", sql.quote(sequence))
-        rows = [{"kind": "cancel", "order_id": c.order_id} if isinstance(c, CancelOrder) else
-                {"kind": "modify", "order_id": c.order_id, "price": c.price, "quantity": c.quantity}
+        rows = [{"kind": "cancel", "order_id": c.order_id, "client_id": c.client_id} if isinstance(c, CancelOrder)
+                else {"kind": "modify", "order_id": c.order_id, "price": c.price, "quantity": c.quantity,
+                      "client_id": c.client_id}
                 for c in commands]
         cur = await conn.execute(_insert_commands_sql, {"commands": orjson.dumps(rows).decode()})
         answers = {n - 1: None if command_id is None else (command_id, hub.expect(f"cmd:{command_id}"))

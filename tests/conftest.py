@@ -26,6 +26,7 @@ from exchange_project.processes import (
     stop_process_group,
     worker_command,
 )
+from tests.keys import KeyRing, register
 
 # The embedded PostgreSQL, if DATABASE_URL names none; stopped at the end if this run started it.
 STARTED_DATABASE = not os.environ.get("DATABASE_URL") and pgembed.ensure_running(quiet=True)
@@ -71,16 +72,17 @@ class Exchange:
     log_dir: Path
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     starts: dict[str, int] = field(default_factory=dict)
+    keys: KeyRing | None = None
 
     # -- processes ------------------------------------------------------------------------
     def _log(self, name: str) -> Path:
         return self.log_dir / f"{name}-{self.starts.get(name, 0)}.log"
 
-    def _spawn(self, name: str, cmd: list[str]) -> None:
+    def _spawn(self, name: str, cmd: list[str], env: dict[str, str] | None = None) -> None:
         self.starts[name] = self.starts.get(name, 0) + 1
         out = open(self._log(name), "wb")
-        self.procs[name] = subprocess.Popen(cmd, env=self.env, stdout=out, stderr=subprocess.STDOUT,
-                                            cwd=ROOT, start_new_session=True)
+        self.procs[name] = subprocess.Popen(cmd, env={**self.env, **(env or {})}, stdout=out,
+                                            stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True)
 
     def start_worker(self, wait: bool = True) -> None:
         self._spawn("worker", worker_command())
@@ -96,16 +98,36 @@ class Exchange:
 
     def start_server(self) -> None:
         self._spawn("server", server_command(self.port))
+        self._wait_listening("server", self.port)
+
+    def _wait_listening(self, name: str, port: int) -> None:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                with socket.create_connection(("127.0.0.1", port), timeout=0.5):
                     return
             except OSError:
-                if self.procs["server"].poll() is not None:
-                    raise RuntimeError("server died:\n" + self._log("server").read_text()[-3000:]) from None
+                if self.procs[name].poll() is not None:
+                    raise RuntimeError(f"{name} died:\n" + self._log(name).read_text()[-3000:]) from None
                 time.sleep(0.1)
-        raise RuntimeError("server did not start")
+        raise RuntimeError(f"{name} did not start")
+
+    def start_extra_server(self, name: str, env: dict[str, str] | None = None, workers: int = 1) -> str:
+        """Another web process (or ``workers`` of them) on the same database and worker, with
+        ``env`` over the exchange's environment; its base URL. Keys as for the main server,
+        unless ``env`` turns them off. Stopped with the exchange, or by ``stop_extra_server``."""
+        port = free_port()
+        self._spawn(name, server_command(port, workers=workers), env)
+        self._wait_listening(name, port)
+        base = f"http://127.0.0.1:{port}"
+        if (env or {}).get("PGBOURSE_AUTH") != "off" and self.keys is not None:
+            register(self.keys, base, f"ws://127.0.0.1:{port}/stream")
+        return base
+
+    def stop_extra_server(self, name: str) -> None:
+        proc = self.procs.pop(name, None)
+        if proc is not None:
+            stop_process_group(proc)
 
     def wait_for_log(self, name: str, text: str, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -127,6 +149,17 @@ class Exchange:
     # -- data -----------------------------------------------------------------------------
     def connect(self, **kwargs: Any) -> psycopg.Connection[Any]:
         return psycopg.connect(**{**self.conninfo, **kwargs}, autocommit=True)
+
+    def make_staff_user(self, username: str | None = None, password: str = "correct horse battery") -> tuple[str, str]:
+        """A staff superuser for the admin site: (username, password)."""
+        from django.contrib.auth.hashers import make_password
+
+        username = username or f"staff-{uuid.uuid4().hex[:8]}"
+        with self.connect() as conn:
+            conn.execute("INSERT INTO auth_user (password, is_superuser, username, first_name, last_name, email, "
+                         "is_staff, is_active, date_joined) VALUES (%s, true, %s, '', '', '', true, true, now())",
+                         (make_password(password), username))
+        return username, password
 
     def make_instrument(self, symbol: str | None = None, tick_size: str = "0.01", lot_size: str = "0.0001",
                         min_qty: str = "0.0001", max_qty: str = "1000", max_price: str = "10000000",
@@ -169,6 +202,8 @@ def exchange(django_db_setup: Any, django_db_blocker: Any) -> Iterator[Exchange]
                   env=child_env({"DATABASE_URL": url, "ORDER_ACK_TIMEOUT_S": "2", "LOG_LEVEL": "INFO",
                                  "PROMETHEUS_MULTIPROC_DIR": metrics_dir(f"test-{os.getpid()}")}),
                   log_dir=log_dir)
+    ex.keys = KeyRing(ex.conninfo)
+    register(ex.keys, ex.http, ex.ws)
     try:
         ex.start_worker()
         ex.start_server()

@@ -88,12 +88,14 @@ class Market:
     can_modify: bool = True
     mid_ticks: int = 0
     time_s: float = 0.0
+    low_ticks: int = 0  # the lowest and highest mid of the path so far
+    high_ticks: int = 0
     quotes: dict[str, Quote] = field(default_factory=dict)
     rng: random.Random = field(init=False)
 
     def __post_init__(self) -> None:
         self.rng = random.Random(self.seed)
-        self.mid_ticks = self.params.mid_ticks
+        self.mid_ticks = self.low_ticks = self.high_ticks = self.params.mid_ticks
         shares = [(k, w) for k, w in self.params.shares if self.can_modify or k != "modify"]
         total = sum(w for _, w in shares)
         self._kinds = [k for k, _ in shares]
@@ -111,6 +113,7 @@ class Market:
             p = self.params
             step = (p.drift - p.volatility ** 2 / 2) * dt + p.volatility * math.sqrt(dt) * self.rng.gauss(0.0, 1.0)
             self.mid_ticks = min(max(1, round(self.mid_ticks * math.exp(step))), p.max_price_ticks)
+            self.low_ticks, self.high_ticks = min(self.low_ticks, self.mid_ticks), max(self.high_ticks, self.mid_ticks)
             self.time_s = to_s
         return self.mid_ticks
 

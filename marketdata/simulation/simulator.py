@@ -205,7 +205,8 @@ class Simulator:
             "events_per_s": round(events / elapsed, 1) if elapsed > 0 else None,
             "sent": dict(sorted(self.sent.items())), "outcomes": dict(sorted(self.outcomes.items())),
             "rejected_by_code": dict(sorted(self.rejected.items())), "trades": len(self.taker_trades),
-            "mid": {"start": self.fmt.price(self.start_mid), "end": self.fmt.price(self.market.mid_ticks)},
+            "mid": {"start": self.fmt.price(self.start_mid), "end": self.fmt.price(self.market.mid_ticks),
+                    "low": self.fmt.price(self.market.low_ticks), "high": self.fmt.price(self.market.high_ticks)},
             "latency_ms": {name: None if (v := percentile(lat, p)) is None else round(v * 1000, 2)
                            for name, p in (("p50", 50), ("p99", 99), ("max", 100))},
             "behind_schedule_max_s": round(self.behind_s, 3),
@@ -221,6 +222,6 @@ def format_summary(s: dict[str, Any]) -> str:
         "answered         " + ", ".join(f"{k} {v:,}" for k, v in o.items()),
         "rejected         " + (", ".join(f"{k} {v:,}" for k, v in s["rejected_by_code"].items()) or "none"),
         f"trades           {s['trades']:,}",
-        f"mid              {s['mid']['start']} -> {s['mid']['end']}",
+        f"mid              {s['mid']['start']} -> {s['mid']['end']} (low {s['mid']['low']}, high {s['mid']['high']})",
         f"latency          p50 {lat['p50']} ms, p99 {lat['p99']} ms, max {lat['max']} ms",
     ])

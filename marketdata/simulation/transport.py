@@ -133,7 +133,7 @@ class HttpTransport:
     name = "http"
     can_modify = True
 
-    def __init__(self, url: str, connections: int = 32) -> None:
+    def __init__(self, url: str, connections: int = 32, api_key: str | None = None) -> None:
         parts = urlsplit(http_base(url))
         if parts.scheme != "http" or parts.hostname is None:
             raise ValueError(f"an http:// URL is needed, got {url!r}")
@@ -142,6 +142,8 @@ class HttpTransport:
         for conn in self._all:
             self._free.put_nowait(conn)
         self._headers = b"Content-Type: application/json\r\nAccept: application/json\r\n"
+        if api_key:
+            self._headers += f"Authorization: Bearer {api_key}\r\n".encode()
 
     async def request(self, method: str, path: str, body: Any = None) -> Answer:
         conn = await self._free.get()
@@ -175,8 +177,9 @@ class WsTransport:
     name = "ws"
     can_modify = False  # WS /stream has no modify op
 
-    def __init__(self, url: str, window: int = WS_WINDOW) -> None:
+    def __init__(self, url: str, window: int = WS_WINDOW, api_key: str | None = None) -> None:
         self.url = stream_url(url)
+        self._api_key = api_key
         self._window = asyncio.Semaphore(window)
         self._ids = itertools.count(1)
         self._waiting: dict[str, asyncio.Future[dict[str, Any]]] = {}
@@ -187,7 +190,8 @@ class WsTransport:
     async def connect(self) -> WsTransport:
         import websockets
 
-        self._ws = await websockets.connect(self.url, max_size=2**26, open_timeout=10)
+        headers = {"Authorization": f"Bearer {self._api_key}"} if self._api_key else None
+        self._ws = await websockets.connect(self.url, max_size=2**26, open_timeout=10, additional_headers=headers)
         self._reader = asyncio.get_running_loop().create_task(self._read())
         return self
 
@@ -309,11 +313,14 @@ class DirectTransport:
         return None
 
 
-async def open_transport(via: str, url: str, connections: int = 32, window: int = WS_WINDOW) -> Transport:
+async def open_transport(via: str, url: str, connections: int = 32, window: int = WS_WINDOW,
+                         api_key: str | None = None) -> Transport:
+    """``api_key``: what http and ws send (an admin's key: they place orders for many clients);
+    direct places in this process, as the operator who runs it (no key)."""
     if via == "http":
-        return HttpTransport(url, connections)
+        return HttpTransport(url, connections, api_key)
     if via == "ws":
-        return await WsTransport(url, window).connect()
+        return await WsTransport(url, window, api_key).connect()
     if via == "direct":
         return DirectTransport()
     raise ValueError(f"unknown transport {via!r}: http, ws or direct")

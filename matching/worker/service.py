@@ -277,7 +277,7 @@ class MatchingWorker:
             batch = batches.new_batch(time.time_ns())
             # Direct cancels/modifies: (answer index, order id, result or None when no book
             # holds the order open: the batch's read-back decides the answer then).
-            targets: list[tuple[int, str, Code | None]] = []
+            targets: list[tuple[int, str, Code | None, str | None]] = []
             placed: list[tuple[int, str]] = []
             jobs: SnapshotJobs = []
             for n, cmd in enumerate(commands):
@@ -306,7 +306,7 @@ class MatchingWorker:
                     if answer is not None:
                         answers[n] = answer
                 else:
-                    targets.append((n, cmd.order_id, self._direct_command(batch, cmd)))
+                    targets.append((n, cmd.order_id, self._direct_command(batch, cmd), cmd.client_id))
             self.taken.remember(batches.taken(batch))
             writes = bool(batch.books or targets or batch.admin_log)
             params = batches.statement_params(batch) if writes else {}
@@ -320,30 +320,38 @@ class MatchingWorker:
             self._finish_direct(batch, params if writes else None, answers, targets, turn, started, matched, jobs))
 
     def _direct_command(self, batch: Batch, cmd: CancelOrder | ModifyOrder) -> Code | None:
-        book = next((b for b in self.books.values() if b.engine.get_order(cmd.order_id) is not None), None)
-        if book is None:
+        for book in self.books.values():
+            resting = book.engine.get_order(cmd.order_id)
+            if resting is not None:
+                break
+        else:
             # Not open in memory: finished, unknown, or still a pending row in the inbox.
             return None
+        if cmd.client_id is not None and resting.client_id != cmd.client_id:
+            return Code.ORDER_NOT_FOUND  # another client's: left alone, and not revealed
         return batches.command(batch, book, cmd)
 
     async def _finish_direct(self, batch: Batch, params: dict[str, Any] | None, answers: list[Answer],
-                             targets: list[tuple[int, str, Code | None]], turn: Turn,
+                             targets: list[tuple[int, str, Code | None, str | None]], turn: Turn,
                              started: float, matched: float, jobs: SnapshotJobs) -> list[Answer]:
         read: list[list[Any]] = []
 
         async def write() -> None:
             nonlocal read
             if params is not None:
-                read = await self._commit(batch, params, read_back([oid for _, oid, _ in targets]) if targets else [])
+                read = await self._commit(batch, params, read_back([t[1] for t in targets]) if targets else [])
 
         await self.in_turn(turn, write)
         if targets:
             order_rows, fill_rows = read
             stored = {str(row[0]) for row in order_rows}
             states = order_states(order_rows, fill_rows, {b.id: (b.symbol, b.spec) for b in self.books.values()})
-            for n, oid, result in targets:
+            for n, oid, result, client_id in targets:
                 state = states.get(oid)
-                if result is not None:
+                if result is Code.ORDER_NOT_FOUND or (client_id is not None and state is not None
+                                                      and state.client_id != client_id):
+                    answers[n] = CommandResult(code=Code.ORDER_NOT_FOUND)
+                elif result is not None:
                     answers[n] = CommandResult(code=result, order=state)
                 elif oid not in stored:
                     answers[n] = CommandResult(code=Code.ORDER_NOT_FOUND)

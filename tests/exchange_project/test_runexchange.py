@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -26,7 +27,7 @@ def start(env: dict[str, str], port: int, log: Path) -> subprocess.Popen[bytes]:
     deadline = time.monotonic() + 90
     while True:
         try:
-            if call(f"http://127.0.0.1:{port}", "GET", "/instruments", timeout=5)[0] == 200:
+            if call(f"http://127.0.0.1:{port}", "GET", "/instruments", timeout=5, key=None)[0] == 200:
                 return proc
         except OSError:
             pass
@@ -61,7 +62,7 @@ def test_ctrl_c_closes_every_websocket_with_a_close_frame(exchange: Any, tmp_pat
             proc.kill()
 
 
-def test_ctrl_c_stops_the_embedded_postgresql_it_started(tmp_path: Path) -> None:
+def test_a_first_run_makes_demo_keys_that_work_and_ctrl_c_stops_the_postgresql_it_started(tmp_path: Path) -> None:
     # (under var/: the server runs as its own OS user, which must reach the data directory)
     pgdata = ROOT / "var" / f"test-pgdata-{os.getpid()}"
     env = child_env({"PGBOURSE_PGDATA": str(pgdata)})
@@ -75,9 +76,24 @@ def test_ctrl_c_stops_the_embedded_postgresql_it_started(tmp_path: Path) -> None
 def stopped_with_it(env: dict[str, str], tmp_path: Path) -> None:
     port = free_port()
     proc = start(env, port, tmp_path / "run.log")
+    demo_keys_work(f"http://127.0.0.1:{port}", (tmp_path / "run.log").read_text())
     status = [sys.executable, "-m", "exchange_project.pgembed", "status"]
     assert subprocess.run(status, env=env, capture_output=True, text=True, cwd=ROOT).stdout.startswith("running")
     os.killpg(proc.pid, signal.SIGINT)
     assert proc.wait(60) == 0
     assert subprocess.run(status, env=env, capture_output=True, text=True, cwd=ROOT).stdout.startswith("stopped")
     assert "embedded PostgreSQL stopped" in (tmp_path / "run.log").read_text()
+
+
+def demo_keys_work(base: str, printed: str) -> None:
+    """A first `make run` printed a trader and an admin key; the trading page carries the
+    trader's, and both are keys this exchange knows."""
+    keys = dict(re.findall(r"API key of client '(\w+)' \(\w+\): (pgb_\S+)", printed))
+    assert set(keys) == {"demo", "admin"}, printed
+    status, html = call(base, "GET", "/", headers={"Accept": "text/html"}, key=None)
+    assert status == 200 and f'"apiKey": "{keys["demo"]}"' in html
+    assert call(base, "GET", "/account", key=keys["demo"]) == \
+        (200, {"client_id": "demo", "role": "trader", "key_prefix": keys["demo"][:12],
+               "rate_limits": {"orders": "200/2s", "commands": "200/2s", "reads": "100/2s"}})
+    status, account = call(base, "GET", "/account", key=keys["admin"])
+    assert status == 200 and (account["client_id"], account["role"]) == (None, "admin")

@@ -16,6 +16,7 @@ import websockets
 
 from marketdata.client import BookClient
 from tests.http import acall
+from tests.keys import AUTO, auth_headers, choose
 
 
 def body(instrument: str, side: str, price: str | None, quantity: str, client_id: str = "alice",
@@ -59,8 +60,11 @@ class Session:
 
 
 @contextlib.asynccontextmanager
-async def session(url: str, batch: bool = False, **kwargs: Any) -> AsyncIterator[Session]:
-    async with websockets.connect(url + ("?batch=1" if batch else ""), max_size=2**24, **kwargs) as ws:
+async def session(url: str, batch: bool = False, key: Any = AUTO, **kwargs: Any) -> AsyncIterator[Session]:
+    """A socket with the admin key in its handshake (tests.keys), or ``key`` (None: none)."""
+    headers = auth_headers(choose(url, key))
+    async with websockets.connect(url + ("?batch=1" if batch else ""), max_size=2**24,
+                                  additional_headers=headers, **kwargs) as ws:
         yield Session(ws)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import random
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -34,9 +35,14 @@ def trading_page(browser: Any, exchange: Any, sym: str) -> Iterator[Any]:
     assert errors == []
 
 
-def set_client(page: Any, client_id: str) -> None:
-    page.fill("#client-id", client_id)
-    page.dispatch_event("#client-id", "change")
+def set_client(page: Any, exchange: Any, client_id: str) -> None:
+    """Paste the trader key of ``client_id`` into the page, as its user would: the page reloads
+    with it, and acts for that client."""
+    page.fill("#api-key", exchange.keys.trader(client_id))
+    page.dispatch_event("#api-key", "change")
+    page.wait_for_function(f"() => document.querySelector('#client-id').value === {client_id!r} "
+                           "&& document.querySelector('#client-id').readOnly")
+    page.wait_for_function("() => window.pgbourse && window.pgbourse.state().synced", timeout=20_000)
     page.wait_for_function("() => document.querySelector('#my-orders caption').textContent.length > 0")
 
 
@@ -75,7 +81,7 @@ def rest_levels(book: dict[str, Any], side: str) -> list[list[str]]:
 def test_orders_from_the_form_reach_the_ladder_the_tape_and_my_orders(browser: Any, exchange: Any) -> None:
     sym = exchange.make_instrument()
     with trading_page(browser, exchange, sym) as page:
-        set_client(page, "web-alice")
+        set_client(page, exchange, "web-alice")
         assert call(exchange.http, "POST", "/orders", body(sym, "sell", "100.00", "0.7", client_id="bob"))[0] == 201
         page.wait_for_selector(level(page, "ask", "100.00", "0.7000"))
         assert page.text_content("#my-orders caption") == "0 open, 0 in all"  # bob's order is not ours
@@ -160,11 +166,12 @@ def burst(sym: str, n: int, seed: int) -> list[dict[str, Any]]:
     return out
 
 
-def place_over_ws(url: str, bodies: list[dict[str, Any]]) -> list[int]:
-    """All the bodies in `orders` messages over one socket; the status of each, in order.
-    (In a thread of its own: Playwright's synchronous API holds this thread's event loop.)"""
+def place_over_ws(exchange: Any, bodies: list[dict[str, Any]]) -> list[int]:
+    """All the bodies in `orders` messages over one socket, with an admin's key (they are many
+    clients' orders); the status of each, in order. (In a thread of its own: Playwright's
+    synchronous API holds this thread's event loop.)"""
     async def send() -> list[int]:
-        ws = await WsTransport(url).connect()
+        ws = await WsTransport(exchange.ws, api_key=exchange.keys.admin()).connect()
         try:
             return [status for status, _ in await ws.place(bodies)]
         finally:
@@ -177,7 +184,7 @@ def place_over_ws(url: str, bodies: list[dict[str, Any]]) -> list[int]:
 def test_the_page_book_equals_the_exchange_book_after_a_burst_of_1000_orders(browser: Any, exchange: Any) -> None:
     sym = exchange.make_instrument()
     with trading_page(browser, exchange, sym) as page:
-        assert place_over_ws(exchange.ws, burst(sym, 1000, seed=7)) == [201] * 1000
+        assert place_over_ws(exchange, burst(sym, 1000, seed=7)) == [201] * 1000
         status, book = call(exchange.http, "GET", f"/orderbook?instrument={sym}&levels=1000")
         assert status == 200 and book["bid_level_count"] > 100 and book["ask_level_count"] > 100
         page.wait_for_function(f"() => window.pgbourse.state().seq >= {book['seq']}", timeout=30_000)
@@ -203,7 +210,7 @@ def test_the_page_book_equals_the_exchange_book_after_a_burst_of_1000_orders(bro
 def test_a_lost_feed_is_resynced_and_the_page_says_so(browser: Any, exchange: Any) -> None:
     sym = exchange.make_instrument()
     with trading_page(browser, exchange, sym) as page:
-        assert place_over_ws(exchange.ws, burst(sym, 200, seed=3)) == [201] * 200
+        assert place_over_ws(exchange, burst(sym, 200, seed=3)) == [201] * 200
         with exchange.connect() as conn:
             killed = conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = "
                                   "current_database() AND application_name = 'pgbourse-web-listen'").fetchall()
@@ -215,7 +222,7 @@ def test_a_lost_feed_is_resynced_and_the_page_says_so(browser: Any, exchange: An
         assert page.evaluate("window.pgbourse.state().resyncs") == {"server": 1}
 
         # Synced again: what comes next lands on the same book as the exchange's.
-        assert place_over_ws(exchange.ws, burst(sym, 200, seed=4)) == [201] * 200
+        assert place_over_ws(exchange, burst(sym, 200, seed=4)) == [201] * 200
         status, book = call(exchange.http, "GET", f"/orderbook?instrument={sym}&levels=1000")
         page.wait_for_function(f"() => window.pgbourse.state().seq >= {book['seq']}", timeout=30_000)
         state = page.evaluate("window.pgbourse.state()")
@@ -227,7 +234,10 @@ def test_the_page_and_its_modules_are_served_as_they_are_with_no_build_step(exch
     status, html = call(exchange.http, "GET", f"/?instrument={sym}", headers={"Accept": "text/html"})
     assert status == 200
     assert '<script id="page-config" type="application/json">' in html
-    assert f'"instrument": "{sym}"' in html and '"apiKey": ""' in html
+    config = json.loads(html.split('<script id="page-config" type="application/json">', 1)[1].split("</script>")[0])
+    assert config["instrument"] == sym and set(config) == {"apiKey", "instrument", "streamPath"}
+    # the key it starts with, if any (development's demo trader's), is one the exchange knows
+    assert config["apiKey"] == "" or call(exchange.http, "GET", "/account", key=config["apiKey"])[0] == 200
     modules = ["main", "api", "book", "exact", "market", "orders", "analytics"]
     for name in modules:
         status, source = call(exchange.http, "GET", f"/static/trading/js/{name}.js", headers={"Accept": "*/*"})

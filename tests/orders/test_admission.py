@@ -11,6 +11,7 @@ from typing import Any
 from exchange_project.processes import child_env, server_command, stop_process_group
 from tests.conftest import free_port
 from tests.http import acall, call, gather_limited
+from tests.keys import auth_headers
 
 from .helpers import count_rows, order_body
 
@@ -72,7 +73,8 @@ def test_retry_after_comes_with_every_503(exchange: Any) -> None:
             try:
                 conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
                 conn.request("POST", "/orders", body=b'{"idempotency_key":"k","client_id":"c","instrument":"BTC-USD",'
-                             b'"side":"buy","price":"1.00","quantity":"1"}', headers={"Content-Type": "application/json"})
+                             b'"side":"buy","price":"1.00","quantity":"1"}',
+                             headers={"Content-Type": "application/json", **auth_headers(exchange.keys.admin())})
                 resp = conn.getresponse()
                 break
             except OSError:

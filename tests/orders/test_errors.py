@@ -91,7 +91,9 @@ def test_instrument_limits_are_fixed_point_strings(exchange: Any) -> None:
 def test_a_trickled_body_is_cut_off(exchange: Any) -> None:
     parts = urlsplit(exchange.http)
     with socket.create_connection((parts.hostname, parts.port), timeout=30) as s:
-        s.sendall(b"POST /orders HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 400\r\n\r\n{")
+        key = exchange.keys.admin().encode()
+        s.sendall(b"POST /orders HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nAuthorization: Bearer " + key +
+                  b"\r\nContent-Length: 400\r\n\r\n{")
         started = time.monotonic()
         data = b""
         while b"\r\n\r\n" not in data:

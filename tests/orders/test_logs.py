@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 
 from exchange_project.logs import JsonFormatter, TextFormatter
 from orders.logs import RequestIdFilter, new_request_id, request_id
+from tests.keys import auth_headers
 
 from .helpers import order_body
 
@@ -66,7 +67,8 @@ def test_an_order_answer_carries_its_request_id(exchange: Any) -> None:
     conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=10)
     try:
         conn.request("POST", "/orders", body=json.dumps(order_body(sym)),
-                     headers={"Content-Type": "application/json", "X-Request-ID": "trace-42"})
+                     headers={"Content-Type": "application/json", "X-Request-ID": "trace-42",
+                              **auth_headers(exchange.keys.admin())})
         resp = conn.getresponse()
         resp.read()
     finally:

@@ -34,12 +34,16 @@ def audit(ex: Any, action: str, target: str) -> list[tuple[Any, ...]]:
 def test_the_operations_endpoints_answer_only_operators(exchange: Any) -> None:
     sym = exchange.make_instrument()
     before = count_rows(exchange, "orders_auditentry")
-    # given no session, every operations endpoint refuses, with the one error shape, and does nothing
+    trader = exchange.keys.create()
+    # given no key and no session (401), or a trader's key (403), every operations endpoint
+    # refuses, with the one error shape, and does nothing
     for method, path, payload in [("POST", "/admin/snapshot", {"instrument": sym}), ("GET", "/admin/snapshots", None),
                                   ("POST", f"/admin/instruments/{sym}/halt", None),
                                   ("POST", "/admin/cancel-all", {"instrument": sym}), ("GET", "/admin/worker", None)]:
-        status, answer = call(exchange.http, method, path, payload)
-        assert status == 403 and answer["code"] == "not_authenticated" and set(answer) >= {"detail", "fields"}
+        status, answer = call(exchange.http, method, path, payload, key=None)
+        assert status == 401 and answer["code"] == "authentication_required" and set(answer) >= {"detail", "fields"}
+        status, answer = call(exchange.http, method, path, payload, key=trader)
+        assert status == 403 and answer["code"] == "forbidden" and set(answer) >= {"detail", "fields"}
     assert count_rows(exchange, "orders_auditentry") == before
     assert count_rows(exchange, "orders_instrument", "symbol = %s AND halted", (sym,)) == 0
 
@@ -67,7 +71,7 @@ def test_a_snapshot_on_demand_is_the_live_book_at_its_committed_sequence(exchang
     status, listed, _ = op.request("GET", f"/admin/snapshots?instrument={sym}")
     assert status == 200 and listed["snapshots"][0]["id"] == snap["id"] and listed["snapshots"][0]["orders"] == 5
     ((actor, detail),) = audit(exchange, "snapshot", sym)
-    assert actor == op.username and detail["snapshots"][0]["id"] == snap["id"]  # type: ignore[attr-defined]
+    assert actor == f"user:{op.username}" and detail["snapshots"][0]["id"] == snap["id"]  # type: ignore[attr-defined]
     # without an instrument, every live book is stored
     status, everything, _ = op.request("POST", "/admin/snapshot", {})
     assert status == 201 and sym in {s["instrument"] for s in everything["snapshots"]}
@@ -116,7 +120,7 @@ def test_a_halt_refuses_orders_and_modifies_keeps_cancels_and_survives_a_restart
     assert (status, answer["halted"], answer["changed"]) == (200, False, True)
     place(exchange, sym, side="sell", price="100.00", quantity="1")
     assert [a for a, _ in audit(exchange, "halt", sym)] == [a for a, _ in audit(exchange, "resume", sym)] == \
-        [op.username]  # type: ignore[attr-defined]
+        [f"user:{op.username}"]  # type: ignore[attr-defined]
 
 
 def test_cancel_all_cancels_each_open_order_of_a_client_or_an_instrument(exchange: Any) -> None:

@@ -61,4 +61,4 @@ def test_an_order_whose_answer_is_lost_is_never_told_failed(exchange: Any, worke
     while again_status == 503 and time.monotonic() < deadline:
         time.sleep(0.2)
         again_status, again = call(exchange.http, "POST", "/orders", body)
-    assert again_status == 200 and again["order_id"] == reply["order_id"] and again["status"] == "open"
+    assert again_status == 200 and again["order_id"] == reply["order_id"] and again["status"] == "open", again

@@ -52,6 +52,29 @@ def _announce_going_away() -> None:
     time.sleep(0.5)
 
 
+# Development's demo keys: a trader (the trading page's) and an admin (`make simulate`'s, which
+# places for many clients, faster than an admin's default budget).
+DEMO_CLIENTS = (("demo", "trader", {}), ("admin", "admin", {"orders": "100000/s", "commands": "100000/s"}))
+
+
+def ensure_demo_keys() -> list[tuple[str, str, str]]:
+    """Development only: a `demo` trader key and an `admin` key, made on the first start (only
+    their hashes are in the database; the keys are printed then, and kept for this machine in
+    settings.DEMO_KEYS_FILE). (client, role, key) made."""
+    from orders.audit import command_actor
+    from orders.auth import api_key_create, save_demo_keys
+    from orders.models import ApiKey
+
+    made = []
+    if not ApiKey.objects.exists():
+        for client, role, rates in DEMO_CLIENTS:
+            _, key = api_key_create(client_id=client, role=role, name="make run (development)", rates=rates,
+                                    actor=command_actor("runexchange"))
+            made.append((client, role, key))
+        save_demo_keys({client: key for client, _, key in made})
+    return made
+
+
 class Command(BaseCommand):
     help = "Run the exchange: embedded PostgreSQL (if no DATABASE_URL), migrations, matching worker, ASGI server."
 
@@ -68,6 +91,18 @@ class Command(BaseCommand):
         call_command("migrate", interactive=False, verbosity=0)
         if ensure_default_instrument():
             self.stdout.write("created instrument BTC-USD (tick 0.01, lot 0.0001)")
+        if not settings.AUTH_REQUIRED:
+            from orders.auth import OFF_WARNING
+
+            self.stderr.write(self.style.WARNING(f"WARNING: {OFF_WARNING}"))
+        elif settings.DEVELOPMENT:
+            made = ensure_demo_keys()
+            for client, role, key in made:
+                self.stdout.write(self.style.SUCCESS(f"API key of client {client!r} ({role}): {key}"))
+            if made:
+                self.stdout.write(f"  (development only: the trading page and make simulate use them, from "
+                                  f"{settings.DEMO_KEYS_FILE.relative_to(settings.BASE_DIR)}. More: "
+                                  "python manage.py create_api_key --client NAME --role trader)")
         # The metrics of this exchange's processes, merged by /metrics (unless the environment
         # already names a directory: a container's, say).
         env = child_env()

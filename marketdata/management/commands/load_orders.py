@@ -18,11 +18,13 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from marketdata.simulation.orderfile import read_orders
 from marketdata.simulation.replay import format_summary, replay
 from marketdata.simulation.transport import WS_MAX_BATCH, open_transport
+from orders.auth import demo_key
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 
@@ -44,6 +46,10 @@ class Command(BaseCommand):
                             "key, so a file already loaded is placed again as new orders")
         parser.add_argument("--limit", type=int, help="only the first N orders of the file")
         parser.add_argument("--json", type=Path, help="also write the summary to this file as JSON")
+        parser.add_argument("--key", default=settings.CLIENT_API_KEY,
+                            help="API key for http and ws (default: env PGBOURSE_API_KEY; in development, the "
+                                 "demo admin key): an admin key, since the file's orders name many clients, with "
+                                 "budgets above --rate")
 
     def handle(self, *args: Any, **opts: Any) -> None:
         if not 1 <= opts["batch"] <= WS_MAX_BATCH:
@@ -70,7 +76,8 @@ class Command(BaseCommand):
 
         inflight = opts["inflight"] or {"http": 64, "ws": 8, "direct": 8}[opts["via"]]
         try:
-            transport = await open_transport(opts["via"], opts["url"], connections=inflight, window=inflight)
+            transport = await open_transport(opts["via"], opts["url"], connections=inflight, window=inflight,
+                                             api_key=opts["key"] or demo_key("admin") or None)
         except (OSError, ValueError) as exc:
             raise CommandError(f"cannot reach {opts['url']}: {exc}") from None
         with tqdm(total=len(bodies), unit=" orders", unit_scale=True, file=sys.stderr, dynamic_ncols=True,

@@ -21,12 +21,14 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from marketdata.simulation.market import Market, MarketParams
 from marketdata.simulation.simulator import Simulator, format_summary, instrument_spec, market_mid
 from marketdata.simulation.transport import HttpTransport, open_transport
 from matching.engine.types import InvalidNumber
+from orders.auth import demo_key
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 DEFAULT_MID = Decimal("30000.00")
@@ -53,6 +55,10 @@ class Command(BaseCommand):
         parser.add_argument("--take-size", type=Decimal, default=Decimal("0.005"), help="scale of taker sizes")
         parser.add_argument("--keep-quotes", action="store_true", help="leave the makers' quotes on the book at exit")
         parser.add_argument("--json", type=Path, help="also write the summary to this file as JSON")
+        parser.add_argument("--key", default=settings.CLIENT_API_KEY,
+                            help="API key (default: env PGBOURSE_API_KEY; in development, the demo admin key): an "
+                                 "admin key, since the simulated "
+                                 "traders are many clients")
 
     def handle(self, *args: Any, **opts: Any) -> None:
         if opts["rate"] <= 0:
@@ -84,14 +90,15 @@ class Command(BaseCommand):
     async def _run(self, opts: dict[str, Any]) -> dict[str, Any]:
         from tqdm import tqdm
 
-        http = HttpTransport(opts["url"], connections=8)
+        http = HttpTransport(opts["url"], connections=8, api_key=opts["key"] or demo_key("admin") or None)
         try:
             spec, params = await self._params(http, opts)
         except OSError as exc:
             raise CommandError(f"cannot reach {opts['url']}: {exc}") from None
         finally:
             await http.close()
-        transport = await open_transport(opts["via"], opts["url"], connections=64)
+        key = opts["key"] or demo_key("admin") or None
+        transport = await open_transport(opts["via"], opts["url"], connections=64, api_key=key)
         market = Market(params, seed=opts["seed"], can_modify=transport.can_modify)
         sim = Simulator(transport, market, spec)
         stop = asyncio.Event()

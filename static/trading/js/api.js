@@ -1,6 +1,6 @@
 // The exchange's two doors, as the page uses them. Every REST request carries
-// `Authorization: Bearer <key>` and every socket starts with an `auth` message when the page was
-// given an API key (config.apiKey, empty until keys exist); today orders name their client_id.
+// `Authorization: Bearer <key>` and every socket starts with an `auth` message when the page has
+// an API key (market data needs none).
 
 export class ApiError extends Error {
   /** status: HTTP status (0: no answer); body: the one error shape {code, detail, fields}. */

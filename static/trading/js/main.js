@@ -7,10 +7,13 @@ import { DepthChart, Ladder, Tape, Ticker } from "./market.js";
 import { Orders } from "./orders.js";
 
 const config = JSON.parse(document.getElementById("page-config").textContent);
-const rest = new Rest(config.apiKey);
 const $ = (selector) => document.querySelector(selector);
 const LOG_LENGTH = 20;
 const CLIENT_KEY = "pgbourse.client_id";
+const API_KEY = "pgbourse.api_key";
+// The key this browser was given (pasted into the page), else the page's own (development's demo key).
+const apiKey = localStorage.getItem(API_KEY) || config.apiKey || "";
+const rest = new Rest(apiKey);
 
 function setStatus(state, text) {
   const node = $("#sync-status");
@@ -42,9 +45,39 @@ async function choose(instruments) {
   return inst;
 }
 
-function clientIdField() {
+/** The API key field (a new key reloads the page with it) and who the key is (GET /account):
+ * a trader's or read-only key acts for its own client only, so the client id is its client;
+ * an admin key may act for any client, named in the client id field. */
+async function accountFields() {
+  const keyInput = $("#api-key");
+  const shown = $("#account");
+  keyInput.value = apiKey;
+  keyInput.addEventListener("change", () => {
+    const key = keyInput.value.trim();
+    if (key) localStorage.setItem(API_KEY, key);
+    else localStorage.removeItem(API_KEY);
+    location.reload();
+  });
   const input = $("#client-id");
   input.value = localStorage.getItem(CLIENT_KEY) || `web-${Math.random().toString(16).slice(2, 8)}`;
+  if (!apiKey) {
+    shown.textContent = "no API key: market data only";
+    return input;
+  }
+  try {
+    const { body: account } = await rest.get("/account");
+    shown.dataset.role = account.role;
+    shown.textContent = account.client_id ? `${account.role} of ${account.client_id}` : `${account.role}: any client`;
+    if (account.client_id) {
+      input.value = account.client_id;
+      input.readOnly = true;
+      return input;
+    }
+  } catch (err) {
+    shown.dataset.role = "refused";
+    shown.textContent = `key refused: ${err.code}`;
+    log(`API key refused: ${err.code} ${err.message}`, "warn");
+  }
   localStorage.setItem(CLIENT_KEY, input.value);
   return input;
 }
@@ -61,7 +94,7 @@ async function main() {
   for (const [name, value] of Object.entries({ tick: inst.tick_size, lot: inst.lot_size, min: inst.min_qty })) {
     $(`#grid [data-field="${name}"]`).textContent = value;
   }
-  const clientInput = clientIdField();
+  const clientInput = await accountFields();
 
   let renderQueued = false;
   let renders = 0;
@@ -139,7 +172,7 @@ async function main() {
     }
   };
   const streamUrl = `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}${config.streamPath}?batch=1`;
-  const stream = new Stream(streamUrl, config.apiKey, onEvent, (state, detail) => {
+  const stream = new Stream(streamUrl, apiKey, onEvent, (state, detail) => {
     if (state === "open") {
       setStatus("syncing", "connected · waiting for the book");
       sync.start(["book", "trades", "ticker"]);
@@ -175,6 +208,7 @@ async function main() {
     clientId: () => clientInput.value.trim(), onChange: schedule,
   });
   clientInput.addEventListener("change", () => {
+    if (clientInput.readOnly) return;
     localStorage.setItem(CLIENT_KEY, clientInput.value.trim());
     subscribeOrders();
     orders.load();

@@ -12,8 +12,14 @@ from exchange_project.processes import ROOT
 GEN_ORDERS = ROOT / "fixtures" / "gen_orders.py"
 
 
+def client_env(exchange: Any) -> dict[str, str]:
+    """The exchange's environment and, as a user gives it to the client commands, an admin's
+    API key (PGBOURSE_API_KEY; its budgets are above any rate a test asks for)."""
+    return {**exchange.env, "PGBOURSE_API_KEY": exchange.keys.admin()}
+
+
 def manage(exchange: Any, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    done = subprocess.run([sys.executable, str(ROOT / "manage.py"), *args], env=exchange.env, cwd=ROOT,
+    done = subprocess.run([sys.executable, str(ROOT / "manage.py"), *args], env=client_env(exchange), cwd=ROOT,
                           capture_output=True, text=True, timeout=timeout)
     assert done.returncode == 0, done.stdout + done.stderr
     return done
