@@ -18,7 +18,14 @@ What it does
    percentiles), one in a bare loop timed per batch (ops/s). The engine is
    deterministic, so all three do the same work; their final snapshots are
    compared.
-4. ``--cold`` also replays the whole stream pre-built in one list (each
+4. ``--build-in-loop`` also runs each batch on two more engines from the plain
+   values a caller holds (a kind, then ints, strs, bools and None; enum fields as
+   their plain strings "buy", "limit", "GTC", "cancel_taker"), building inside the
+   timed loop what the engine is called with: a ``Place``/``Cancel``/``Modify`` for
+   ``engine.place/cancel/modify``, nothing for the flat ``engine.place_values/
+   cancel_values/modify_values``. Turning the generator's commands into plain values
+   is not timed.
+5. ``--cold`` also replays the whole stream pre-built in one list (each
    command then comes cold from memory: a worst case, not a worker's).
 
 GC: by default ``gc.freeze()`` is called after pre-population (what a
@@ -39,6 +46,9 @@ from decimal import Decimal
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from machine import CpuTimes, usage  # noqa: E402  (load-test/machine.py)
 
 from matching.engine import ENGINE_BUILD  # noqa: E402
 from matching.engine.engine import Engine  # noqa: E402
@@ -193,6 +203,47 @@ class MixGen:
         return Place(f"l{self.n}", client, side, OrderType.LIMIT, max(1, price), rng.randint(1, 5_000), tif, False, STP.CANCEL_TAKER, ts)
 
 
+PLACE, CANCEL, MODIFY = 0, 1, 2
+
+
+def plain_values(cmds: list[Place | Cancel | Modify]) -> list[tuple[int, tuple]]:
+    """Each command as a caller holds it: a kind, then its fields as plain values, in order."""
+    out: list[tuple[int, tuple]] = []
+    for c in cmds:
+        if type(c) is Place:
+            out.append((PLACE, (c.order_id, c.client_id, c.side.value, c.order_type.value, c.price_ticks,
+                                c.qty_lots, c.tif.value, c.post_only, c.stp.value, c.ts_ns)))
+        elif type(c) is Cancel:
+            out.append((CANCEL, (c.order_id, c.ts_ns)))
+        else:
+            out.append((MODIFY, (c.order_id, c.price_ticks, c.qty_lots, c.ts_ns)))
+    return out
+
+
+def run_dataclasses(engine: Engine, values: list[tuple[int, tuple]]) -> None:
+    """Build each command object from its plain values and pass it to the engine."""
+    place, cancel, modify = engine.place, engine.cancel, engine.modify
+    for kind, v in values:
+        if kind == PLACE:
+            place(Place(*v))
+        elif kind == CANCEL:
+            cancel(Cancel(*v))
+        else:
+            modify(Modify(*v))
+
+
+def run_flat(engine: Engine, values: list[tuple[int, tuple]]) -> None:
+    """Call the engine's flat API with the plain values (no command object)."""
+    place, cancel, modify = engine.place_values, engine.cancel_values, engine.modify_values
+    for kind, v in values:
+        if kind == PLACE:
+            place(*v)
+        elif kind == CANCEL:
+            cancel(*v)
+        else:
+            modify(*v)
+
+
 def pct(sorted_ns: list[int], p: float) -> float:
     i = min(len(sorted_ns) - 1, max(0, int(round(p / 100 * len(sorted_ns))) - 1))
     return sorted_ns[i] / 1_000
@@ -228,10 +279,13 @@ def main() -> None:
     ap.add_argument("--resting", type=int, default=10_000)
     ap.add_argument("--levels", type=int, default=300)
     ap.add_argument("--chunk", type=int, default=1_000, help="commands generated per batch (fresh, cache-warm)")
+    ap.add_argument("--build-in-loop", action="store_true",
+                    help="also run each batch from plain values, building the commands inside the timed loop")
     ap.add_argument("--cold", action="store_true", help="also replay all commands pre-built in one big list")
     ap.add_argument("--no-gc-freeze", action="store_true")
     args = ap.parse_args()
 
+    print(f"command: {' '.join([Path(sys.executable).name, *sys.argv])}")
     print(
         f"python {platform.python_version()} ({platform.python_implementation()}) on {cpu_model()}, "
         f"{os.cpu_count()} cpus, load average {load_average()}"
@@ -240,6 +294,8 @@ def main() -> None:
     pre = prepopulate(random.Random(args.seed), args.resting, args.levels)
     timed_engine, _ = fresh_engine(pre)
     bare_engine, _ = fresh_engine(pre)
+    flat = hasattr(bare_engine, "place_values")
+    built = [fresh_engine(pre)[0] for _ in range((1 + flat) if args.build_in_loop else 0)]
     depth = timed_engine.depth(100_000)
     print(
         f"start book: {timed_engine.open_order_count} resting orders on {len(depth.bids)} bid + "
@@ -262,6 +318,9 @@ def main() -> None:
     lat: list[int] = []
     bare_ns = 0
     bare_cpu = 0.0
+    built_ns = [0] * len(built)
+    runners = [run_dataclasses, run_flat][: len(built)]
+    cpu_start = CpuTimes.now()
     gen_engine = None
     stats: dict[str, int] = {}
     for cmds, gen_engine, stats in generate(pre, random.Random(args.seed + 1_000), args.ops, args.resting, args.chunk):
@@ -275,10 +334,19 @@ def main() -> None:
             bare_apply(cmd)
         bare_ns += pc() - t0
         bare_cpu += time.process_time() - c0
+        if built:
+            values = plain_values(cmds)
+            for i, (engine, run) in enumerate(zip(built, runners)):
+                t0 = pc()
+                run(engine, values)
+                built_ns[i] += pc() - t0
+    busy, steal = usage(cpu_start, CpuTimes.now())
     assert gen_engine is not None
     gen_engine.check_invariants()
     final_snapshot = gen_engine.snapshot()
     assert timed_engine.snapshot() == final_snapshot == bare_engine.snapshot(), "engines diverged: not deterministic"
+    for engine in built:
+        assert engine.snapshot() == final_snapshot, "an engine fed plain values diverged"
 
     mix = ", ".join(f"{k} {100 * stats[k] / args.ops:.1f}%" for k in ("limit", "market", "cancel", "modify"))
     print(f"mix: {mix}; {stats['events'] / args.ops:.2f} events/op, {stats['trades'] / args.ops:.2f} trades/op")
@@ -297,6 +365,16 @@ def main() -> None:
         f"throughput (bare loop): {args.ops / (bare_ns / 1e9):,.0f} ops/s wall, "
         f"{args.ops / bare_cpu:,.0f} ops/s per CPU-second"
     )
+    if args.build_in_loop:
+        print("built in the timed loop from plain values (kind + ints/strs/bools/None, enums as plain strings):")
+        print(f"  engine.place(Place(...)) / cancel(Cancel(...)) / modify(Modify(...)): "
+              f"{args.ops / (built_ns[0] / 1e9):,.0f} ops/s wall")
+        if flat:
+            print(f"  engine.place_values(...) / cancel_values(...) / modify_values(...): "
+                  f"{args.ops / (built_ns[1] / 1e9):,.0f} ops/s wall")
+        else:
+            print("  engine.place_values(...): not in this engine")
+    print(f"machine over the timed runs: {busy:.0f}% busy, {steal:.1f}% steal (all cpus)")
     del lat
 
     if args.cold:
