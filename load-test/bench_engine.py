@@ -18,13 +18,16 @@ What it does
    percentiles), one in a bare loop timed per batch (ops/s). The engine is
    deterministic, so all three do the same work; their final snapshots are
    compared.
-4. ``--build-in-loop`` also runs each batch on two more engines from the plain
-   values a caller holds (a kind, then ints, strs, bools and None; enum fields as
-   their plain strings "buy", "limit", "GTC", "cancel_taker"), building inside the
-   timed loop what the engine is called with: a ``Place``/``Cancel``/``Modify`` for
-   ``engine.place/cancel/modify``, nothing for the flat ``engine.place_values/
-   cancel_values/modify_values``. Turning the generator's commands into plain values
-   is not timed.
+4. ``--build-in-loop`` also keeps each batch as the plain values a caller holds
+   (a kind, then ints, strs, bools and None; enum fields as their plain strings
+   "buy", "limit", "GTC", "cancel_taker"; converting is not timed) and, after the
+   run, replays the whole stream on one fresh engine per entry, alone, as the
+   worker runs its one engine: pre-built commands through ``engine.apply``; a
+   ``Place``/``Cancel``/``Modify`` built in the timed loop from the values and
+   passed to ``engine.place/cancel/modify``; the values passed as they are to the
+   flat ``engine.place_values/cancel_values/modify_values``. (Alone, because
+   interleaved per batch with the bench's other engines, each engine's book is
+   evicted from the CPU caches by theirs, which no worker does.)
 5. ``--cold`` also replays the whole stream pre-built in one list (each
    command then comes cold from memory: a worst case, not a worker's).
 
@@ -244,6 +247,46 @@ def run_flat(engine: Engine, values: list[tuple[int, tuple]]) -> None:
             modify(*v)
 
 
+def run_prebuilt(engine: Engine, cmds: list[Place | Cancel | Modify]) -> None:
+    apply = engine.apply
+    for cmd in cmds:
+        apply(cmd)
+
+
+def replay_entries(
+    pre: list[Place],
+    kept: list[tuple[list[Place | Cancel | Modify], list[tuple[int, tuple]]]],
+    final_snapshot: dict,
+    args: argparse.Namespace,
+) -> None:
+    """The whole stream through each entry, each on its own fresh engine run alone."""
+    flat = hasattr(Engine, "place_values")
+    entries = [
+        ("pre-built commands, engine.apply(cmd)", run_prebuilt, 0),
+        ("Place/Cancel/Modify(*values) built in the loop, engine.place/cancel/modify", run_dataclasses, 1),
+    ]
+    if flat:
+        entries.append(("plain values, engine.place_values/cancel_values/modify_values(*values)", run_flat, 1))
+    print(f"replayed alone, one fresh engine per entry, {args.ops} commands in batches of {args.chunk}:")
+    cpu_start = CpuTimes.now()
+    pc = time.perf_counter_ns
+    for name, run, which in entries:
+        engine, _ = fresh_engine(pre)
+        gc.collect()
+        if not args.no_gc_freeze:
+            gc.freeze()
+        t0 = pc()
+        for batch in kept:
+            run(engine, batch[which])
+        elapsed_ns = pc() - t0
+        assert engine.snapshot() == final_snapshot, f"{name}: the engine diverged"
+        print(f"  {name}: {args.ops / (elapsed_ns / 1e9):,.0f} ops/s wall")
+    if not flat:
+        print("  engine.place_values: not in this engine")
+    busy, steal = usage(cpu_start, CpuTimes.now())
+    print(f"machine over the replays: {busy:.0f}% busy, {steal:.1f}% steal (all cpus)")
+
+
 def pct(sorted_ns: list[int], p: float) -> float:
     i = min(len(sorted_ns) - 1, max(0, int(round(p / 100 * len(sorted_ns))) - 1))
     return sorted_ns[i] / 1_000
@@ -294,8 +337,6 @@ def main() -> None:
     pre = prepopulate(random.Random(args.seed), args.resting, args.levels)
     timed_engine, _ = fresh_engine(pre)
     bare_engine, _ = fresh_engine(pre)
-    flat = hasattr(bare_engine, "place_values")
-    built = [fresh_engine(pre)[0] for _ in range((1 + flat) if args.build_in_loop else 0)]
     depth = timed_engine.depth(100_000)
     print(
         f"start book: {timed_engine.open_order_count} resting orders on {len(depth.bids)} bid + "
@@ -318,8 +359,7 @@ def main() -> None:
     lat: list[int] = []
     bare_ns = 0
     bare_cpu = 0.0
-    built_ns = [0] * len(built)
-    runners = [run_dataclasses, run_flat][: len(built)]
+    kept: list[tuple[list[Place | Cancel | Modify], list[tuple[int, tuple]]]] = []
     cpu_start = CpuTimes.now()
     gen_engine = None
     stats: dict[str, int] = {}
@@ -334,19 +374,13 @@ def main() -> None:
             bare_apply(cmd)
         bare_ns += pc() - t0
         bare_cpu += time.process_time() - c0
-        if built:
-            values = plain_values(cmds)
-            for i, (engine, run) in enumerate(zip(built, runners)):
-                t0 = pc()
-                run(engine, values)
-                built_ns[i] += pc() - t0
+        if args.build_in_loop:
+            kept.append((cmds, plain_values(cmds)))
     busy, steal = usage(cpu_start, CpuTimes.now())
     assert gen_engine is not None
     gen_engine.check_invariants()
     final_snapshot = gen_engine.snapshot()
     assert timed_engine.snapshot() == final_snapshot == bare_engine.snapshot(), "engines diverged: not deterministic"
-    for engine in built:
-        assert engine.snapshot() == final_snapshot, "an engine fed plain values diverged"
 
     mix = ", ".join(f"{k} {100 * stats[k] / args.ops:.1f}%" for k in ("limit", "market", "cancel", "modify"))
     print(f"mix: {mix}; {stats['events'] / args.ops:.2f} events/op, {stats['trades'] / args.ops:.2f} trades/op")
@@ -365,17 +399,12 @@ def main() -> None:
         f"throughput (bare loop): {args.ops / (bare_ns / 1e9):,.0f} ops/s wall, "
         f"{args.ops / bare_cpu:,.0f} ops/s per CPU-second"
     )
-    if args.build_in_loop:
-        print("built in the timed loop from plain values (kind + ints/strs/bools/None, enums as plain strings):")
-        print(f"  engine.place(Place(...)) / cancel(Cancel(...)) / modify(Modify(...)): "
-              f"{args.ops / (built_ns[0] / 1e9):,.0f} ops/s wall")
-        if flat:
-            print(f"  engine.place_values(...) / cancel_values(...) / modify_values(...): "
-                  f"{args.ops / (built_ns[1] / 1e9):,.0f} ops/s wall")
-        else:
-            print("  engine.place_values(...): not in this engine")
     print(f"machine over the timed runs: {busy:.0f}% busy, {steal:.1f}% steal (all cpus)")
     del lat
+
+    if args.build_in_loop:
+        replay_entries(pre, kept, final_snapshot, args)
+        del kept
 
     if args.cold:
         # The same stream pre-built in one list of --ops commands and replayed:
