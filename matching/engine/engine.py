@@ -381,9 +381,11 @@ class Engine:
             # The most frequent case by far: a passive GTC limit. Rest it whole.
             lvl = self._rest(own, oid, cid, side_m, price, qty, 0, priority, stp_m, post_only)
             seq = self._seq = self._seq + 1
+            # price_ticks, the caller's int object, rather than price: narrowed to an int
+            # here, the compiled build would box it again for the int | None field.
             return [
                 Accepted(oid, ts),
-                OrderUpdate(oid, cid, side_m, _OPEN, price, qty, 0, qty, priority, None, ts),
+                OrderUpdate(oid, cid, side_m, _OPEN, price_ticks, qty, 0, qty, priority, None, ts),
                 BookDelta(seq, side_m, price, lvl.qty_lots, ts),
             ]
 
@@ -413,7 +415,9 @@ class Engine:
             lvl = self._rest(own, oid, cid, side_m, price, qty, filled, priority, stp_m, post_only)
             seq = self._seq = self._seq + 1
             events.append(
-                OrderUpdate(oid, cid, side_m, _PARTIAL if filled else _OPEN, price, qty, filled, remaining, priority, None, ts)
+                OrderUpdate(
+                    oid, cid, side_m, _PARTIAL if filled else _OPEN, price_ticks, qty, filled, remaining, priority, None, ts
+                )  # price_ticks: as above
             )
             events.append(BookDelta(seq, side_m, price, lvl.qty_lots, ts))
         return events
@@ -435,8 +439,10 @@ class Engine:
             order.prev = None
         else:
             tail = lvl.tail
+            assert tail is not None  # a level in the index is never empty
+            # (narrowed, the compiled build sets the slot directly instead of a generic setattr)
             order.prev = tail
-            tail.next = order  # type: ignore[union-attr]
+            tail.next = order
             lvl.tail = order
         order.level = lvl
         lvl.order_count += 1
