@@ -616,15 +616,13 @@ class Engine:
 
     def _fok_fillable(self, opp: BookSide, limit_key: int, cid: str, want: int, stp: STP) -> bool:
         """Would a taker of ``want`` lots fill completely? Mirrors ``_match`` exactly."""
-        levels = opp.levels
-        keys = opp.keys
+        ordered = opp.ordered
         avail = 0
         stp_active = stp is not _STP_NONE
-        for i in range(len(keys) - 1, -1, -1):
-            key = keys[i]
-            if key < limit_key:
+        for i in range(len(ordered) - 1, -1, -1):
+            lvl = ordered[i]
+            if lvl.key < limit_key:
                 return False
-            lvl = levels[key]
             if not stp_active:
                 avail += lvl.qty_lots
                 if avail >= want:
@@ -661,6 +659,7 @@ class Engine:
         """
         levels = opp.levels
         keys = opp.keys
+        ordered = opp.ordered
         orders = self._orders
         opp_side = opp.side
         seq = self._seq
@@ -669,8 +668,10 @@ class Engine:
         stp_active = stp is not _STP_NONE
         remaining = want
         stop: Reason | None = None
-        while keys and keys[-1] >= limit_key:
-            lvl = levels[keys[-1]]
+        while ordered:
+            lvl = ordered[-1]
+            if lvl.key < limit_key:
+                break
             price = lvl.price_ticks
             maker = lvl.head
             while maker is not None:
@@ -755,6 +756,7 @@ class Engine:
             if lvl.order_count == 0:
                 # The touch emptied: it is keys[-1], so dropping it is a pop.
                 keys.pop()
+                ordered.pop()
                 del levels[lvl.key]
             if stop is not None or remaining == 0:
                 break
