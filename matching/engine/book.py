@@ -114,9 +114,14 @@ class BookSide:
 
     # -- structure ---------------------------------------------------------
 
+    def key_of(self, price_ticks: int) -> int:
+        # A negation, not a multiplication by sign: compiled, multiplying by a negative
+        # number always takes the slow path through a boxed int.
+        return price_ticks if self.sign > 0 else -price_ticks
+
     def level_for(self, price_ticks: int) -> PriceLevel:
         """The level at this price, created (and indexed) if missing."""
-        key = price_ticks * self.sign
+        key = self.key_of(price_ticks)
         lvl = self.levels.get(key)
         if lvl is None:
             lvl = self.levels[key] = PriceLevel(key, price_ticks)
@@ -213,7 +218,7 @@ class BookSide:
         seen = 0
         for key, lvl in self.levels.items():
             where = f"{name} level {lvl.price_ticks}"
-            assert lvl.key == key and key == lvl.price_ticks * self.sign, f"{where}: key mismatch"
+            assert lvl.key == key and key == self.key_of(lvl.price_ticks), f"{where}: key mismatch"
             assert lvl.price_ticks > 0, f"{where}: non-positive price"
             assert lvl.order_count > 0 and lvl.head is not None, f"{where}: empty level kept"
             count = 0

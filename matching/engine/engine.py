@@ -432,7 +432,7 @@ class Engine:
         """
         order = RestingOrder(oid, cid, side, price, qty, filled, priority, stp, post_only)
         self._orders[oid] = order
-        lvl = own.levels.get(price * own.sign)
+        lvl = own.levels.get(own.key_of(price))
         if lvl is None:
             lvl = own.level_for(price)
             lvl.head = lvl.tail = order
