@@ -18,16 +18,17 @@ What it does
    percentiles), one in a bare loop timed per batch (ops/s). The engine is
    deterministic, so all three do the same work; their final snapshots are
    compared.
-4. ``--build-in-loop`` also keeps each batch as the plain values a caller holds
-   (a kind, then ints, strs, bools and None; enum fields as their plain strings
-   "buy", "limit", "GTC", "cancel_taker"; converting is not timed) and, after the
-   run, replays the whole stream on one fresh engine per entry, alone, as the
-   worker runs its one engine: pre-built commands through ``engine.apply``; a
-   ``Place``/``Cancel``/``Modify`` built in the timed loop from the values and
-   passed to ``engine.place/cancel/modify``; the values passed as they are to the
-   flat ``engine.place_values/cancel_values/modify_values``. (Alone, because
-   interleaved per batch with the bench's other engines, each engine's book is
-   evicted from the CPU caches by theirs, which no worker does.)
+4. ``--build-in-loop`` also keeps the batches and, after the run, replays the
+   whole stream on one fresh engine per entry, alone, as the worker runs its one
+   engine: pre-built commands through ``engine.apply``; a ``Place``/``Cancel``/
+   ``Modify`` built in the timed loop from plain values (a kind, then ints, strs,
+   bools and None; enum fields as their plain strings "buy", "limit", "GTC",
+   "cancel_taker") and passed to ``engine.place/cancel/modify``; the plain values
+   passed as they are to the flat ``engine.place_values/cancel_values/
+   modify_values``. Each batch's input is made anew just before it is timed (fresh
+   commands, fresh tuples of values), as a caller has it when it has just read it.
+   (Alone, because interleaved per batch with the bench's other engines, each
+   engine's book is evicted from the CPU caches by theirs, which no worker does.)
 5. ``--cold`` also replays the whole stream pre-built in one list (each
    command then comes cold from memory: a worst case, not a worker's).
 
@@ -45,6 +46,7 @@ import platform
 import random
 import sys
 import time
+from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
 
@@ -253,32 +255,39 @@ def run_prebuilt(engine: Engine, cmds: list[Place | Cancel | Modify]) -> None:
         apply(cmd)
 
 
+def fresh_commands(cmds: list[Place | Cancel | Modify]) -> list[Place | Cancel | Modify]:
+    return [replace(c) for c in cmds]
+
+
 def replay_entries(
-    pre: list[Place],
-    kept: list[tuple[list[Place | Cancel | Modify], list[tuple[int, tuple]]]],
-    final_snapshot: dict,
-    args: argparse.Namespace,
+    pre: list[Place], kept: list[list[Place | Cancel | Modify]], final_snapshot: dict, args: argparse.Namespace
 ) -> None:
-    """The whole stream through each entry, each on its own fresh engine run alone."""
+    """The whole stream through each entry, each on its own fresh engine run alone.
+
+    Before each batch (untimed) its input is made anew, as a caller has it when it has just
+    read it: fresh command objects for ``apply``, fresh tuples of plain values for the others.
+    """
     flat = hasattr(Engine, "place_values")
     entries = [
-        ("pre-built commands, engine.apply(cmd)", run_prebuilt, 0),
-        ("Place/Cancel/Modify(*values) built in the loop, engine.place/cancel/modify", run_dataclasses, 1),
+        ("pre-built commands, engine.apply(cmd)", fresh_commands, run_prebuilt),
+        ("Place/Cancel/Modify(*values) built in the loop, engine.place/cancel/modify", plain_values, run_dataclasses),
     ]
     if flat:
-        entries.append(("plain values, engine.place_values/cancel_values/modify_values(*values)", run_flat, 1))
+        entries.append(("plain values, engine.place_values/cancel_values/modify_values(*values)", plain_values, run_flat))
     print(f"replayed alone, one fresh engine per entry, {args.ops} commands in batches of {args.chunk}:")
     cpu_start = CpuTimes.now()
     pc = time.perf_counter_ns
-    for name, run, which in entries:
+    for name, prepare, run in entries:
         engine, _ = fresh_engine(pre)
         gc.collect()
         if not args.no_gc_freeze:
             gc.freeze()
-        t0 = pc()
-        for batch in kept:
-            run(engine, batch[which])
-        elapsed_ns = pc() - t0
+        elapsed_ns = 0
+        for cmds in kept:
+            batch = prepare(cmds)
+            t0 = pc()
+            run(engine, batch)
+            elapsed_ns += pc() - t0
         assert engine.snapshot() == final_snapshot, f"{name}: the engine diverged"
         print(f"  {name}: {args.ops / (elapsed_ns / 1e9):,.0f} ops/s wall")
     if not flat:
@@ -359,7 +368,7 @@ def main() -> None:
     lat: list[int] = []
     bare_ns = 0
     bare_cpu = 0.0
-    kept: list[tuple[list[Place | Cancel | Modify], list[tuple[int, tuple]]]] = []
+    kept: list[list[Place | Cancel | Modify]] = []
     cpu_start = CpuTimes.now()
     gen_engine = None
     stats: dict[str, int] = {}
@@ -375,7 +384,7 @@ def main() -> None:
         bare_ns += pc() - t0
         bare_cpu += time.process_time() - c0
         if args.build_in_loop:
-            kept.append((cmds, plain_values(cmds)))
+            kept.append(cmds)
     busy, steal = usage(cpu_start, CpuTimes.now())
     assert gen_engine is not None
     gen_engine.check_invariants()
