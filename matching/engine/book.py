@@ -13,7 +13,7 @@ Layout (chosen for O(1) cancel and cheap access to the touch):
   that sign flip the best level of either side is always ``keys[-1]``: removing
   the touch (the common case while matching) is ``list.pop()``, and inserts
   near the touch move only a few pointers. A few hundred levels make
-  ``bisect.insort`` far cheaper than any pure-Python tree or heap.
+  a ``bisect`` insert far cheaper than any pure-Python tree or heap.
   ``ordered`` holds the levels themselves in the same order (``ordered[i]`` is
   the level of ``keys[i]``): walking from the touch then needs no dict lookup,
   which compiled would also box every key again.
@@ -24,7 +24,7 @@ this module owns the data layout and the slow-path helpers.
 
 from __future__ import annotations
 
-from bisect import bisect_left, insort
+from bisect import bisect_left
 from collections.abc import Iterator
 from typing import Any
 

@@ -415,9 +415,10 @@ class Engine:
             lvl = self._rest(own, oid, cid, side_m, price, qty, filled, priority, stp_m, post_only)
             seq = self._seq = self._seq + 1
             events.append(
-                OrderUpdate(
-                    oid, cid, side_m, _PARTIAL if filled else _OPEN, price_ticks, qty, filled, remaining, priority, None, ts
-                )  # price_ticks: as above
+                OrderUpdate(  # price_ticks: as above
+                    oid, cid, side_m, _PARTIAL if filled else _OPEN, price_ticks, qty, filled, remaining, priority,
+                    None, ts,
+                )
             )
             events.append(BookDelta(seq, side_m, price, lvl.qty_lots, ts))
         return events
