@@ -18,7 +18,18 @@ What it does
    percentiles), one in a bare loop timed per batch (ops/s). The engine is
    deterministic, so all three do the same work; their final snapshots are
    compared.
-4. ``--cold`` also replays the whole stream pre-built in one list (each
+4. ``--build-in-loop`` also keeps the batches and, after the run, replays the
+   whole stream on one fresh engine per entry, alone, as the worker runs its one
+   engine: pre-built commands through ``engine.apply``; a ``Place``/``Cancel``/
+   ``Modify`` built in the timed loop from plain values (a kind, then ints, strs,
+   bools and None; enum fields as their plain strings "buy", "limit", "GTC",
+   "cancel_taker") and passed to ``engine.place/cancel/modify``; the plain values
+   passed as they are to the flat ``engine.place_values/cancel_values/
+   modify_values``. Each batch's input is made anew just before it is timed (fresh
+   commands, fresh tuples of values), as a caller has it when it has just read it.
+   (Alone, because interleaved per batch with the bench's other engines, each
+   engine's book is evicted from the CPU caches by theirs, which no worker does.)
+5. ``--cold`` also replays the whole stream pre-built in one list (each
    command then comes cold from memory: a worst case, not a worker's).
 
 GC: by default ``gc.freeze()`` is called after pre-population (what a
@@ -35,10 +46,14 @@ import platform
 import random
 import sys
 import time
+from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from machine import CpuTimes, usage  # load-test/machine.py
 
 from matching.engine import ENGINE_BUILD
 from matching.engine.engine import Engine
@@ -193,6 +208,94 @@ class MixGen:
         return Place(f"l{self.n}", client, side, OrderType.LIMIT, max(1, price), rng.randint(1, 5_000), tif, False, STP.CANCEL_TAKER, ts)
 
 
+PLACE, CANCEL, MODIFY = 0, 1, 2
+
+
+def plain_values(cmds: list[Place | Cancel | Modify]) -> list[tuple[int, tuple]]:
+    """Each command as a caller holds it: a kind, then its fields as plain values, in order."""
+    out: list[tuple[int, tuple]] = []
+    for c in cmds:
+        if type(c) is Place:
+            out.append((PLACE, (c.order_id, c.client_id, c.side.value, c.order_type.value, c.price_ticks,
+                                c.qty_lots, c.tif.value, c.post_only, c.stp.value, c.ts_ns)))
+        elif type(c) is Cancel:
+            out.append((CANCEL, (c.order_id, c.ts_ns)))
+        else:
+            out.append((MODIFY, (c.order_id, c.price_ticks, c.qty_lots, c.ts_ns)))
+    return out
+
+
+def run_dataclasses(engine: Engine, values: list[tuple[int, tuple]]) -> None:
+    """Build each command object from its plain values and pass it to the engine."""
+    place, cancel, modify = engine.place, engine.cancel, engine.modify
+    for kind, v in values:
+        if kind == PLACE:
+            place(Place(*v))
+        elif kind == CANCEL:
+            cancel(Cancel(*v))
+        else:
+            modify(Modify(*v))
+
+
+def run_flat(engine: Engine, values: list[tuple[int, tuple]]) -> None:
+    """Call the engine's flat API with the plain values (no command object)."""
+    place, cancel, modify = engine.place_values, engine.cancel_values, engine.modify_values
+    for kind, v in values:
+        if kind == PLACE:
+            place(*v)
+        elif kind == CANCEL:
+            cancel(*v)
+        else:
+            modify(*v)
+
+
+def run_prebuilt(engine: Engine, cmds: list[Place | Cancel | Modify]) -> None:
+    apply = engine.apply
+    for cmd in cmds:
+        apply(cmd)
+
+
+def fresh_commands(cmds: list[Place | Cancel | Modify]) -> list[Place | Cancel | Modify]:
+    return [replace(c) for c in cmds]
+
+
+def replay_entries(
+    pre: list[Place], kept: list[list[Place | Cancel | Modify]], final_snapshot: dict, args: argparse.Namespace
+) -> None:
+    """The whole stream through each entry, each on its own fresh engine run alone.
+
+    Before each batch (untimed) its input is made anew, as a caller has it when it has just
+    read it: fresh command objects for ``apply``, fresh tuples of plain values for the others.
+    """
+    flat = hasattr(Engine, "place_values")
+    entries = [
+        ("pre-built commands, engine.apply(cmd)", fresh_commands, run_prebuilt),
+        ("Place/Cancel/Modify(*values) built in the loop, engine.place/cancel/modify", plain_values, run_dataclasses),
+    ]
+    if flat:
+        entries.append(("plain values, engine.place_values/cancel_values/modify_values(*values)", plain_values, run_flat))
+    print(f"replayed alone, one fresh engine per entry, {args.ops} commands in batches of {args.chunk}:")
+    cpu_start = CpuTimes.now()
+    pc = time.perf_counter_ns
+    for name, prepare, run in entries:
+        engine, _ = fresh_engine(pre)
+        gc.collect()
+        if not args.no_gc_freeze:
+            gc.freeze()
+        elapsed_ns = 0
+        for cmds in kept:
+            batch = prepare(cmds)
+            t0 = pc()
+            run(engine, batch)
+            elapsed_ns += pc() - t0
+        assert engine.snapshot() == final_snapshot, f"{name}: the engine diverged"
+        print(f"  {name}: {args.ops / (elapsed_ns / 1e9):,.0f} ops/s wall")
+    if not flat:
+        print("  engine.place_values: not in this engine")
+    busy, steal = usage(cpu_start, CpuTimes.now())
+    print(f"machine over the replays: {busy:.0f}% busy, {steal:.1f}% steal (all cpus)")
+
+
 def pct(sorted_ns: list[int], p: float) -> float:
     i = min(len(sorted_ns) - 1, max(0, int(round(p / 100 * len(sorted_ns))) - 1))
     return sorted_ns[i] / 1_000
@@ -228,10 +331,13 @@ def main() -> None:
     ap.add_argument("--resting", type=int, default=10_000)
     ap.add_argument("--levels", type=int, default=300)
     ap.add_argument("--chunk", type=int, default=1_000, help="commands generated per batch (fresh, cache-warm)")
+    ap.add_argument("--build-in-loop", action="store_true",
+                    help="also run each batch from plain values, building the commands inside the timed loop")
     ap.add_argument("--cold", action="store_true", help="also replay all commands pre-built in one big list")
     ap.add_argument("--no-gc-freeze", action="store_true")
     args = ap.parse_args()
 
+    print(f"command: {' '.join([Path(sys.executable).name, *sys.argv])}")
     print(
         f"python {platform.python_version()} ({platform.python_implementation()}) on {cpu_model()}, "
         f"{os.cpu_count()} cpus, load average {load_average()}"
@@ -262,6 +368,8 @@ def main() -> None:
     lat: list[int] = []
     bare_ns = 0
     bare_cpu = 0.0
+    kept: list[list[Place | Cancel | Modify]] = []
+    cpu_start = CpuTimes.now()
     gen_engine = None
     stats: dict[str, int] = {}
     # (gen_engine and stats: the last batch's are reported below)
@@ -276,6 +384,9 @@ def main() -> None:
             bare_apply(cmd)
         bare_ns += pc() - t0
         bare_cpu += time.process_time() - c0
+        if args.build_in_loop:
+            kept.append(cmds)
+    busy, steal = usage(cpu_start, CpuTimes.now())
     assert gen_engine is not None
     gen_engine.check_invariants()
     final_snapshot = gen_engine.snapshot()
@@ -298,7 +409,12 @@ def main() -> None:
         f"throughput (bare loop): {args.ops / (bare_ns / 1e9):,.0f} ops/s wall, "
         f"{args.ops / bare_cpu:,.0f} ops/s per CPU-second"
     )
+    print(f"machine over the timed runs: {busy:.0f}% busy, {steal:.1f}% steal (all cpus)")
     del lat
+
+    if args.build_in_loop:
+        replay_entries(pre, kept, final_snapshot, args)
+        del kept
 
     if args.cold:
         # The same stream pre-built in one list of --ops commands and replayed:

@@ -13,7 +13,10 @@ Layout (chosen for O(1) cancel and cheap access to the touch):
   that sign flip the best level of either side is always ``keys[-1]``: removing
   the touch (the common case while matching) is ``list.pop()``, and inserts
   near the touch move only a few pointers. A few hundred levels make
-  ``bisect.insort`` far cheaper than any pure-Python tree or heap.
+  a ``bisect`` insert far cheaper than any pure-Python tree or heap.
+  ``ordered`` holds the levels themselves in the same order (``ordered[i]`` is
+  the level of ``keys[i]``): walking from the touch then needs no dict lookup,
+  which compiled would also box every key again.
 
 Pure: no I/O, no clock. The engine inlines the hottest of these operations;
 this module owns the data layout and the slow-path helpers.
@@ -21,7 +24,7 @@ this module owns the data layout and the slow-path helpers.
 
 from __future__ import annotations
 
-from bisect import bisect_left, insort
+from bisect import bisect_left
 from collections.abc import Iterator
 from typing import Any
 
@@ -100,27 +103,36 @@ class PriceLevel:
 
 
 class BookSide:
-    __slots__ = ("side", "sign", "levels", "keys")
+    __slots__ = ("side", "sign", "levels", "keys", "ordered")
 
     def __init__(self, side: Side) -> None:
         self.side = side
         self.sign = 1 if side is Side.BUY else -1
         self.levels: dict[int, PriceLevel] = {}
         self.keys: list[int] = []  # ascending; best level is keys[-1]
+        self.ordered: list[PriceLevel] = []  # the levels of keys, in the same order
 
     # -- structure ---------------------------------------------------------
 
+    def key_of(self, price_ticks: int) -> int:
+        # A negation, not a multiplication by sign: compiled, multiplying by a negative
+        # number always takes the slow path through a boxed int.
+        return price_ticks if self.sign > 0 else -price_ticks
+
     def level_for(self, price_ticks: int) -> PriceLevel:
         """The level at this price, created (and indexed) if missing."""
-        key = price_ticks * self.sign
+        key = self.key_of(price_ticks)
         lvl = self.levels.get(key)
         if lvl is None:
             lvl = self.levels[key] = PriceLevel(key, price_ticks)
             keys = self.keys
             if not keys or key > keys[-1]:
                 keys.append(key)
+                self.ordered.append(lvl)
             else:
-                insort(keys, key)
+                i = bisect_left(keys, key)
+                keys.insert(i, key)
+                self.ordered.insert(i, lvl)
         return lvl
 
     def drop_level(self, lvl: PriceLevel) -> None:
@@ -128,8 +140,11 @@ class BookSide:
         keys = self.keys
         if keys[-1] == key:
             keys.pop()
+            self.ordered.pop()
         else:
-            del keys[bisect_left(keys, key)]
+            i = bisect_left(keys, key)
+            del keys[i]
+            del self.ordered[i]
         del self.levels[key]
 
     def append(self, order: RestingOrder) -> PriceLevel:
@@ -175,22 +190,19 @@ class BookSide:
     # -- queries -----------------------------------------------------------
 
     def best(self) -> PriceLevel | None:
-        keys = self.keys
-        return self.levels[keys[-1]] if keys else None
+        ordered = self.ordered
+        return ordered[-1] if ordered else None
 
     def iter_levels(self) -> Iterator[PriceLevel]:
         """Levels from the touch outwards."""
-        levels = self.levels
-        for key in reversed(self.keys):
-            yield levels[key]
+        yield from reversed(self.ordered)
 
     def depth(self, n: int) -> list[Level]:
         out: list[Level] = []
         cum = 0
-        levels = self.levels
-        keys = self.keys
-        for i in range(len(keys) - 1, max(len(keys) - n, 0) - 1, -1):
-            lvl = levels[keys[i]]
+        ordered = self.ordered
+        for i in range(len(ordered) - 1, max(len(ordered) - n, 0) - 1, -1):
+            lvl = ordered[i]
             cum += lvl.qty_lots
             out.append(Level(lvl.price_ticks, lvl.qty_lots, lvl.order_count, cum))
         return out
@@ -201,10 +213,12 @@ class BookSide:
         keys = self.keys
         assert all(keys[i] < keys[i + 1] for i in range(len(keys) - 1)), f"{name}: price keys not strictly sorted"
         assert set(keys) == set(self.levels), f"{name}: sorted keys and level dict disagree"
+        assert [lvl.key for lvl in self.ordered] == keys, f"{name}: ordered levels and sorted keys disagree"
+        assert all(self.levels[lvl.key] is lvl for lvl in self.ordered), f"{name}: ordered level not the indexed one"
         seen = 0
         for key, lvl in self.levels.items():
             where = f"{name} level {lvl.price_ticks}"
-            assert lvl.key == key and key == lvl.price_ticks * self.sign, f"{where}: key mismatch"
+            assert lvl.key == key and key == self.key_of(lvl.price_ticks), f"{where}: key mismatch"
             assert lvl.price_ticks > 0, f"{where}: non-positive price"
             assert lvl.order_count > 0 and lvl.head is not None, f"{where}: empty level kept"
             count = 0

@@ -67,7 +67,6 @@ modify  Rejected(reason), order unchanged, or
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Any, Final
 
 from matching.engine.book import BookSide, PriceLevel, RestingOrder
@@ -97,6 +96,8 @@ SNAPSHOT_VERSION: Final = 1
 
 # Enum members (and the classes tested on the hot path) bound once: attribute
 # lookups on Enum classes are slow, and a Final is a C static when compiled.
+_SIDE_CLS: Final = Side
+_TYPE_CLS: Final = OrderType
 _TIF_CLS: Final = TimeInForce
 _STP_CLS: Final = STP
 _PLACE: Final = Place
@@ -130,15 +131,78 @@ _R_STP_MAKER: Final = Reason.STP_CANCEL_MAKER
 _R_STP_BOTH: Final = Reason.STP_CANCEL_BOTH
 
 
-def _normalize_place(cmd: Place) -> Place:
-    """Turn plain strings into enum members, or fail loudly on garbage."""
-    return replace(
-        cmd,
-        side=Side(cmd.side),
-        order_type=OrderType(cmd.order_type),
-        tif=TimeInForce(cmd.tif),
-        stp=STP(cmd.stp),
-    )
+# A caller may pass an enum field as its plain string ("buy" for Side.BUY): the members are
+# str enums. An exact str equal to a member's value is that member: compared in code (a
+# literal "buy" is the interned value itself, so the first comparison is one pointer test),
+# most frequent first, because a dict lookup costs more than the whole chain. Anything else
+# is left to the enum's own constructor, which accepts or refuses it (ValueError) exactly
+# as it decides.
+_BUY_V: Final = Side.BUY.value
+_SELL_V: Final = Side.SELL.value
+_LIMIT_V: Final = OrderType.LIMIT.value
+_MARKET_V: Final = OrderType.MARKET.value
+_GTC_V: Final = TimeInForce.GTC.value
+_IOC_V: Final = TimeInForce.IOC.value
+_FOK_V: Final = TimeInForce.FOK.value
+_STP_TAKER_V: Final = STP.CANCEL_TAKER.value
+_STP_NONE_V: Final = STP.NONE.value
+_STP_MAKER_V: Final = STP.CANCEL_MAKER.value
+_STP_BOTH_V: Final = STP.CANCEL_BOTH.value
+
+
+def _side(value: object) -> Side:
+    if type(value) is str:
+        if value == _BUY_V:
+            return _BUY
+        if value == _SELL_V:
+            return _SELL
+    return Side(value)
+
+
+def _order_type(value: object) -> OrderType:
+    if type(value) is str:
+        if value == _LIMIT_V:
+            return _LIMIT
+        if value == _MARKET_V:
+            return _MARKET
+    return OrderType(value)
+
+
+def _tif(value: object) -> TimeInForce:
+    if type(value) is str:
+        if value == _GTC_V:
+            return _GTC
+        if value == _IOC_V:
+            return _IOC
+        if value == _FOK_V:
+            return _FOK
+    return TimeInForce(value)
+
+
+def _stp(value: object) -> STP:
+    if type(value) is str:
+        if value == _STP_TAKER_V:
+            return _STP_TAKER
+        if value == _STP_NONE_V:
+            return _STP_NONE
+        if value == _STP_MAKER_V:
+            return _STP_MAKER
+        if value == _STP_BOTH_V:
+            return _STP_BOTH
+    return STP(value)
+
+
+def _refuse_types(order_id: object, ts_ns: object, client_id: object = "", post_only: object = False) -> None:
+    """Raise TypeError for the first of these values that does not have its exact type.
+
+    Exact: a str subclass or a bool timestamp is refused too, because compiled, a typed
+    parameter would convert it (an int subclass to a plain int) or treat it as its base
+    type, and the two builds would then disagree on what comes out.
+    """
+    for name, value, kind in (("order_id", order_id, str), ("client_id", client_id, str),
+                              ("post_only", post_only, bool), ("ts_ns", ts_ns, int)):
+        if type(value) is not kind:
+            raise TypeError(f"{name} must be a {kind.__name__}, got {value!r}")
 
 
 class Engine:
@@ -223,71 +287,88 @@ class Engine:
         raise TypeError(f"not a command: {cmd!r}")
 
     def place(self, cmd: Place) -> list[Event]:
-        oid = cmd.order_id
-        ts = cmd.ts_ns
-        post_only = cmd.post_only
-        # The fields a caller may get wrong are read untyped (Any): a Decimal
-        # price, a bool quantity or a plain string for an enum must reach the
-        # checks below (refused with a reason, or normalized) in the compiled
-        # build too, where a typed read would raise TypeError first.
+        """``place_values`` with the fields of ``cmd``."""
+        # Read untyped, so that every value reaches place_values' own checks, in both builds.
         raw: Any = cmd
-        price_in = raw.price_ticks
-        qty_in = raw.qty_lots
-        tif_in = raw.tif
-        stp_in = raw.stp
-        order_type = raw.order_type
-        # Fast accept for well-formed orders carrying enum members; anything
-        # else takes the full, shared check. The condition implies
-        # check_order_limits(...) is None, never the other way round.
+        return self.place_values(
+            raw.order_id, raw.client_id, raw.side, raw.order_type, raw.price_ticks, raw.qty_lots, raw.tif,
+            raw.post_only, raw.stp, raw.ts_ns,
+        )
+
+    def place_values(
+        self,
+        order_id: str,
+        client_id: str,
+        side: Any,
+        order_type: Any,
+        price_ticks: Any,
+        qty_lots: Any,
+        tif: Any = _GTC,
+        post_only: bool = False,
+        stp: Any = _STP_TAKER,
+        ts_ns: Any = 0,
+    ) -> list[Event]:
+        """Place an order given as plain values: ``Place``'s fields, in its order, with its defaults.
+
+        The entry for callers that hold the values (a command object is not needed to place
+        an order). Checks, in this order: ``order_id``/``client_id`` not exactly a str,
+        ``post_only`` not a bool or ``ts_ns`` not exactly an int raise TypeError; ``side``,
+        ``order_type``, ``tif`` and ``stp`` take a member or its plain string value
+        (``"buy"``, ``"limit"``, ``"GTC"``, ``"cancel_taker"``), anything else raises the
+        enum's ValueError; then an unacceptable price, quantity or combination is a
+        ``Rejected`` event with its reason. Both builds accept and refuse the same values.
+        """
+        # The enum, number and timestamp parameters are Any: compiled, a typed parameter
+        # would raise TypeError at the call (before a bad price could be refused with a
+        # reason, or a plain string normalized) or convert the value (a bool timestamp to 1).
+        # The typed ones are checked here too, for the interpreted build.
         if not (
-            type(tif_in) is _TIF_CLS
-            and type(stp_in) is _STP_CLS
-            and type(qty_in) is int
+            type(order_id) is str and type(client_id) is str and type(post_only) is bool and type(ts_ns) is int
+        ):
+            _refuse_types(order_id, ts_ns, client_id, post_only)
+        # Members from here on (typed, so the compiled build passes them on unchecked).
+        side_m: Side = side if type(side) is _SIDE_CLS else _side(side)
+        type_m: OrderType = order_type if type(order_type) is _TYPE_CLS else _order_type(order_type)
+        tif_m: TimeInForce = tif if type(tif) is _TIF_CLS else _tif(tif)
+        stp_m: STP = stp if type(stp) is _STP_CLS else _stp(stp)
+        oid = order_id
+        ts: int = ts_ns
+        price_in = price_ticks
+        qty_in = qty_lots
+        # Fast accept for well-formed orders; anything else takes the full, shared check.
+        # The condition implies check_order_limits(...) is None, never the other way round.
+        if not (
+            type(qty_in) is int
             and self._min_qty_lots <= qty_in <= self._max_qty_lots
             and (
                 (
-                    order_type is _LIMIT
+                    type_m is _LIMIT
                     and type(price_in) is int
                     and 0 < price_in <= self._max_price_ticks
                     and price_in * qty_in >= self._min_pq
-                    and (tif_in is _GTC or not post_only)
+                    and (tif_m is _GTC or not post_only)
                 )
-                or (order_type is _MARKET and price_in is None and not post_only)
+                or (type_m is _MARKET and price_in is None and not post_only)
             )
         ):
-            if (
-                type(raw.side) is not Side
-                or type(tif_in) is not TimeInForce
-                or type(stp_in) is not STP
-                or type(order_type) is not OrderType
-            ):
-                return self.place(_normalize_place(cmd))
-            reason = check_order_limits(self._limits, order_type, price_in, qty_in, tif_in, post_only)
+            reason = check_order_limits(self._limits, type_m, price_in, qty_in, tif_m, post_only)
             if reason is not None:
                 return [Rejected(oid, reason, ts)]
         # Checked: from here on the values have their declared types.
         price: int | None = price_in
         qty: int = qty_in
-        tif: TimeInForce = tif_in
-        stp: STP = stp_in
         orders = self._orders
         if oid in orders:
             return [Rejected(oid, _R_DUPLICATE, ts)]
 
-        side: Side
-        side_in = raw.side
-        if side_in is _BUY:
-            side = _BUY
+        if side_m is _BUY:
             own = self._bids
             opp = self._asks
             limit_key = self._no_limit_key if price is None else -price
-        elif side_in is _SELL:
-            side = _SELL
+        else:
             own = self._asks
             opp = self._bids
             limit_key = self._no_limit_key if price is None else price
-        else:
-            return self.place(_normalize_place(cmd))
         opp_keys = opp.keys
         crosses = bool(opp_keys) and opp_keys[-1] >= limit_key
         if crosses and post_only:
@@ -295,47 +376,51 @@ class Engine:
 
         priority = self._next_priority
         self._next_priority = priority + 1
-        cid = cmd.client_id
-        if not crosses and tif is _GTC and price is not None:
+        cid = client_id
+        if not crosses and tif_m is _GTC and price is not None:
             # The most frequent case by far: a passive GTC limit. Rest it whole.
-            lvl = self._rest(own, oid, cid, side, price, qty, 0, priority, stp, post_only)
+            lvl = self._rest(own, oid, cid, side_m, price, qty, 0, priority, stp_m, post_only)
             seq = self._seq = self._seq + 1
+            # price_ticks, the caller's int object, rather than price: narrowed to an int
+            # here, the compiled build would box it again for the int | None field.
             return [
                 Accepted(oid, ts),
-                OrderUpdate(oid, cid, side, _OPEN, price, qty, 0, qty, priority, None, ts),
-                BookDelta(seq, side, price, lvl.qty_lots, ts),
+                OrderUpdate(oid, cid, side_m, _OPEN, price_ticks, qty, 0, qty, priority, None, ts),
+                BookDelta(seq, side_m, price, lvl.qty_lots, ts),
             ]
 
         events: list[Event] = [Accepted(oid, ts)]
         filled = 0
         end_reason = None
-        if tif is not _GTC or price is None:
-            if tif is _FOK and not (crosses and self._fok_fillable(opp, limit_key, cid, qty, stp)):
-                events.append(OrderUpdate(oid, cid, side, _CANCELLED, price, qty, 0, qty, None, _R_FOK, ts))
+        if tif_m is not _GTC or price is None:
+            if tif_m is _FOK and not (crosses and self._fok_fillable(opp, limit_key, cid, qty, stp_m)):
+                events.append(OrderUpdate(oid, cid, side_m, _CANCELLED, price, qty, 0, qty, None, _R_FOK, ts))
                 return events
             if crosses:
-                filled, end_reason = self._match(events, opp, limit_key, oid, cid, side, qty, stp, ts)
+                filled, end_reason = self._match(events, opp, limit_key, oid, cid, side_m, qty, stp_m, ts)
             if filled != qty and end_reason is None:
                 end_reason = _R_MARKET if price is None else _R_IOC
         else:
-            filled, end_reason = self._match(events, opp, limit_key, oid, cid, side, qty, stp, ts)
+            filled, end_reason = self._match(events, opp, limit_key, oid, cid, side_m, qty, stp_m, ts)
 
         remaining = qty - filled
         if remaining == 0:
-            events.append(OrderUpdate(oid, cid, side, _FILLED, price, qty, qty, 0, None, None, ts))
+            events.append(OrderUpdate(oid, cid, side_m, _FILLED, price, qty, qty, 0, None, None, ts))
         elif end_reason is not None:
             events.append(
-                OrderUpdate(oid, cid, side, _CANCELLED, price, qty, filled, remaining, None, end_reason, ts)
+                OrderUpdate(oid, cid, side_m, _CANCELLED, price, qty, filled, remaining, None, end_reason, ts)
             )
         else:
             assert price is not None  # only a GTC limit order rests
-            lvl = self._rest(own, oid, cid, side, price, qty, filled, priority, stp, post_only)
+            lvl = self._rest(own, oid, cid, side_m, price, qty, filled, priority, stp_m, post_only)
             seq = self._seq = self._seq + 1
             events.append(
-                OrderUpdate(oid, cid, side, _PARTIAL if filled else _OPEN, price, qty, filled, remaining, priority,
-                            None, ts)
+                OrderUpdate(  # price_ticks: as above
+                    oid, cid, side_m, _PARTIAL if filled else _OPEN, price_ticks, qty, filled, remaining, priority,
+                    None, ts,
+                )
             )
-            events.append(BookDelta(seq, side, price, lvl.qty_lots, ts))
+            events.append(BookDelta(seq, side_m, price, lvl.qty_lots, ts))
         return events
 
     def _rest(
@@ -348,15 +433,17 @@ class Engine:
         """
         order = RestingOrder(oid, cid, side, price, qty, filled, priority, stp, post_only)
         self._orders[oid] = order
-        lvl = own.levels.get(price * own.sign)
+        lvl = own.levels.get(own.key_of(price))
         if lvl is None:
             lvl = own.level_for(price)
             lvl.head = lvl.tail = order
             order.prev = None
         else:
             tail = lvl.tail
+            assert tail is not None  # a level in the index is never empty
+            # (narrowed, the compiled build sets the slot directly instead of a generic setattr)
             order.prev = tail
-            tail.next = order  # type: ignore[union-attr]
+            tail.next = order
             lvl.tail = order
         order.level = lvl
         lvl.order_count += 1
@@ -364,8 +451,20 @@ class Engine:
         return lvl
 
     def cancel(self, cmd: Cancel) -> list[Event]:
-        oid = cmd.order_id
-        ts = cmd.ts_ns
+        """``cancel_values`` with the fields of ``cmd``."""
+        raw: Any = cmd
+        return self.cancel_values(raw.order_id, raw.ts_ns)
+
+    def cancel_values(self, order_id: str, ts_ns: Any = 0) -> list[Event]:
+        """Cancel a resting order given as plain values (``Cancel``'s fields and defaults).
+
+        ``order_id`` not exactly a str or ``ts_ns`` not exactly an int raise TypeError, as in
+        ``place_values``.
+        """
+        if not (type(order_id) is str and type(ts_ns) is int):
+            _refuse_types(order_id, ts_ns)
+        oid = order_id
+        ts: int = ts_ns
         orders = self._orders
         order = orders.get(oid)
         if order is None:
@@ -402,15 +501,28 @@ class Engine:
         ]
 
     def modify(self, cmd: Modify) -> list[Event]:
-        oid = cmd.order_id
-        ts = cmd.ts_ns
+        """``modify_values`` with the fields of ``cmd``."""
+        raw: Any = cmd
+        return self.modify_values(raw.order_id, raw.price_ticks, raw.qty_lots, raw.ts_ns)
+
+    def modify_values(
+        self, order_id: str, price_ticks: Any = None, qty_lots: Any = None, ts_ns: Any = 0
+    ) -> list[Event]:
+        """Modify a resting order given as plain values (``Modify``'s fields and defaults).
+
+        ``qty_lots`` is the new TOTAL quantity. ``order_id`` not exactly a str or ``ts_ns``
+        not exactly an int raise TypeError, as in ``place_values``; a bad price or quantity
+        (Any, for the same reason as there) is a ``Rejected`` event with its reason.
+        """
+        if not (type(order_id) is str and type(ts_ns) is int):
+            _refuse_types(order_id, ts_ns)
+        oid = order_id
+        ts: int = ts_ns
         order = self._orders.get(oid)
         if order is None:
             return [Rejected(oid, _R_UNKNOWN, ts)]
-        # Untyped reads, as in place(): _check_modify refuses a non-int with a reason.
-        raw: Any = cmd
-        new_price = raw.price_ticks
-        new_qty = raw.qty_lots
+        new_price = price_ticks
+        new_qty = qty_lots
         reason = self._check_modify(order, new_price, new_qty)
         if reason is not None:
             return [Rejected(oid, reason, ts)]
@@ -505,15 +617,13 @@ class Engine:
 
     def _fok_fillable(self, opp: BookSide, limit_key: int, cid: str, want: int, stp: STP) -> bool:
         """Would a taker of ``want`` lots fill completely? Mirrors ``_match`` exactly."""
-        levels = opp.levels
-        keys = opp.keys
+        ordered = opp.ordered
         avail = 0
         stp_active = stp is not _STP_NONE
-        for i in range(len(keys) - 1, -1, -1):
-            key = keys[i]
-            if key < limit_key:
+        for i in range(len(ordered) - 1, -1, -1):
+            lvl = ordered[i]
+            if lvl.key < limit_key:
                 return False
-            lvl = levels[key]
             if not stp_active:
                 avail += lvl.qty_lots
                 if avail >= want:
@@ -550,6 +660,7 @@ class Engine:
         """
         levels = opp.levels
         keys = opp.keys
+        ordered = opp.ordered
         orders = self._orders
         opp_side = opp.side
         seq = self._seq
@@ -558,8 +669,10 @@ class Engine:
         stp_active = stp is not _STP_NONE
         remaining = want
         stop: Reason | None = None
-        while keys and keys[-1] >= limit_key:
-            lvl = levels[keys[-1]]
+        while ordered:
+            lvl = ordered[-1]
+            if lvl.key < limit_key:
+                break
             price = lvl.price_ticks
             maker = lvl.head
             while maker is not None:
@@ -646,6 +759,7 @@ class Engine:
             if lvl.order_count == 0:
                 # The touch emptied: it is keys[-1], so dropping it is a pop.
                 keys.pop()
+                ordered.pop()
                 del levels[lvl.key]
             if stop is not None or remaining == 0:
                 break

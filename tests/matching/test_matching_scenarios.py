@@ -463,6 +463,14 @@ def test_check_invariants_catches_a_corrupted_book() -> None:
         engine.check_invariants()
 
 
+def test_check_invariants_catches_levels_out_of_step_with_their_keys() -> None:
+    engine = book(limit("a", BUY, 100, 5), limit("b", BUY, 99, 5), limit("c", SELL, 101, 1))
+    ordered = engine._bids.ordered
+    ordered[0], ordered[1] = ordered[1], ordered[0]  # the walk from the touch would skip a price
+    with pytest.raises(AssertionError, match="ordered levels"):
+        engine.check_invariants()
+
+
 def test_engine_place_checks_agree_with_spec_check_order_on_a_grid_of_inputs() -> None:
     # given a spec with a min notional, and every combination of edge values
     spec = InstrumentSpec("N-USD", D("0.5"), D("0.01"), D("0.02"), D("5"), D("100"), D("2"))
