@@ -39,7 +39,8 @@ run: venv
 # ruff over the project; mypy --strict over the pure engine, the contract and what is pure beside them.
 lint: venv
 	$(PY) -m ruff check --quiet .
-	$(PY) -m mypy --strict --no-error-summary matching/engine matching/contract.py matching/records.py matching/worker/batch.py
+	$(PY) -m mypy --strict --no-error-summary matching/engine matching/contract.py matching/records.py matching/worker/batch.py \
+	  marketdata/analytics.py marketdata/feed.py
 
 test: venv lint
 	$(PY) -m pytest
