@@ -1,0 +1,30 @@
+"""The candles and positions of the trades already stored (a database that traded before the
+aggregates existed): recomputed from them, as `manage.py analytics_check --rebuild` does. Run
+with the matching worker stopped (`manage.py runexchange` migrates before starting it)."""
+
+from django.db import migrations
+
+
+def backfill(apps, schema_editor):  # type: ignore[no-untyped-def]
+    from marketdata import recompute
+    from orders.instruments import by_id_sync
+
+    Instrument = apps.get_model("orders", "Instrument")
+    Trade = apps.get_model("orders", "Trade")
+    for instrument_id in Instrument.objects.values_list("id", flat=True):
+        if Trade.objects.filter(instrument_id=instrument_id).exists():
+            instrument = by_id_sync(instrument_id)
+            assert instrument is not None
+            recompute.rebuild(instrument)
+
+
+class Migration(migrations.Migration):
+
+    dependencies = [
+        ('marketdata', '0002_candles'),
+        ('orders', '0004_positions_and_settlements'),
+    ]
+
+    operations = [
+        migrations.RunPython(backfill, migrations.RunPython.noop),
+    ]
