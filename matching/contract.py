@@ -95,6 +95,9 @@ class Code(str, Enum):
     STP_CANCEL_TAKER = "stp_cancel_taker"
     STP_CANCEL_MAKER = "stp_cancel_maker"
     STP_CANCEL_BOTH = "stp_cancel_both"
+    # -- analytics, positions and settlement (issue 15) --
+    INVALID_TIME = "invalid_time"  # a time that is neither Unix milliseconds nor ISO-8601
+    INVALID_RANGE = "invalid_range"  # a time range that ends before it starts
 
 
 def code_of(reason: Reason) -> Code:

@@ -42,7 +42,7 @@ from matching.records import order_states
 
 from . import batch as batches
 from .batch import Batch, Pending
-from .books import Book, FeedFactory, load_books, read_book, read_instruments
+from .books import AnalyticsFactory, Book, FeedFactory, load_books, read_book, read_instruments
 from .dedupe import Taken
 from .store import Store, read_back, statements
 
@@ -58,9 +58,11 @@ Turn = tuple["asyncio.Future[None] | None", "asyncio.Future[None]"]
 
 
 class MatchingWorker:
-    def __init__(self, conninfo: dict[str, Any], feed_factory: FeedFactory, *, slow_batch_ms: float = 250) -> None:
+    def __init__(self, conninfo: dict[str, Any], feed_factory: FeedFactory, *, analytics_factory: AnalyticsFactory,
+                 slow_batch_ms: float = 250) -> None:
         self.conninfo = conninfo
         self.feed_factory = feed_factory
+        self.analytics_factory = analytics_factory
         self.slow_batch_s = slow_batch_ms / 1000
         self.store = Store(conninfo)
         # Reads of the event loop (rebuild) and the snapshot feed's NOTIFYs.
@@ -73,6 +75,7 @@ class MatchingWorker:
         self.taken = Taken()
         # The last write handed out (see _turn): each write waits for the one before it.
         self.last_write: asyncio.Future[None] | None = None
+        self._last_ns = 0
 
     @property
     def retries(self) -> int:
@@ -98,7 +101,7 @@ class MatchingWorker:
     async def rebuild(self) -> None:
         """Every book from the record (matching.worker.books)."""
         assert self.conn is not None
-        self.books = await load_books(self.conn, self.feed_factory)
+        self.books = await load_books(self.conn, self.feed_factory, self.analytics_factory)
         log.info("rebuilt %d book(s): %s", len(self.books),
                  ", ".join(f"{b.symbol} ({b.engine.open_order_count} open, seq {b.engine.seq})"
                            for b in self.books.values()))
@@ -112,8 +115,15 @@ class MatchingWorker:
             found = await read_instruments(self.read_conn, instrument_id)
             if not found:
                 return None
-            book = self.books[instrument_id] = await read_book(self.read_conn, found[0], self.feed_factory)
+            book = self.books[instrument_id] = await read_book(self.read_conn, found[0], self.feed_factory,
+                                                               self.analytics_factory)
         return book
+
+    def now_ns(self) -> int:
+        """A batch's time: the clock, but never before the previous batch's, so that trade times
+        never go backwards while their seq goes forward (candles are cut by time)."""
+        self._last_ns = max(time.time_ns(), self._last_ns)
+        return self._last_ns
 
     # -- the order of writes --------------------------------------------------------------
     def next_turn(self) -> Turn:
@@ -140,7 +150,7 @@ class MatchingWorker:
         answers go out as NOTIFYs of the same transaction."""
         async with self.lock:
             started = time.perf_counter()
-            batch = batches.new_batch(time.time_ns())
+            batch = batches.new_batch(self.now_ns())
             for item in items:
                 cmd = item.command
                 if isinstance(cmd, PlaceOrder) and cmd.order_id in self.taken.order_ids:
@@ -188,7 +198,7 @@ class MatchingWorker:
             places = [cmd for n, cmd in enumerate(commands) if isinstance(cmd, PlaceOrder) and n not in refused]
             assert self.read_conn is not None
             known = await self.taken.known(self.read_conn, places)
-            batch = batches.new_batch(time.time_ns())
+            batch = batches.new_batch(self.now_ns())
             # Direct cancels/modifies: (answer index, order id, result or None when no book
             # holds the order open: the batch's read-back decides the answer then).
             targets: list[tuple[int, str, Code | None]] = []
