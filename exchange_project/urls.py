@@ -2,6 +2,7 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from marketdata import api as marketdata_api
 from orders import api
 
 urlpatterns = [
@@ -11,6 +12,12 @@ urlpatterns = [
     path("trades", api.TradeList.as_view(), name="trades"),
     path("orderbook", api.OrderBook.as_view(), name="orderbook"),
     path("instruments", api.InstrumentList.as_view(), name="instruments"),
+    # analytics, positions and settlement (issue 15)
+    path("analytics/vwap", marketdata_api.Vwap.as_view(), name="analytics-vwap"),
+    path("klines", marketdata_api.Klines.as_view(), name="klines"),
+    path("ticker/24h", marketdata_api.Ticker24h.as_view(), name="ticker-24h"),
+    path("positions/<str:client_id>", api.PositionList.as_view(), name="positions"),
+    path("settlements", api.SettlementList.as_view(), name="settlements"),
     path("schema", SpectacularAPIView.as_view(), name="schema"),
     path("docs", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
     path("admin/", admin.site.urls),

@@ -7,7 +7,7 @@ from django.http import HttpRequest
 
 from . import services
 from .errors import ApiError
-from .models import Instrument, Order, OrderCommand, OrderEvent, Trade
+from .models import Instrument, Order, OrderCommand, OrderEvent, Position, Settlement, Trade
 
 
 @admin.register(Instrument)
@@ -70,3 +70,28 @@ class OrderEventAdmin(ReadOnly):
 class OrderCommandAdmin(ReadOnly):
     list_display = ("id", "kind", "order", "new_price", "new_quantity", "processed", "result", "created_at")
     list_filter = ("kind", "processed")
+
+
+# -- positions and settlements (analytics, issue 15) --
+
+
+@admin.register(Position)
+class PositionAdmin(ReadOnly):
+    """Kept by the matching worker with the trades (read-only)."""
+
+    list_display = ("client_id", "instrument", "net_quantity", "cost_basis", "realized_pnl", "bought_quantity",
+                    "sold_quantity", "trade_count", "updated_at")
+    list_filter = ("instrument",)
+    search_fields = ("client_id",)
+
+
+@admin.register(Settlement)
+class SettlementAdmin(ReadOnly):
+    """Written by `manage.py settle` (read-only: a settled day never changes)."""
+
+    list_display = ("date", "instrument", "client_id", "bought_quantity", "sold_quantity", "net_quantity",
+                    "net_quote", "buy_vwap", "sell_vwap", "trade_count")
+    list_filter = ("date", "instrument")
+    search_fields = ("client_id",)
+    date_hierarchy = "date"
+

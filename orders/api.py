@@ -6,10 +6,11 @@ the browsable API's forms, so both answer identically.
 """
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 from asgiref.sync import async_to_sync
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema
 from rest_framework import generics
 from rest_framework.pagination import CursorPagination
 from rest_framework.request import Request
@@ -20,11 +21,12 @@ from matching.contract import Code
 from matching.records import ORDER_COLUMNS, fmt_decimal, fmt_time
 
 from . import services
+from .access import check_client_access
 from .errors import invalid
 from .instruments import CachedInstrument, by_symbol_sync
 from .models import Instrument, Order, Status, Trade
 from .representation import order_body, trade_json
-from .selectors import orderbook_sync, orders_sync
+from .selectors import orderbook_sync, orders_sync, positions_of, settlements
 from .serializers import (
     ErrorSerializer,
     InstrumentSerializer,
@@ -32,6 +34,8 @@ from .serializers import (
     OrderCreateSerializer,
     OrderModifySerializer,
     OrderSerializer,
+    PositionsSerializer,
+    SettlementSerializer,
     TradeSerializer,
 )
 from .validation import instrument_symbol, place_request
@@ -186,4 +190,56 @@ class InstrumentList(APIView):
             "is_active": i.is_active} for i in Instrument.objects.all()])
 
 
+# --------------------------------------------------------------------------------------------
+# Positions and settlements (analytics, issue 15)
+# --------------------------------------------------------------------------------------------
+
+
+class PositionList(APIView):
+    """A client's positions, one per instrument it traded: net quantity, quote cash flow,
+    average entry price and realized PnL by average cost, unrealized PnL at the last price."""
+
+    @extend_schema(
+        parameters=[OpenApiParameter("instrument", str, description="only this instrument")],
+        responses={200: PositionsSerializer, **ERRORS},
+        examples=[OpenApiExample("alice", response_only=True, value={"client_id": "alice", "positions": [{
+            "instrument": "BTC-USD", "net_quantity": "0.3000", "quote_cash_flow": "-8996.500000",
+            "average_entry_price": "30001.67", "cost_basis": "9000.500000", "realized_pnl": "4.000000",
+            "unrealized_pnl": "0.700000", "last_price": "30004.00", "bought_quantity": "0.8000",
+            "sold_quantity": "0.5000", "bought_quote": "24001.500000", "sold_quote": "15005.000000",
+            "trade_count": 4, "seq": 188, "updated_at": "2026-12-02T12:00:41.517Z"}]})])
+    def get(self, request: Request, client_id: str) -> Response:
+        check_client_access(request, client_id)
+        symbol = request.query_params.get("instrument")
+        instrument = _instrument_or_400(symbol) if symbol else None
+        return Response({"client_id": client_id, "positions": positions_of(client_id, instrument)})
+
+
+class SettlementList(APIView):
+    """End-of-day settlements (`manage.py settle`), newest day first."""
+
+    @extend_schema(
+        parameters=[OpenApiParameter("date", str, description="YYYY-MM-DD"), OpenApiParameter("client_id", str),
+                    OpenApiParameter("instrument", str), OpenApiParameter("limit", int, description="1..1000, "
+                                                                                          "default 100")],
+        responses={200: SettlementSerializer(many=True), **ERRORS},
+        examples=[OpenApiExample("one client's day", response_only=True, value=[{
+            "date": "2026-12-01", "instrument": "BTC-USD", "client_id": "alice", "bought_quantity": "0.8000",
+            "sold_quantity": "0.5000", "net_quantity": "0.3000", "bought_quote": "24001.500000",
+            "sold_quote": "15005.000000", "net_quote": "-8996.500000", "buy_vwap": "30001.88",
+            "sell_vwap": "30010.00", "trade_count": 4}])])
+    def get(self, request: Request) -> Response:
+        client_id = request.query_params.get("client_id") or None
+        check_client_access(request, client_id)
+        raw_day = request.query_params.get("date")
+        day = None
+        if raw_day:
+            try:
+                day = dt.date.fromisoformat(raw_day)
+            except ValueError:
+                raise invalid("date", Code.INVALID_TIME, "must be a date, YYYY-MM-DD") from None
+        symbol = request.query_params.get("instrument")
+        instrument = _instrument_or_400(symbol) if symbol else None
+        limit = _int_param(request, "limit", 100, 1, 1000)
+        return Response(settlements(day=day, client_id=client_id, instrument=instrument, limit=limit))
 

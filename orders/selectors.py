@@ -6,8 +6,9 @@ import uuid
 from decimal import Decimal
 from typing import Any
 
+from marketdata.analytics import Position, Scale
 from matching.contract import OrderState
-from matching.records import FILLS_SQL, ORDER_COLUMNS, ORDERS_BY_ID_SQL, fmt_decimal, order_states
+from matching.records import FILLS_SQL, ORDER_COLUMNS, ORDERS_BY_ID_SQL, fmt_decimal, fmt_time, order_states
 
 from .instruments import CachedInstrument, by_id, by_id_sync
 
@@ -98,3 +99,84 @@ def orderbook_sync(instrument: CachedInstrument, levels: int | None = None) -> d
         rows = cur.fetchall()
     seq = rows[0][0] if rows else 0
     return orderbook_from_rows(instrument, [r for r in rows if r[1] is not None], levels) | {"seq": seq}
+
+
+# --------------------------------------------------------------------------------------------
+# Positions and settlements (analytics, issue 15)
+# --------------------------------------------------------------------------------------------
+
+POSITION_COLUMNS = ("instrument_id", "net_quantity", "cost_basis", "bought_quantity", "sold_quantity", "bought_quote",
+                    "sold_quote", "realized_pnl", "trade_count", "last_seq", "updated_at")
+POSITIONS_SQL = f"SELECT {', '.join(POSITION_COLUMNS)} FROM orders_position WHERE client_id = %s"
+LAST_PRICE_SQL = "SELECT price FROM orders_trade WHERE instrument_id = %s ORDER BY seq DESC LIMIT 1"
+
+
+def positions_of(client_id: str, instrument: CachedInstrument | None = None) -> list[dict[str, Any]]:
+    """A client's positions, one per instrument it traded (by symbol), each with its unrealized
+    PnL at the instrument's last trade price."""
+    from django.db import connection
+
+    sql, args = POSITIONS_SQL, [client_id]
+    if instrument is not None:
+        sql += " AND instrument_id = %s"
+        args.append(instrument.id)
+    out: list[dict[str, Any]] = []
+    with connection.cursor() as cur:
+        cur.execute(sql, args)
+        rows = [dict(zip(POSITION_COLUMNS, r)) for r in cur.fetchall()]
+        for row in rows:
+            found = by_id_sync(row["instrument_id"])
+            assert found is not None
+            scale = Scale(found.spec)
+            cur.execute(LAST_PRICE_SQL, [found.id])
+            last = cur.fetchone()
+            position = Position.from_row(row, scale)
+            out.append({"instrument": found.symbol,
+                        **position.fields(scale, None if last is None else scale.ticks(last[0])),
+                        "updated_at": fmt_time(row["updated_at"])})
+    out.sort(key=lambda p: p["instrument"])
+    return out
+
+
+SETTLEMENT_COLUMNS = ("date", "instrument_id", "client_id", "bought_quantity", "sold_quantity", "net_quantity",
+                      "bought_quote", "sold_quote", "net_quote", "buy_vwap", "sell_vwap", "trade_count", "created_at")
+
+
+def settlement_body(row: dict[str, Any]) -> dict[str, Any]:
+    """A settlement row as the API and the CSV report show it (decimals on the instrument's grids)."""
+    found = by_id_sync(row["instrument_id"])
+    assert found is not None
+    scale = Scale(found.spec)
+    qty, quote = lambda v: scale.qty(scale.lots(v)), lambda v: scale.quote(scale.units(v))
+    price = lambda v: None if v is None else scale.price(scale.ticks(v))
+    return {"date": row["date"].isoformat(), "instrument": found.symbol, "client_id": row["client_id"],
+            "bought_quantity": qty(row["bought_quantity"]), "sold_quantity": qty(row["sold_quantity"]),
+            "net_quantity": qty(row["net_quantity"]), "bought_quote": quote(row["bought_quote"]),
+            "sold_quote": quote(row["sold_quote"]), "net_quote": quote(row["net_quote"]),
+            "buy_vwap": price(row["buy_vwap"]), "sell_vwap": price(row["sell_vwap"]),
+            "trade_count": row["trade_count"]}
+
+
+def settlements(*, day: Any = None, client_id: str | None = None, instrument: CachedInstrument | None = None,
+                limit: int = 100) -> list[dict[str, Any]]:
+    """Settlement rows, newest day first, then by instrument and client."""
+    from django.db import connection
+
+    where, args = [], []
+    if day is not None:
+        where.append("date = %s")
+        args.append(day)
+    if client_id is not None:
+        where.append("client_id = %s")
+        args.append(client_id)
+    if instrument is not None:
+        where.append("instrument_id = %s")
+        args.append(instrument.id)
+    sql = f"SELECT {', '.join(SETTLEMENT_COLUMNS)} FROM orders_settlement"
+    if where:
+        sql += " WHERE " + " AND ".join(where)
+    sql += " ORDER BY date DESC, instrument_id, client_id LIMIT %s"
+    with connection.cursor() as cur:
+        cur.execute(sql, [*args, limit])
+        rows = [dict(zip(SETTLEMENT_COLUMNS, r)) for r in cur.fetchall()]
+    return [settlement_body(r) for r in rows]
