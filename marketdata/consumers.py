@@ -1,13 +1,14 @@
 """WS /stream: market data feeds and streaming order entry, one Channels consumer per socket.
 
 Client messages (JSON objects; an optional "id" is echoed in the reply):
-  {"op": "subscribe",   "instrument": X, "channels": [...], "client_id": C (for "orders")}
+  {"op": "subscribe",   "instrument": X, "channels": [...], "client_id": C (for "orders"),
+                         "interval": "1m" or ["1m", "1h"] (for "candles")}
   {"op": "unsubscribe", "instrument": X, "channels": [...] (default: all)}
   {"op": "ping"}
   {"op": "order", ...the body of POST /orders}          -> order_ack | error
   {"op": "orders", "orders": [body, ...]}               -> one orders_ack with a result per body
   {"op": "cancel", "order_id": O}                       -> cancel_ack | error
-Channels: trades, book, ticker, snapshot, orders. Subscribing to `book` sends the full book read
+Channels: trades, book, ticker, snapshot, candles, ticker_24h, orders. Subscribing to `book` sends the full book read
 from PostgreSQL as `book_snapshot` with the seq it reflects, after the subscription is live.
 A client mistake is answered with {"event": "error", "code": ...}; the socket stays open.
 
@@ -47,7 +48,8 @@ from orders.validation import (
     place_request,
 )
 
-from .fanout import CHANNELS, Outbox, ensure_listening, fanout
+from .analytics import INTERVALS
+from .fanout import CHANNELS, Outbox, candle_topic, ensure_listening, fanout
 
 log = logging.getLogger(__name__)
 
@@ -247,8 +249,29 @@ class StreamConsumer(AsyncWebsocketConsumer):
             raise BadMessage(Code.UNKNOWN_INSTRUMENT, f"No instrument {symbol!r}.", instrument=symbol)
         return symbol, list(dict.fromkeys(channels))
 
+    @staticmethod
+    def _intervals(request: dict[str, Any], required: bool) -> list[str]:
+        """The candle intervals a (un)subscribe names: "interval" is one or a list."""
+        raw = request.get("interval", request.get("intervals"))
+        if raw is None and not required:
+            return list(INTERVALS)
+        names = [raw] if isinstance(raw, str) else raw
+        if not isinstance(names, list) or not names or not all(isinstance(n, str) and n in INTERVALS for n in names):
+            raise BadMessage(Code.INVALID_MESSAGE, f"The candles channel needs \"interval\": one of "
+                             f"{', '.join(INTERVALS)}, or a list of them.")
+        return list(dict.fromkeys(names))
+
+    @staticmethod
+    def _topics(channels: list[str], intervals: list[str]) -> list[str]:
+        """The fan-out's topics: a candle subscription is one topic per interval."""
+        out: list[str] = []
+        for channel in channels:
+            out.extend([candle_topic(i) for i in intervals] if channel == "candles" else [channel])
+        return out
+
     async def op_subscribe(self, request: dict[str, Any]) -> None:
         symbol, channels = await self._target(request, default_all=False)
+        intervals = self._intervals(request, required=True) if "candles" in channels else []
         client_id = request.get("client_id")
         if "orders" in channels and (not isinstance(client_id, str) or not 0 < len(client_id) <= 64):
             raise BadMessage(Code.CLIENT_ID_REQUIRED, "The orders channel needs \"client_id\": whose orders.")
@@ -259,10 +282,13 @@ class StreamConsumer(AsyncWebsocketConsumer):
                 from None
         # Live first (events start queuing behind this reply), then read the book: a delta that
         # committed before the read carries seq <= the snapshot's and the client drops it.
-        fanout.subscribe(self.box, symbol, channels, client_id if "orders" in channels else None)
+        fanout.subscribe(self.box, symbol, self._topics(channels, intervals),
+                         client_id if "orders" in channels else None)
         reply: dict[str, Any] = {"event": "subscribed", "instrument": symbol, "channels": channels}
         if "orders" in channels:
             reply["client_id"] = client_id
+        if intervals:
+            reply["intervals"] = intervals
         if "id" in request:
             reply["id"] = request["id"]
         self.reply(reply)
@@ -285,8 +311,10 @@ class StreamConsumer(AsyncWebsocketConsumer):
 
     async def op_unsubscribe(self, request: dict[str, Any]) -> None:
         symbol, channels = await self._target(request, default_all=True)
+        intervals = self._intervals(request, required=False) if "candles" in channels else []
         client_id = request.get("client_id")
-        fanout.unsubscribe(self.box, symbol, channels, client_id if isinstance(client_id, str) else None)
+        fanout.unsubscribe(self.box, symbol, self._topics(channels, intervals),
+                           client_id if isinstance(client_id, str) else None)
         reply: dict[str, Any] = {"event": "unsubscribed", "instrument": symbol, "channels": channels}
         if "id" in request:
             reply["id"] = request["id"]
