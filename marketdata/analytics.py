@@ -113,6 +113,16 @@ class Scale:
             raise ValueError(f"{value} is off the grid")
         return -(count // units) if sign else count // units
 
+    def decimals(self) -> tuple[int, int, int]:
+        """The decimals shown of a price, a quantity and a quote amount."""
+        (_, p), (_, q), (_, u) = self._steps
+        return -p, -q, -u
+
+    def steps(self) -> tuple[Decimal, Decimal, Decimal]:
+        """The tick, the lot and the quote unit (tick x lot) as exact decimals."""
+        p, q, u = (Decimal((0, tuple(int(d) for d in str(units)), exp)) for units, exp in self._steps)
+        return p, q, u
+
     def price(self, ticks: int) -> str:
         return self._fmt(ticks, *self._steps[0])
 
@@ -246,13 +256,6 @@ class Candle:
                 "vwap": scale.average(self.quote, self.volume), "seq": self.last_seq}
 
 
-def empty_candle(open_ms: int, previous: Candle) -> Candle:
-    """An interval without trades, as ``fill=previous`` shows it: the previous close carried,
-    zero volume, zero trades, the previous candle's seq."""
-    p = previous.close
-    return Candle(open_ms, previous.last_seq, previous.last_seq, p, p, p, p, 0, 0, 0, 0, 0)
-
-
 def combine(candles: Iterable[Candle], open_ms: int = 0) -> Candle | None:
     """All the trades of several candles as one (None when there are none)."""
     out: Candle | None = None
@@ -279,13 +282,15 @@ def fold_trades(rows: Iterable[tuple[int, Decimal, Decimal, str]], scale: Scale,
     return out
 
 
-def fill_gaps(candles: list[Candle], interval_ms: int, first_ms: int, last_ms: int,
-              previous: Candle | None) -> list[Candle]:
-    """``candles`` (ascending, within [first_ms, last_ms]) with every interval of that range
-    present: an interval without trades carries the previous close with zero volume. Intervals
-    before the instrument's first trade (no previous close) stay omitted."""
-    held = {c.open_ms: c for c in candles}
-    out: list[Candle] = []
+def fill_gaps(klines: list[dict[str, Any]], interval_ms: int, first_ms: int, last_ms: int,
+              previous: dict[str, Any] | None, scale: Scale) -> list[dict[str, Any]]:
+    """Klines (``Candle.fields``, ascending, open times within [first_ms, last_ms]) with every
+    interval of that range present: an interval without trades carries the previous close, with
+    zero volume, zero trades, no VWAP and the previous candle's seq. Intervals before the
+    instrument's first trade (no previous close) stay omitted."""
+    held = {k["open_time"]: k for k in klines}
+    zero_qty, zero_quote = scale.qty(0), scale.quote(0)
+    out: list[dict[str, Any]] = []
     last = previous
     at = first_ms
     while at <= last_ms:
@@ -294,7 +299,11 @@ def fill_gaps(candles: list[Candle], interval_ms: int, first_ms: int, last_ms: i
             out.append(found)
             last = found
         elif last is not None:
-            out.append(empty_candle(at, last))
+            close = last["close"]
+            out.append({"open_time": at, "open": close, "high": close, "low": close, "close": close,
+                        "volume": zero_qty, "close_time": at + interval_ms - 1, "quote_volume": zero_quote,
+                        "trade_count": 0, "taker_buy_volume": zero_qty, "taker_buy_quote_volume": zero_quote,
+                        "vwap": None, "seq": last["seq"]})
         at += interval_ms
     return out
 

@@ -33,7 +33,8 @@ STORED_CANDLES_SQL = ("SELECT interval, open_time, open, high, low, close, volum
 STORED_POSITIONS_SQL = ("SELECT client_id, net_quantity, cost_basis, bought_quantity, sold_quantity, bought_quote, "
                         "sold_quote, realized_pnl, trade_count, last_seq FROM orders_position WHERE instrument_id = %s")
 WORKER_RUNNING_SQL = ("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND classid = 0 AND objid = %s "
-                      "AND objsubid = 1 AND granted")
+                      "AND objsubid = 1 AND granted "
+                      "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())")
 TRADE_COUNT_SQL = "SELECT count(*) FROM orders_trade WHERE instrument_id = %s"
 
 

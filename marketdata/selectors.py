@@ -35,15 +35,12 @@ CANDLE_FIELDS = ("open_time", "open", "high", "low", "close", "volume", "quote_v
                  "taker_buy_quote_volume", "trade_count", "first_seq", "last_seq")
 _SELECT = f"SELECT {', '.join(CANDLE_FIELDS)} FROM marketdata_candle"
 LAST_TRADE_SQL = "SELECT price FROM orders_trade WHERE instrument_id = %s ORDER BY seq DESC LIMIT 1"
-# The touch of each side, in one statement (one snapshot): price and total remaining there.
+# The touch of each side (price and total remaining there), in one pass over the resting orders.
 TOUCH_SQL = """
-WITH r AS (SELECT side, price, quantity - filled_quantity AS rest FROM orders_order
-            WHERE instrument_id = %s AND status IN ('open', 'partially_filled')),
-     b AS (SELECT max(price) AS p FROM r WHERE side = 'buy'),
-     a AS (SELECT min(price) AS p FROM r WHERE side = 'sell')
-SELECT b.p, (SELECT sum(rest) FROM r WHERE side = 'buy' AND price = b.p),
-       a.p, (SELECT sum(rest) FROM r WHERE side = 'sell' AND price = a.p)
-  FROM b, a"""
+SELECT DISTINCT ON (side) side, price, qty
+  FROM (SELECT side, price, sum(quantity - filled_quantity) AS qty FROM orders_order
+         WHERE instrument_id = %s AND status IN ('open', 'partially_filled') GROUP BY side, price) AS levels
+ ORDER BY side, CASE WHEN side = 'buy' THEN -price ELSE price END"""
 
 
 def datetime_of_ms(ms: int) -> dt.datetime:
@@ -64,6 +61,29 @@ def _candles(rows: list[tuple[Any, ...]], scale: Scale) -> list[Candle]:
     return [Candle.from_row(dict(zip(CANDLE_FIELDS, r)), scale, ms_of(r[0])) for r in rows]
 
 
+def _kline_select(scale: Scale) -> tuple[str, dict[str, Any]]:
+    """The klines' columns as the wire shows them, formatted by PostgreSQL (the values are on the
+    grids, so rounding to the grid's decimals changes nothing; a day of 1m klines is 1,440 rows,
+    and converting each value in Python costs more than the query), with the quote and the
+    volume as integers of their units for the VWAP (rounded half-even here, not by round())."""
+    p, q, u = scale.decimals()
+    _, lot, quote_unit = scale.steps()
+    sql = ("SELECT (extract(epoch FROM open_time) * 1000)::bigint, round(open, %(p)s)::text, "
+           "round(high, %(p)s)::text, round(low, %(p)s)::text, round(close, %(p)s)::text, "
+           "round(volume, %(q)s)::text, round(quote_volume, %(u)s)::text, trade_count, "
+           "round(taker_buy_volume, %(q)s)::text, round(taker_buy_quote_volume, %(u)s)::text, "
+           "(quote_volume / %(unit)s)::numeric(1000, 0)::text, (volume / %(lot)s)::bigint, last_seq "
+           "FROM marketdata_candle WHERE instrument_id = %(instrument)s AND interval = %(interval)s")
+    return sql, {"p": p, "q": q, "u": u, "unit": quote_unit, "lot": lot}
+
+
+def _klines(rows: list[tuple[Any, ...]], scale: Scale, size: int) -> list[dict[str, Any]]:
+    return [{"open_time": open_ms, "open": o, "high": h, "low": lo, "close": c, "volume": v,
+             "close_time": open_ms + size - 1, "quote_volume": qv, "trade_count": n, "taker_buy_volume": tbv,
+             "taker_buy_quote_volume": tbq, "vwap": scale.average(int(units), int(lots)), "seq": seq}
+            for open_ms, o, h, lo, c, v, qv, n, tbv, tbq, units, lots, seq in rows]
+
+
 def klines(instrument: CachedInstrument, *, interval: str, start_ms: int | None, end_ms: int | None, limit: int,
            fill: bool, now_ms: int) -> list[dict[str, Any]]:
     """Candles of ``interval`` whose open time is in [start, end], oldest first, at most
@@ -71,39 +91,37 @@ def klines(instrument: CachedInstrument, *, interval: str, start_ms: int | None,
     Intervals without trades are omitted, or with ``fill`` carry the previous close."""
     scale = Scale(instrument.spec)
     size = INTERVALS[interval]
-    base = f"{_SELECT} WHERE instrument_id = %s AND interval = %s"
-    args: list[Any] = [instrument.id, interval]
+    base, args = _kline_select(scale)
+    args |= {"instrument": instrument.id, "interval": interval, "limit": limit}
     with connection.cursor() as cur:
         if not fill:
             sql = base
             if start_ms is not None:
-                sql += " AND open_time >= %s"
-                args.append(datetime_of_ms(start_ms))
+                sql += " AND open_time >= %(start)s"
+                args["start"] = datetime_of_ms(start_ms)
             if end_ms is not None:
-                sql += " AND open_time <= %s"
-                args.append(datetime_of_ms(end_ms))
-            sql += f" ORDER BY open_time {'ASC' if start_ms is not None else 'DESC'} LIMIT %s"
-            cur.execute(sql, [*args, limit])
-            found = _candles(cur.fetchall(), scale)
+                sql += " AND open_time <= %(end)s"
+                args["end"] = datetime_of_ms(end_ms)
+            sql += f" ORDER BY open_time {'ASC' if start_ms is not None else 'DESC'} LIMIT %(limit)s"
+            cur.execute(sql, args)
+            found = _klines(cur.fetchall(), scale, size)
             if start_ms is None:
                 found.reverse()
+            return found
+        last_ms = bucket_of(min(end_ms if end_ms is not None else now_ms, now_ms), size)
+        if start_ms is not None:
+            first_ms = -(-start_ms // size) * size
+            last_ms = min(last_ms, first_ms + (limit - 1) * size)
         else:
-            last_ms = bucket_of(min(end_ms if end_ms is not None else now_ms, now_ms), size)
-            if start_ms is not None:
-                first_ms = -(-start_ms // size) * size
-                last_ms = min(last_ms, first_ms + (limit - 1) * size)
-            else:
-                first_ms = last_ms - (limit - 1) * size
-            if first_ms > last_ms:
-                return []
-            cur.execute(base + " AND open_time >= %s AND open_time <= %s ORDER BY open_time",
-                        [*args, datetime_of_ms(first_ms), datetime_of_ms(last_ms)])
-            held = _candles(cur.fetchall(), scale)
-            cur.execute(base + " AND open_time < %s ORDER BY open_time DESC LIMIT 1",
-                        [*args, datetime_of_ms(first_ms)])
-            before = _candles(cur.fetchall(), scale)
-            found = fill_gaps(held, size, first_ms, last_ms, before[0] if before else None)
-    return [c.fields(scale, size) for c in found]
+            first_ms = last_ms - (limit - 1) * size
+        if first_ms > last_ms:
+            return []
+        args |= {"first": datetime_of_ms(first_ms), "last": datetime_of_ms(last_ms)}
+        cur.execute(base + " AND open_time >= %(first)s AND open_time <= %(last)s ORDER BY open_time", args)
+        held = _klines(cur.fetchall(), scale, size)
+        cur.execute(base + " AND open_time < %(first)s ORDER BY open_time DESC LIMIT 1", args)
+        before = _klines(cur.fetchall(), scale, size)
+    return fill_gaps(held, size, first_ms, last_ms, before[0] if before else None, scale)
 
 
 def _range_candles(cur: Any, instrument_id: int, scale: Scale, start_ms: int, end_ms: int) -> list[Candle]:
@@ -171,7 +189,9 @@ def ticker_24h(instrument: CachedInstrument, *, now_ms: int) -> dict[str, Any]:
     with connection.cursor() as cur:
         stats = combine(_range_candles(cur, instrument.id, scale, open_ms, close_ms))
         cur.execute(TOUCH_SQL, [instrument.id])
-        bid, bid_size, ask, ask_size = cur.fetchone() or (None, None, None, None)
+        touch = {side: (price, qty) for side, price, qty in cur.fetchall()}
+    bid, bid_size = touch.get("buy", (None, None))
+    ask, ask_size = touch.get("sell", (None, None))
     return {"instrument": instrument.symbol, **ticker_fields(stats, scale, open_ms, close_ms),
             "best_bid": None if bid is None else scale.price(scale.ticks(bid)),
             "best_bid_size": None if bid_size is None else scale.qty(scale.lots(bid_size)),

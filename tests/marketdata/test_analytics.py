@@ -87,19 +87,22 @@ def test_a_range_is_read_as_the_coarsest_whole_candles_that_fit() -> None:
 
 
 def test_gaps_are_omitted_or_carry_the_previous_close() -> None:
-    a = Candle(T0_MS, 5, 9, 100, 120, 90, 110, 3, 330, 1, 110, 4)
-    b = Candle(T0_MS + 3 * MINUTE_MS, 10, 10, 130, 130, 130, 130, 1, 130, 1, 130, 1)
+    a = Candle(T0_MS, 5, 9, 10_000, 12_000, 9_000, 11_000, 3, 330, 1, 110, 4).fields(SCALE, MINUTE_MS)
+    b = Candle(T0_MS + 3 * MINUTE_MS, 10, 10, 13_000, 13_000, 13_000, 13_000, 1, 130, 1, 130, 1).fields(SCALE,
+                                                                                                        MINUTE_MS)
     # the stored candles are only those with trades; fill=previous adds the intervals between
-    filled = fill_gaps([a, b], MINUTE_MS, T0_MS - 2 * MINUTE_MS, T0_MS + 4 * MINUTE_MS, previous=None)
-    assert [c.open_ms - T0_MS for c in filled] == [0, 60_000, 120_000, 180_000, 240_000]  # none before a
+    filled = fill_gaps([a, b], MINUTE_MS, T0_MS - 2 * MINUTE_MS, T0_MS + 4 * MINUTE_MS, None, SCALE)
+    assert [k["open_time"] - T0_MS for k in filled] == [0, 60_000, 120_000, 180_000, 240_000]  # none before a
+    assert filled[0] is a and filled[3] is b
     carried = filled[1]
-    assert (carried.open, carried.high, carried.low, carried.close, carried.volume, carried.trades,
-            carried.last_seq) == (110, 110, 110, 110, 0, 0, 9)
-    assert filled[4].close == 130 and filled[4].volume == 0 and filled[4].last_seq == 10
-    before = Candle(T0_MS - 9 * MINUTE_MS, 1, 4, 80, 80, 80, 80, 1, 80, 0, 0, 1)
-    assert [c.close for c in fill_gaps([a], MINUTE_MS, T0_MS - MINUTE_MS, T0_MS, previous=before)] == [80, 110]
-    fields = carried.fields(SCALE, MINUTE_MS)
-    assert (fields["volume"], fields["vwap"], fields["close_time"]) == ("0.0000", None, T0_MS + 2 * MINUTE_MS - 1)
+    assert carried == {"open_time": T0_MS + MINUTE_MS, "open": "110.00", "high": "110.00", "low": "110.00",
+                       "close": "110.00", "volume": "0.0000", "close_time": T0_MS + 2 * MINUTE_MS - 1,
+                       "quote_volume": "0.000000", "trade_count": 0, "taker_buy_volume": "0.0000",
+                       "taker_buy_quote_volume": "0.000000", "vwap": None, "seq": 9}
+    assert (filled[4]["close"], filled[4]["volume"], filled[4]["seq"]) == ("130.00", "0.0000", 10)
+    before = Candle(T0_MS - 9 * MINUTE_MS, 1, 4, 8_000, 8_000, 8_000, 8_000, 1, 80, 0, 0, 1).fields(SCALE, MINUTE_MS)
+    assert [k["close"] for k in fill_gaps([a], MINUTE_MS, T0_MS - MINUTE_MS, T0_MS, before, SCALE)] == \
+        ["80.00", "110.00"]
 
 
 def test_average_cost_realizes_on_the_closed_share_and_flips_through_zero() -> None:

@@ -55,7 +55,7 @@ def test_an_instrument_without_trades_has_empty_statistics(exchange: Any) -> Non
     ("/klines?interval=1m", "instrument", "required"),
     ("/klines?instrument={sym}", "interval", "required"),
     ("/klines?instrument={sym}&interval=3m", "interval", "invalid_choice"),
-    ("/klines?instrument={sym}&interval=1m&limit=1001", "limit", "out_of_range"),
+    ("/klines?instrument={sym}&interval=1m&limit=1501", "limit", "out_of_range"),
     ("/klines?instrument={sym}&interval=1m&start=yesterday", "start", "invalid_time"),
     ("/klines?instrument={sym}&interval=1m&start=2000&end=1000", "end", "invalid_range"),
     ("/klines?instrument={sym}&interval=1m&fill=zero", "fill", "invalid_choice"),
