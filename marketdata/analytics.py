@@ -34,6 +34,8 @@ from matching.records import EPOCH, iso_from_ns
 
 from .feed import candle_event, ticker_24h_event
 
+_BUY: Final = Side.BUY  # (a module constant: an Enum member looked up on its class costs a descriptor call)
+
 # Candle intervals: name -> length in milliseconds. Aligned to the Unix epoch (so 1d candles
 # open at 00:00 UTC); each divides the next, so a range splits into whole candles of them.
 INTERVALS: Final = {"1m": 60_000, "5m": 300_000, "15m": 900_000, "1h": 3_600_000, "1d": 86_400_000}
@@ -561,26 +563,40 @@ class InstrumentAnalytics:
                 self.closed.add(interval)
         self.positions: dict[str, Position] = {r["client_id"]: Position.from_row(r, self.scale) for r in positions}
         self._minutes: dict[int, Candle] = {}  # this batch's trades by minute
+        self._candle: Candle | None = None  # the last of them, and its trades' time
+        self._candle_ns = -1
         self._touched: set[str] = set()  # clients whose position this batch changed
 
     def trade(self, ev: Trade, buyer: str, seller: str) -> None:
         """One trade of the batch being matched, with the clients of its two orders."""
         price, qty, seq = ev.price_ticks, ev.qty_lots, ev.seq
-        ms = ev.ts_ns // 1_000_000
-        minute = ms - ms % MINUTE_MS
-        found = self._minutes.get(minute)
-        if found is None:
-            self._minutes[minute] = Candle.of_trade(minute, seq, price, qty, ev.aggressor is Side.BUY)
+        ts_ns = ev.ts_ns
+        # A batch's trades share its time: the minute's candle is looked up once per batch.
+        candle = self._candle if ts_ns == self._candle_ns else None
+        if candle is None:
+            ms = ts_ns // 1_000_000
+            minute = ms - ms % MINUTE_MS
+            candle = self._minutes.get(minute)
+            if candle is None:
+                candle = self._minutes[minute] = Candle.of_trade(minute, seq, price, qty, ev.aggressor is _BUY)
+                self._candle, self._candle_ns = candle, ts_ns
+            else:
+                self._candle, self._candle_ns = candle, ts_ns
+                candle.add(seq, price, qty, ev.aggressor is _BUY)
         else:
-            found.add(seq, price, qty, ev.aggressor is Side.BUY)
+            candle.add(seq, price, qty, ev.aggressor is _BUY)
         positions = self.positions
-        for client, buys in ((buyer, True), (seller, False)):
-            pos = positions.get(client)
-            if pos is None:
-                pos = positions[client] = Position()
-            pos.apply(buys, price, qty, seq)
-        self._touched.add(buyer)
-        self._touched.add(seller)
+        pos = positions.get(buyer)
+        if pos is None:
+            pos = positions[buyer] = Position()
+        pos.apply(True, price, qty, seq)
+        pos = positions.get(seller)
+        if pos is None:
+            pos = positions[seller] = Position()
+        pos.apply(False, price, qty, seq)
+        touched = self._touched
+        touched.add(buyer)
+        touched.add(seller)
 
     def flush(self, ts_ns: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
         """The batch's candle rows (deltas), position rows (whole) and wire events (closed
@@ -624,6 +640,7 @@ class InstrumentAnalytics:
         rows = [delta.row(scale, interval) for (interval, _), delta in deltas.items()]
         positions = [self.positions[client].row(scale, client) for client in sorted(self._touched)]
         self._minutes = {}
+        self._candle, self._candle_ns = None, -1
         self._touched = set()
         return rows, positions, events
 

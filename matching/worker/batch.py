@@ -131,9 +131,14 @@ def _collect(batch: Batch, book: Book, events: list[Any], placed: PlaceOrder | N
     last_trade: dict[str, int] = {}
     refused: Code | None = None
     traded: list[Trade] = []
+    client_of: dict[str, str] = {}
     for ev in events:
         kind = type(ev)
         if kind is OrderUpdate:
+            if traded:
+                # Both orders of a trade have an OrderUpdate after it among the command's events
+                # (the maker's right after the trade, the taker's at the end): whose trade it is.
+                client_of[ev.order_id] = ev.client_id
             batch.final[ev.order_id] = (book, ev)
             batch.events.append({
                 "order_id": ev.order_id, "instrument_id": iid, "status": ev.status.value,
@@ -168,9 +173,6 @@ def _collect(batch: Batch, book: Book, events: list[Any], placed: PlaceOrder | N
     if placed is not None and placed.order_id not in batch.fills:
         batch.fills[placed.order_id] = []
     if traded:
-        # Both orders of every trade have an OrderUpdate among the command's events (the
-        # maker's right after the trade, the taker's at the end): that is whose trade it is.
-        client_of = {ev.order_id: ev.client_id for ev in events if type(ev) is OrderUpdate}
         fold = book.analytics.trade
         for ev in traded:
             fold(ev, client_of[ev.buy_order_id], client_of[ev.sell_order_id])
