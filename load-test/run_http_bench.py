@@ -170,7 +170,7 @@ def prepare_database(db: str, fresh: bool, env: dict[str, str]) -> None:
             conn.execute(f'CREATE DATABASE "{db}"')
     subprocess.run([PY, str(ROOT / "manage.py"), "migrate", "--verbosity", "0"], env=env, check=True)
     subprocess.run([PY, str(ROOT / "manage.py"), "shell", "-c",
-                    "from orders.management.commands.runexchange import ensure_default_instrument;"
+                    "from exchange_project.management.commands.runexchange import ensure_default_instrument;"
                     "ensure_default_instrument()"], env=env, check=True, stdout=subprocess.DEVNULL)
 
 
