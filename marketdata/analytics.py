@@ -29,6 +29,7 @@ from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Any, Final
 
+from matching.engine.grid import GridFormat
 from matching.engine.types import InstrumentSpec, Side, Trade, limits_of
 from matching.records import EPOCH, iso_from_ns
 
@@ -79,11 +80,14 @@ class Scale:
     """An instrument's grids as integers, both ways: ticks, lots and quote units (tick x lot)
     to fixed-point strings (signed), and decimals back to them exactly (ValueError off-grid)."""
 
-    __slots__ = ("_steps", "symbol")
+    __slots__ = ("_grid", "_steps", "symbol")
 
     def __init__(self, spec: InstrumentSpec) -> None:
         lim = limits_of(spec)
         self.symbol = spec.symbol
+        # The engine's memoised formatting for what is never negative (prices, most quantities):
+        # the same digits, several times cheaper per value in the worker's batches.
+        self._grid = GridFormat(spec)
         # (units of 10**exp per step, exp) for price, quantity and quote
         self._steps = ((lim.tick.units, lim.tick.exp), (lim.lot.units, lim.lot.exp),
                        (lim.tick.units * lim.lot.units, lim.tick.exp + lim.lot.exp))
@@ -126,10 +130,10 @@ class Scale:
         return p, q, u
 
     def price(self, ticks: int) -> str:
-        return self._fmt(ticks, *self._steps[0])
+        return self._grid.price(ticks) if ticks >= 0 else self._fmt(ticks, *self._steps[0])
 
     def qty(self, lots: int) -> str:
-        return self._fmt(lots, *self._steps[1])
+        return self._grid.qty(lots) if lots >= 0 else self._fmt(lots, *self._steps[1])
 
     def quote(self, units: int) -> str:
         return self._fmt(units, *self._steps[2])
