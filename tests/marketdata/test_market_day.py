@@ -374,3 +374,26 @@ def test_analytics_check_reports_an_aggregate_that_disagrees_with_the_trades(exc
     assert done.returncode == 1
     assert f"{sym}: 1 trade(s), aggregates DIFFER" in done.stdout and "candle ('1h'," in done.stdout
 
+
+
+def test_rebuild_refuses_while_the_worker_runs_and_repairs_once_it_is_stopped(exchange: Any,
+                                                                            worker_restored: Any) -> None:
+    sym = exchange.make_instrument()
+    call(exchange.http, "POST", "/orders", order_body(sym, side="sell", price="10.00", quantity="2", client_id="y1"))
+    call(exchange.http, "POST", "/orders", order_body(sym, side="buy", price="10.00", quantity="2", client_id="y2"))
+    with exchange.connect() as conn:
+        conn.execute("UPDATE orders_position SET trade_count = 9 WHERE client_id = 'y1'")
+    assert check(exchange, sym).returncode == 1
+
+    def rebuild() -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "manage.py", "analytics_check", "--rebuild", "--instrument", sym],
+                              cwd=ROOT, env=exchange.env, capture_output=True, text=True, timeout=120)
+
+    # when the worker runs (it holds the positions in memory), --rebuild refuses
+    done = rebuild()
+    assert done.returncode == 1 and "matching worker is running" in done.stderr
+    # when it is stopped, --rebuild replaces the aggregates by the recomputation
+    exchange.kill_worker()
+    done = rebuild()
+    assert done.returncode == 0 and f"{sym}: rebuilt 5 candle(s), 2 position(s)" in done.stdout
+    assert check(exchange, sym).returncode == 0
