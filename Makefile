@@ -11,7 +11,7 @@ PYTHON ?= $(shell for c in python3.13 python3.12 python3 $$HOME/.pyenv/versions/
 	  $$p -c 'import sys; sys.exit(0 if sys.version_info >= (3, 12) else 1)' 2>/dev/null && { echo $$p; break; }; \
 	done)
 
-.PHONY: run test lint venv engine db-start db-stop db-wipe lock bench-engine bench-http bench-ws clean
+.PHONY: run test lint simulate venv engine db-start db-stop db-wipe lock bench-engine bench-http bench-ws clean
 
 $(VENV)/.installed: requirements.txt
 	@test -n "$(PYTHON)" || { echo "Python 3.12+ not found; set PYTHON=/path/to/python3.12" >&2; exit 1; }
@@ -35,6 +35,11 @@ endif
 
 run: venv
 	$(PY) manage.py runexchange
+
+# A living market on the exchange that `make run` serves (same PORT): market makers and takers
+# through the real order path until Ctrl-C. SIMULATE_ARGS="--rate 50 --seed 7 --via ws" to vary it.
+simulate: venv
+	$(PY) manage.py simulate --url http://127.0.0.1:$(or $(PORT),8000) $(SIMULATE_ARGS)
 
 # ruff over the project; mypy --strict over the pure engine, the contract and what is pure beside them.
 lint: venv

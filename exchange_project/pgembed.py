@@ -111,8 +111,9 @@ def is_running() -> bool:
     return _pg_ctl("status", check=False).returncode == 0
 
 
-def ensure_running(quiet: bool = False) -> dict[str, object]:
-    """Initialise the cluster if needed, start it if stopped, create the database."""
+def ensure_running(quiet: bool = False) -> bool:
+    """Initialise the cluster if needed, start it if stopped, create the database. True if
+    this call started the server (the caller then stops it when it is done)."""
     PGDATA.mkdir(parents=True, exist_ok=True)
     if os.geteuid() == 0:
         _prepare_root_permissions()
@@ -128,7 +129,9 @@ def ensure_running(quiet: bool = False) -> dict[str, object]:
                 conf.write(f"{key} = {value}\n")
             conf.write(f"unix_socket_directories = '{socket_dir()}'\n")
             conf.write(f"port = {PORT}\n")
+    started_here = False
     if not is_running():
+        started_here = True
         started = _pg_ctl("-w", "-t", "60", "-l", str(PGDATA / "server.log"), "start", check=False)
         if started.returncode != 0:
             log = (PGDATA / "server.log").read_text()[-3000:] if (PGDATA / "server.log").exists() else ""
@@ -136,7 +139,7 @@ def ensure_running(quiet: bool = False) -> dict[str, object]:
         if not quiet:
             print(f"embedded PostgreSQL started (data {PGDATA}, socket {socket_dir()})", file=sys.stderr)
     _ensure_database(DBNAME)
-    return connection_params()
+    return started_here
 
 
 def _ensure_database(name: str) -> None:

@@ -161,11 +161,7 @@ USE_TZ = True
 FIXTURE_DIRS = [BASE_DIR / "fixtures"]
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "var" / "static"
-
-# One channel layer, the matching worker's: PostgreSQL itself (matching/worker/inbox.py). The
-# WebSocket consumers use none: the market feeds reach them through the LISTEN hub and their
-# own bounded outboxes (marketdata/fanout.py).
-CHANNEL_LAYERS = {"matching": {"BACKEND": "matching.worker.inbox.PostgresInboxLayer", "CONFIG": {"batch_limit": 2000}}}
+STATICFILES_DIRS = [BASE_DIR / "static"]
 
 REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer",
@@ -184,6 +180,7 @@ SPECTACULAR_SETTINGS = {
     "TITLE": "pgbourse API",
     "DESCRIPTION": "Limit order book exchange on PostgreSQL: orders, trades, order book.",
     "VERSION": "1.0.0",
+    "ENUM_NAME_OVERRIDES": {"SideEnum": "orders.models.Side"},
 }
 
 # How long a POST waits for the matching worker before answering 202 pending.
@@ -195,6 +192,17 @@ MATCHING_DIRECT = env_bool("MATCHING_DIRECT", True)
 # advertises to them (default: the bound one; set it when they run on other hosts).
 MATCHING_DIRECT_BIND = env_address("MATCHING_DIRECT_BIND", "127.0.0.1:0")
 MATCHING_DIRECT_ADVERTISE = os.environ.get("MATCHING_DIRECT_ADVERTISE") or None
+# How long the matching worker waits for a statement (a commit, a duplicate check) before it
+# counts the database as lost, and the cap of its jittered backoff while it reconnects.
+MATCHING_DB_TIMEOUT_S = env_float("MATCHING_DB_TIMEOUT_S", 5.0)
+MATCHING_RECONNECT_MAX_S = env_float("MATCHING_RECONNECT_MAX_S", 1.0)
+# One channel layer, the matching worker's: PostgreSQL itself (matching/worker/inbox.py). The
+# WebSocket consumers use none: the market feeds reach them through the LISTEN hub and their
+# own bounded outboxes (marketdata/fanout.py).
+CHANNEL_LAYERS = {"matching": {"BACKEND": "matching.worker.inbox.PostgresInboxLayer",
+                               "CONFIG": {"batch_limit": 2000, "timeout_s": MATCHING_DB_TIMEOUT_S,
+                                          "reconnect_max_s": MATCHING_RECONNECT_MAX_S}}}
+
 # A batch slower than this (match + commit) is logged.
 MATCHING_SLOW_BATCH_MS = env_float("PGBOURSE_SLOW_BATCH_MS", 250.0)
 # The `snapshot` feed's period, the period of persisted book snapshots, and how often the hot
@@ -206,6 +214,18 @@ STATISTICS_EVERY_S = env_float("PGBOURSE_STATISTICS_EVERY_S", 2.0)
 # (marketdata/fanout.py); 0: never.
 FEED_FLUSH_MS = env_float("PGBOURSE_FEED_FLUSH_MS", 20.0)
 DB_POOL_MAX = env_int("DB_POOL_MAX", 16, minimum=2)
+# Orders and commands one web process has in flight at most (orders.admission); past it, 503
+# overloaded at once. Above one WebSocket client's own pipelining window (8 x 500).
+ORDERS_IN_FLIGHT_MAX = env_int("ORDERS_IN_FLIGHT_MAX", 12_000, minimum=1)
+# A request body must have arrived whole within this (else 408): a client that trickles its
+# body does not hold a request open.
+HTTP_BODY_TIMEOUT_S = env_float("HTTP_BODY_TIMEOUT_S", 5.0)
+# Every refusal is the API's one JSON error shape, the CSRF one too (orders.errors).
+CSRF_FAILURE_VIEW = "orders.errors.csrf_failure"
+# The web processes' bound on one request's statements (a hung database is a timeout), and the
+# cap of the jittered backoff with which they, and the LISTEN hub, look for a lost database.
+DB_OPERATION_TIMEOUT_S = env_float("DB_OPERATION_TIMEOUT_S", 2.0)
+DB_RECONNECT_MAX_S = env_float("DB_RECONNECT_MAX_S", 1.0)
 # The ASGI server that `manage.py runexchange` runs (granian by measurement: docs/decisions.md),
 # its address and number of web processes.
 ASGI_SERVER = env_choice("ASGI_SERVER", "granian", ("granian", "daphne", "uvicorn"))

@@ -11,6 +11,7 @@ import re
 from typing import Any
 
 import orjson
+from asgiref.sync import async_to_sync
 from django.utils import timezone
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema
 from rest_framework.renderers import BrowsableAPIRenderer, JSONRenderer
@@ -19,7 +20,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from matching.contract import Code
-from orders.api import ERRORS, _instrument_or_400, _int_param
+from orders.api import INSTRUMENT, READ_ERRORS, _Checked, _instrument_or_400, _int_param, _limit
 from orders.errors import invalid
 
 from . import selectors
@@ -75,22 +76,21 @@ class FastJSONRenderer(JSONRenderer):
 
 
 RENDERERS = [FastJSONRenderer, BrowsableAPIRenderer]
-_INSTRUMENT = OpenApiParameter("instrument", str, required=True, description="e.g. BTC-USD")
 
 
-class Vwap(APIView):
+class Vwap(_Checked, APIView):
     """VWAP and the statistics of the trades executed in [from, to) (or the last `window`):
     exact, `sum(price x quantity) / sum(quantity)` rounded half-even to the instrument's tick."""
 
     renderer_classes = RENDERERS
 
     @extend_schema(
-        parameters=[_INSTRUMENT,
+        parameters=[INSTRUMENT,
                     OpenApiParameter("from", str, description=f"range start, inclusive: {_TIME_HELP}"),
                     OpenApiParameter("to", str, description=f"range end, exclusive (default: now): {_TIME_HELP}"),
                     OpenApiParameter("window", str, description="instead of from/to: the last 15m, 1h, 24h, 7d..."
                                      " (up to 99999 minutes, hours or days)")],
-        responses={200: VwapSerializer, **ERRORS},
+        responses={200: VwapSerializer, **READ_ERRORS},
         examples=[OpenApiExample("the last hour", response_only=True, value={
             "instrument": "BTC-USD", "from": "2026-12-02T11:00:00Z", "to": "2026-12-02T12:00:00Z",
             "vwap": "30001.37", "volume": "12.4000", "notional": "372017.000000", "trade_count": 57,
@@ -115,10 +115,10 @@ class Vwap(APIView):
                 end = now_us()
         if end < start:
             raise invalid("to", Code.INVALID_RANGE, "must not be before from")
-        return Response(selectors.vwap(instrument, from_us=max(start, 0), to_us=end))
+        return Response(async_to_sync(selectors.vwap)(instrument, from_us=max(start, 0), to_us=end))
 
 
-class Klines(APIView):
+class Klines(_Checked, APIView):
     """Candles (klines), oldest first, in Binance's order of fields: the first `limit` from
     `start`, else the last `limit` up to `end` (or now). An interval without trades is omitted;
     with `fill=previous` it carries the previous close with zero volume (none before the first
@@ -127,15 +127,15 @@ class Klines(APIView):
     renderer_classes = RENDERERS
 
     @extend_schema(
-        parameters=[_INSTRUMENT,
+        parameters=[INSTRUMENT,
                     OpenApiParameter("interval", str, required=True, enum=list(INTERVALS)),
                     OpenApiParameter("start", str, description=f"first open time, inclusive: {_TIME_HELP}"),
                     OpenApiParameter("end", str, description=f"last open time, inclusive: {_TIME_HELP}"),
-                    OpenApiParameter("limit", int, description=f"1..{MAX_KLINES}, default 500"),
+                    _limit("limit", 500, MAX_KLINES, "klines"),
                     OpenApiParameter("fill", str, enum=["none", "previous"],
                                      description="intervals without trades: omitted (none, default) or the "
                                      "previous close with zero volume (previous)")],
-        responses={200: KlineSerializer(many=True), **ERRORS},
+        responses={200: KlineSerializer(many=True), **READ_ERRORS},
         examples=[OpenApiExample("1m klines", response_only=True, value=[{
             "open_time": 1764676800000, "open": "30000.00", "high": "30010.00", "low": "29995.00",
             "close": "30004.00", "volume": "1.2500", "close_time": 1764676859999,
@@ -149,19 +149,19 @@ class Klines(APIView):
         fill = _choice(request, "fill", ("none", "previous"), "none") == "previous"
         if start is not None and end is not None and end < start:
             raise invalid("end", Code.INVALID_RANGE, "must not be before start")
-        return Response(selectors.klines(
+        return Response(async_to_sync(selectors.klines)(
             instrument, interval=interval, start_ms=None if start is None else -(-start // 1000),
             end_ms=None if end is None else end // 1000, limit=limit, fill=fill, now_ms=now_us() // 1000))
 
 
-class Ticker24h(APIView):
+class Ticker24h(_Checked, APIView):
     """Rolling 24 h statistics: the current minute and the 1,439 before it (so 23 h 59 min to
     24 h of trades), with the touch of the book."""
 
     renderer_classes = RENDERERS
 
     @extend_schema(
-        parameters=[_INSTRUMENT], responses={200: Ticker24hSerializer, **ERRORS},
+        parameters=[INSTRUMENT], responses={200: Ticker24hSerializer, **READ_ERRORS},
         examples=[OpenApiExample("BTC-USD", response_only=True, value={
             "instrument": "BTC-USD", "open_time": 1764590460000, "close_time": 1764676859999, "open": "29500.00",
             "high": "30100.00", "low": "29400.00", "last": "30004.00", "change": "504.00",
@@ -171,4 +171,4 @@ class Ticker24h(APIView):
             "time": "2026-12-02T12:00:41.517Z"})])
     def get(self, request: Request) -> Response:
         instrument = _instrument_or_400(request.query_params.get("instrument"))
-        return Response(selectors.ticker_24h(instrument, now_ms=now_us() // 1000))
+        return Response(async_to_sync(selectors.ticker_24h)(instrument, now_ms=now_us() // 1000))

@@ -32,11 +32,11 @@ import orjson
 import psycopg
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
-from psycopg_pool import PoolTimeout
 
-from matching.contract import Code, PlaceOrder
+from matching.contract import GOING_AWAY, Code, PlaceOrder
 from orders import db, instruments
 from orders.errors import ApiError, database_unavailable
+from orders.listener import hub
 from orders.selectors import orderbook
 from orders.services import Result, order_command, orders_place
 from orders.validation import (
@@ -55,6 +55,8 @@ log = logging.getLogger(__name__)
 
 MAX_MESSAGE_BYTES = 512 * 1024  # daphne itself closes the socket beyond 1 MiB
 MAX_ORDERS_PER_MESSAGE = 1000
+# Instruments one socket may follow at once: what a socket holds in the fan-out stays bounded.
+MAX_INSTRUMENTS_PER_SOCKET = 50
 MAX_INFLIGHT_ORDERS = 20_000  # per connection: placed but not yet acknowledged
 PLACE_BATCH = 500  # queued orders (singles and lists) go to orders_place together, up to this many
 # Per connection: orders_place calls in flight at once, enough that when the worker answers one
@@ -63,6 +65,45 @@ PLACE_BATCH = 500  # queued orders (singles and lists) go to orders_place togeth
 PLACE_CONCURRENCY = 8
 CANCEL_CONCURRENCY = 4  # per connection: cancels in flight at once (more wait their turn)
 CLOSE_SLOW_CONSUMER = 4008
+CLOSE_GOING_AWAY = 1001
+# This process's open sockets, for the close frames of a graceful stop (close_all).
+OPEN_SOCKETS: set[StreamConsumer] = set()
+
+
+async def close_all(timeout_s: float = 2.0) -> int:
+    """Send every open socket its close frame (1001); the number closed."""
+    sockets = list(OPEN_SOCKETS)
+    if sockets:
+        await asyncio.wait([asyncio.ensure_future(s.going_away()) for s in sockets], timeout=timeout_s)
+        log.info("the exchange is stopping: closed %d WebSocket(s) with 1001", len(sockets))
+    return len(sockets)
+
+
+_closing: set[asyncio.Task[int]] = set()
+
+
+def _on_control(message: str) -> None:
+    if message == GOING_AWAY:
+        task = asyncio.get_running_loop().create_task(close_all())
+        _closing.add(task)
+        task.add_done_callback(_closing.discard)
+
+
+def _hear_going_away() -> None:
+    """Have the LISTEN hub tell this process when the exchange stops (runexchange NOTIFYs it
+    before it stops the server), whether or not any socket subscribed to market data."""
+    hub.add_control_subscriber(_on_control)
+    if not hub.is_listening:
+        task = asyncio.get_running_loop().create_task(_start_hub())
+        _closing.add(task)  # type: ignore[arg-type]
+        task.add_done_callback(_closing.discard)  # type: ignore[arg-type]
+
+
+async def _start_hub() -> None:
+    try:
+        await hub.ensure_started()
+    except (TimeoutError, psycopg.Error, OSError):
+        pass  # the hub keeps trying; the feeds say so to whoever subscribes
 KERNEL_SEND_BUFFER_BYTES = 128 * 1024  # per socket (Linux doubles it for bookkeeping)
 
 
@@ -156,12 +197,23 @@ class StreamConsumer(AsyncWebsocketConsumer):
                           on_stalled=self._close_slow)
         await self.accept()
         self.box.start()
+        OPEN_SOCKETS.add(self)
+        _hear_going_away()
 
     async def disconnect(self, code: int) -> None:
+        OPEN_SOCKETS.discard(self)
         box = getattr(self, "box", None)
         if box is not None:
             fanout.drop(box)
             box.stop()
+
+    async def going_away(self) -> None:
+        """The server is stopping: say so with a close frame (1001), so that the client
+        reconnects at once instead of waiting to notice a dead connection."""
+        OPEN_SOCKETS.discard(self)
+        fanout.drop(self.box)
+        self.box.stop()
+        await self.close(code=CLOSE_GOING_AWAY, reason="server shutting down: reconnect")
 
     async def _send_text(self, text: str) -> None:
         # Straight to the server's ASGI send: the consumer's send() wrappers cost more than the
@@ -243,7 +295,7 @@ class StreamConsumer(AsyncWebsocketConsumer):
                              f"use {', '.join(CHANNELS)}.", channels=unknown)
         try:
             found = await instruments.by_symbol(symbol)
-        except (psycopg.OperationalError, PoolTimeout):
+        except (*db.FAILURES, db.DatabaseDown):
             raise BadMessage(Code.DATABASE_UNAVAILABLE, database_unavailable().detail) from None
         if found is None:
             raise BadMessage(Code.UNKNOWN_INSTRUMENT, f"No instrument {symbol!r}.", instrument=symbol)
@@ -272,6 +324,10 @@ class StreamConsumer(AsyncWebsocketConsumer):
     async def op_subscribe(self, request: dict[str, Any]) -> None:
         symbol, channels = await self._target(request, default_all=False)
         intervals = self._intervals(request, required=True) if "candles" in channels else []
+        followed = set(self.box.market) | set(self.box.orders)
+        if symbol not in followed and len(followed) >= MAX_INSTRUMENTS_PER_SOCKET:
+            raise BadMessage(Code.TOO_MANY_SUBSCRIPTIONS,
+                             f"A socket follows at most {MAX_INSTRUMENTS_PER_SOCKET} instruments; unsubscribe first.")
         client_id = request.get("client_id")
         if "orders" in channels and (not isinstance(client_id, str) or not 0 < len(client_id) <= 64):
             raise BadMessage(Code.CLIENT_ID_REQUIRED, "The orders channel needs \"client_id\": whose orders.")
@@ -299,9 +355,9 @@ class StreamConsumer(AsyncWebsocketConsumer):
         instrument = await instruments.by_symbol(symbol)
         assert instrument is not None
         try:
-            async with (await db.pool()).connection() as conn:
+            async with db.connection() as conn:
                 book = await orderbook(conn, instrument)
-        except (psycopg.OperationalError, PoolTimeout):
+        except (*db.FAILURES, db.DatabaseDown):
             self.error(Code.DATABASE_UNAVAILABLE, "Could not read the book; subscribe to book again.", request,
                        instrument=symbol)
             return
@@ -325,7 +381,7 @@ class StreamConsumer(AsyncWebsocketConsumer):
         symbol = instrument_symbol(body)
         try:
             found = await instruments.by_symbol(symbol) if symbol is not None else None
-        except (psycopg.OperationalError, PoolTimeout):
+        except (*db.FAILURES, db.DatabaseDown):
             raise database_unavailable() from None
         return place_request(body, found)
 

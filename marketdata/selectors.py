@@ -4,16 +4,15 @@ Served from marketdata_candle (kept by the matching worker in each batch's trans
 scanning the trades of the range: a range is read as a few dozen whole candles of the coarsest
 intervals that fit (marketdata.analytics.segments). Only VWAP's partial first and last minutes
 read trades, found by the seq range of that minute's candle (the (instrument, seq) index), so
-the answer is exact to the trade. Through Django's connection (the DRF views are synchronous).
+the answer is exact to the trade. On the web process's bounded pool (orders.db.connection).
 """
 from __future__ import annotations
 
 import datetime as dt
 from typing import Any
 
-from django.db import connection
-
 from matching.records import EPOCH, fmt_time
+from orders.db import connection
 from orders.instruments import CachedInstrument
 
 from .analytics import (
@@ -34,7 +33,6 @@ from .analytics import (
 CANDLE_FIELDS = ("open_time", "open", "high", "low", "close", "volume", "quote_volume", "taker_buy_volume",
                  "taker_buy_quote_volume", "trade_count", "first_seq", "last_seq")
 _SELECT = f"SELECT {', '.join(CANDLE_FIELDS)} FROM marketdata_candle"
-LAST_TRADE_SQL = "SELECT price FROM orders_trade WHERE instrument_id = %s ORDER BY seq DESC LIMIT 1"
 # The touch of each side (price and total remaining there), in one pass over the resting orders.
 TOUCH_SQL = """
 SELECT DISTINCT ON (side) side, price, qty
@@ -84,7 +82,7 @@ def _klines(rows: list[tuple[Any, ...]], scale: Scale, size: int) -> list[dict[s
             for open_ms, o, h, lo, c, v, qv, n, tbv, tbq, units, lots, seq in rows]
 
 
-def klines(instrument: CachedInstrument, *, interval: str, start_ms: int | None, end_ms: int | None, limit: int,
+async def klines(instrument: CachedInstrument, *, interval: str, start_ms: int | None, end_ms: int | None, limit: int,
            fill: bool, now_ms: int) -> list[dict[str, Any]]:
     """Candles of ``interval`` whose open time is in [start, end], oldest first, at most
     ``limit``: the first ones from ``start``, else the last ones up to ``end`` (or now).
@@ -93,7 +91,7 @@ def klines(instrument: CachedInstrument, *, interval: str, start_ms: int | None,
     size = INTERVALS[interval]
     base, args = _kline_select(scale)
     args |= {"instrument": instrument.id, "interval": interval, "limit": limit}
-    with connection.cursor() as cur:
+    async with connection() as conn:
         if not fill:
             sql = base
             if start_ms is not None:
@@ -103,8 +101,8 @@ def klines(instrument: CachedInstrument, *, interval: str, start_ms: int | None,
                 sql += " AND open_time <= %(end)s"
                 args["end"] = datetime_of_ms(end_ms)
             sql += f" ORDER BY open_time {'ASC' if start_ms is not None else 'DESC'} LIMIT %(limit)s"
-            cur.execute(sql, args)
-            found = _klines(cur.fetchall(), scale, size)
+            cur = await conn.execute(sql, args)
+            found = _klines(await cur.fetchall(), scale, size)
             if start_ms is None:
                 found.reverse()
             return found
@@ -117,14 +115,15 @@ def klines(instrument: CachedInstrument, *, interval: str, start_ms: int | None,
         if first_ms > last_ms:
             return []
         args |= {"first": datetime_of_ms(first_ms), "last": datetime_of_ms(last_ms)}
-        cur.execute(base + " AND open_time >= %(first)s AND open_time <= %(last)s ORDER BY open_time", args)
-        held = _klines(cur.fetchall(), scale, size)
-        cur.execute(base + " AND open_time < %(first)s ORDER BY open_time DESC LIMIT 1", args)
-        before = _klines(cur.fetchall(), scale, size)
+        cur = await conn.execute(base + " AND open_time >= %(first)s AND open_time <= %(last)s ORDER BY open_time",
+                                 args)
+        held = _klines(await cur.fetchall(), scale, size)
+        cur = await conn.execute(base + " AND open_time < %(first)s ORDER BY open_time DESC LIMIT 1", args)
+        before = _klines(await cur.fetchall(), scale, size)
     return fill_gaps(held, size, first_ms, last_ms, before[0] if before else None, scale)
 
 
-def _range_candles(cur: Any, instrument_id: int, scale: Scale, start_ms: int, end_ms: int) -> list[Candle]:
+async def _range_candles(conn: Any, instrument_id: int, scale: Scale, start_ms: int, end_ms: int) -> list[Candle]:
     """The whole candles that make up a minute-aligned range (see segments), in one statement."""
     parts = segments(start_ms, end_ms)
     if not parts:
@@ -133,26 +132,26 @@ def _range_candles(cur: Any, instrument_id: int, scale: Scale, start_ms: int, en
     args: list[Any] = [instrument_id]
     for name, lo, hi in parts:
         args += [name, datetime_of_ms(lo), datetime_of_ms(hi)]
-    cur.execute(f"{_SELECT} WHERE instrument_id = %s AND ({where})", args)
-    return _candles(cur.fetchall(), scale)
+    cur = await conn.execute(f"{_SELECT} WHERE instrument_id = %s AND ({where})", args)
+    return _candles(await cur.fetchall(), scale)
 
 
-def _partial_minute(cur: Any, instrument_id: int, scale: Scale, lo_us: int, hi_us: int) -> Candle | None:
+async def _partial_minute(conn: Any, instrument_id: int, scale: Scale, lo_us: int, hi_us: int) -> Candle | None:
     """The trades of [lo, hi), a part of one minute, found by that minute's candle's seq range."""
     minute_ms = bucket_of(lo_us // 1000, MINUTE_MS)
-    cur.execute("SELECT first_seq, last_seq FROM marketdata_candle "
-                "WHERE instrument_id = %s AND interval = '1m' AND open_time = %s",
-                [instrument_id, datetime_of_ms(minute_ms)])
-    row = cur.fetchone()
+    cur = await conn.execute("SELECT first_seq, last_seq FROM marketdata_candle "
+                             "WHERE instrument_id = %s AND interval = '1m' AND open_time = %s",
+                             [instrument_id, datetime_of_ms(minute_ms)])
+    row = await cur.fetchone()
     if row is None:
         return None
-    cur.execute("SELECT seq, price, quantity, aggressor_side FROM orders_trade WHERE instrument_id = %s "
-                "AND seq BETWEEN %s AND %s AND executed_at >= %s AND executed_at < %s",
-                [instrument_id, row[0], row[1], datetime_of_us(lo_us), datetime_of_us(hi_us)])
-    return fold_trades(cur.fetchall(), scale)
+    cur = await conn.execute("SELECT seq, price, quantity, aggressor_side FROM orders_trade WHERE instrument_id = %s "
+                             "AND seq BETWEEN %s AND %s AND executed_at >= %s AND executed_at < %s",
+                             [instrument_id, row[0], row[1], datetime_of_us(lo_us), datetime_of_us(hi_us)])
+    return fold_trades(await cur.fetchall(), scale)
 
 
-def vwap(instrument: CachedInstrument, *, from_us: int, to_us: int) -> dict[str, Any]:
+async def vwap(instrument: CachedInstrument, *, from_us: int, to_us: int) -> dict[str, Any]:
     """VWAP, volume, notional, trade count, high, low, first and last of the trades executed in
     [from, to): whole minutes from the candles, partial minutes from their trades."""
     scale = Scale(instrument.spec)
@@ -160,15 +159,15 @@ def vwap(instrument: CachedInstrument, *, from_us: int, to_us: int) -> dict[str,
     inner_lo = -(-from_us // minute_us) * minute_us
     inner_hi = to_us - to_us % minute_us
     parts: list[Candle | None] = []
-    with connection.cursor() as cur:
+    async with connection() as conn:
         if inner_lo > inner_hi:  # within one minute
-            parts.append(_partial_minute(cur, instrument.id, scale, from_us, to_us))
+            parts.append(await _partial_minute(conn, instrument.id, scale, from_us, to_us))
         else:
             if from_us < inner_lo:
-                parts.append(_partial_minute(cur, instrument.id, scale, from_us, inner_lo))
-            parts.extend(_range_candles(cur, instrument.id, scale, inner_lo // 1000, inner_hi // 1000))
+                parts.append(await _partial_minute(conn, instrument.id, scale, from_us, inner_lo))
+            parts.extend(await _range_candles(conn, instrument.id, scale, inner_lo // 1000, inner_hi // 1000))
             if inner_hi < to_us:
-                parts.append(_partial_minute(cur, instrument.id, scale, inner_hi, to_us))
+                parts.append(await _partial_minute(conn, instrument.id, scale, inner_hi, to_us))
     total = combine(p for p in parts if p is not None)
     base: dict[str, Any] = {"instrument": instrument.symbol, "from": fmt_time(datetime_of_us(from_us)),
                             "to": fmt_time(datetime_of_us(to_us))}
@@ -181,15 +180,15 @@ def vwap(instrument: CachedInstrument, *, from_us: int, to_us: int) -> dict[str,
                    "last": scale.price(total.close), "first_seq": total.first_seq, "last_seq": total.last_seq}
 
 
-def ticker_24h(instrument: CachedInstrument, *, now_ms: int) -> dict[str, Any]:
+async def ticker_24h(instrument: CachedInstrument, *, now_ms: int) -> dict[str, Any]:
     """The rolling 24 h statistics (the window of marketdata.analytics.window_bounds) and the
     touch of the book."""
     scale = Scale(instrument.spec)
     open_ms, close_ms = window_bounds(now_ms)
-    with connection.cursor() as cur:
-        stats = combine(_range_candles(cur, instrument.id, scale, open_ms, close_ms))
-        cur.execute(TOUCH_SQL, [instrument.id])
-        touch = {side: (price, qty) for side, price, qty in cur.fetchall()}
+    async with connection() as conn:
+        stats = combine(await _range_candles(conn, instrument.id, scale, open_ms, close_ms))
+        cur = await conn.execute(TOUCH_SQL, [instrument.id])
+        touch = {side: (price, qty) for side, price, qty in await cur.fetchall()}
     bid, bid_size = touch.get("buy", (None, None))
     ask, ask_size = touch.get("sell", (None, None))
     return {"instrument": instrument.symbol, **ticker_fields(stats, scale, open_ms, close_ms),
@@ -198,15 +197,3 @@ def ticker_24h(instrument: CachedInstrument, *, now_ms: int) -> dict[str, Any]:
             "best_ask": None if ask is None else scale.price(scale.ticks(ask)),
             "best_ask_size": None if ask_size is None else scale.qty(scale.lots(ask_size)),
             "time": fmt_time(datetime_of_ms(now_ms))}
-
-
-def last_prices(instrument_ids: list[int]) -> dict[int, Any]:
-    """Each instrument's last trade price (Decimal), for those that traded."""
-    out: dict[int, Any] = {}
-    with connection.cursor() as cur:
-        for instrument_id in instrument_ids:
-            cur.execute(LAST_TRADE_SQL, [instrument_id])
-            row = cur.fetchone()
-            if row is not None:
-                out[instrument_id] = row[0]
-    return out

@@ -35,6 +35,7 @@ class Code(str, Enum):
     # -- the request itself (edge) --
     INVALID_JSON = "invalid_json"
     INVALID_BODY = "invalid_body"
+    VALIDATION_ERROR = "validation_error"
     INVALID_MESSAGE = "invalid_message"
     INVALID_STRING = "invalid_string"
     INVALID_TYPE = "invalid_type"
@@ -59,6 +60,7 @@ class Code(str, Enum):
     CLIENT_ID_REQUIRED = "client_id_required"
     TOO_MANY_ORDERS = "too_many_orders"
     TOO_MANY_INFLIGHT = "too_many_inflight"
+    TOO_MANY_SUBSCRIPTIONS = "too_many_subscriptions"
     FEED_UNAVAILABLE = "feed_unavailable"
     # -- orders and commands --
     ORDER_NOT_FOUND = "order_not_found"
@@ -69,6 +71,11 @@ class Code(str, Enum):
     # -- faults --
     DATABASE_UNAVAILABLE = "database_unavailable"
     OUTCOME_UNKNOWN = "outcome_unknown"
+    OVERLOADED = "overloaded"
+    REQUEST_TIMEOUT = "request_timeout"
+    CSRF_FAILED = "csrf_failed"
+    FORBIDDEN = "forbidden"
+    SERVER_ERROR = "server_error"
     # -- the engine's reasons (matching.engine.enums.Reason), refusals and cancel reasons --
     INVALID_PRICE = "invalid_price"
     PRICE_OFF_TICK = "price_off_tick"
@@ -323,6 +330,10 @@ def parse_advertisement(application_name: str) -> tuple[str, int, str] | None:
 OUTCOME_CHANNEL: Final = "pgb_outcome"
 MARKET_CHANNEL: Final = "pgb_market"
 INBOX_CHANNEL: Final = "pgb_inbox"
+# Operations told to every web process: GOING_AWAY, the exchange is stopping (its sockets then
+# get their close frames before the server goes).
+CONTROL_CHANNEL: Final = "pgb_control"
+GOING_AWAY: Final = "going_away"
 # PostgreSQL refuses a NOTIFY payload of 8,000 bytes or more; what we send stays under this.
 NOTIFY_MAX_BYTES: Final = 7900
 

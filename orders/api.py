@@ -6,44 +6,64 @@ the browsable API's forms, so both answer identically.
 """
 from __future__ import annotations
 
+import base64
 import datetime as dt
+from decimal import Decimal
 from typing import Any
 
 from asgiref.sync import async_to_sync
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema
 from rest_framework import generics
-from rest_framework.pagination import CursorPagination
+from rest_framework.metadata import SimpleMetadata
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.utils.urls import replace_query_param
 from rest_framework.views import APIView
 
-from matching.contract import Code
-from matching.records import ORDER_COLUMNS, fmt_decimal, fmt_time
+from matching.contract import Code, OrderStatus
 
 from . import services
 from .access import check_client_access
-from .errors import invalid
-from .instruments import CachedInstrument, by_symbol_sync
-from .models import Instrument, Order, Status, Trade
-from .representation import order_body, trade_json
-from .selectors import orderbook_sync, orders_sync, positions_of, settlements
+from .errors import ApiError, invalid
+from .instruments import CachedInstrument, by_symbol, listed
+from .models import Order, Status
+from .representation import order_body
+from .selectors import orders_page, positions_of, read_orderbook, recent_trades, settlements
 from .serializers import (
     ErrorSerializer,
     InstrumentSerializer,
     OrderBookSerializer,
     OrderCreateSerializer,
     OrderModifySerializer,
+    OrderPageSerializer,
     OrderSerializer,
+    OrderTestSerializer,
     PositionsSerializer,
     SettlementSerializer,
     TradeSerializer,
 )
-from .validation import instrument_symbol, place_request
+from .validation import instrument_symbol, place_request, refuse_bad_text, tested_order
 
-ERRORS = {400: ErrorSerializer, 404: ErrorSerializer, 409: ErrorSerializer, 503: ErrorSerializer}
+# Every refusal the API can give, in the one error shape (orders.errors).
+_E = ErrorSerializer
+READ_ERRORS = {400: _E, 404: _E, 405: _E, 408: _E, 429: _E, 503: _E}
+WRITE_ERRORS = {**READ_ERRORS, 409: _E, 413: _E, 415: _E, 504: _E}
+
+
+def _limit(name: str, default: int, high: int, what: str) -> OpenApiParameter:
+    return OpenApiParameter(name, {"type": "integer", "minimum": 1, "maximum": high, "default": default},
+                            description=f"{what}: 1..{high}, default {default}")
+
+
+INSTRUMENT = OpenApiParameter("instrument", str, required=True, description="a symbol of GET /instruments")
 
 
 def _data(request: Request) -> Any:
+    if request.content_type.startswith(("application/x-www-form-urlencoded", "multipart/form-data")) and \
+            request._request.body.lstrip()[:1] in (b"{", b"["):
+        # JSON labelled as a form would be read as one field named after the whole body.
+        raise ApiError(415, Code.UNSUPPORTED_MEDIA_TYPE,
+                       "The body is JSON: send it with Content-Type: application/json.")
     data = request.data
     if hasattr(data, "dict"):  # a form (QueryDict): plain values, blanks as absent
         data = {k: v for k, v in data.dict().items() if v not in ("", None) and k != "csrfmiddlewaretoken"}
@@ -53,7 +73,7 @@ def _data(request: Request) -> Any:
 def _instrument_or_400(symbol: str | None) -> CachedInstrument:
     if not symbol:
         raise invalid("instrument", Code.REQUIRED, "this query parameter is required")
-    instrument = by_symbol_sync(symbol)
+    instrument = async_to_sync(by_symbol)(symbol)
     if instrument is None:
         raise invalid("instrument", Code.UNKNOWN_INSTRUMENT, f"no instrument {symbol!r}")
     return instrument
@@ -72,122 +92,170 @@ def _int_param(request: Request, name: str, default: int, low: int, high: int) -
     return value
 
 
-class NewestFirst(CursorPagination):
-    ordering = "-id"
-    page_size = 50
-    page_size_query_param = "limit"
-    max_page_size = 1000
+def _cursor(request: Request) -> tuple[int | None, int | None]:
+    """(older_than, newer_than) from the opaque ?cursor= of a page link."""
+    raw = request.query_params.get("cursor")
+    if raw is None:
+        return None, None
+    try:
+        text = base64.urlsafe_b64decode(raw.encode() + b"=" * (-len(raw) % 4)).decode()
+        direction, row_id = text[0], int(text[1:])
+        if direction not in "on" or row_id < 0:
+            raise ValueError(text)
+    except (ValueError, UnicodeDecodeError, IndexError):
+        raise invalid("cursor", Code.INVALID_CHOICE, "not a cursor this API gave") from None
+    return (row_id, None) if direction == "o" else (None, row_id)
 
 
-class OrderCollection(generics.GenericAPIView):
+def _page_link(request: Request, direction: str, row_id: int | None) -> str | None:
+    if row_id is None:
+        return None
+    token = base64.urlsafe_b64encode(f"{direction}{row_id}".encode()).decode().rstrip("=")
+    return replace_query_param(request.build_absolute_uri(), "cursor", token)
+
+
+class _Checked:
+    """Every view's query parameters are refused at once if one holds a NUL or a lone surrogate
+    (a string nothing may read, store or echo: orders.validation)."""
+
+    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
+        refuse_bad_text({name: request.query_params.getlist(name) for name in request.query_params})
+        super().initial(request, *args, **kwargs)  # type: ignore[misc]
+
+
+class OrderCollection(_Checked, generics.GenericAPIView):
     """List orders (newest first, cursor-paginated) or place one."""
 
     serializer_class = OrderCreateSerializer
-    pagination_class = NewestFirst
-    queryset = Order.objects.all()
+    queryset = Order.objects.none()  # the browsable API's form needs one; reads go through selectors
 
-    @extend_schema(parameters=[OpenApiParameter("client_id", str), OpenApiParameter("status", str),
-                               OpenApiParameter("instrument", str), OpenApiParameter("limit", int)],
-                   responses={200: OrderSerializer(many=True), **ERRORS})
+    @extend_schema(parameters=[OpenApiParameter("client_id", str),
+                               OpenApiParameter("status", str, enum=[s.value for s in OrderStatus]),
+                               OpenApiParameter("instrument", str), _limit("limit", 50, 1000, "orders per page"),
+                               OpenApiParameter("cursor", str, description="from a page's next/previous")],
+                   responses={200: OrderPageSerializer, **READ_ERRORS}, operation_id="orders_list")
     def get(self, request: Request) -> Response:
-        qs = self.get_queryset()
-        if client_id := request.query_params.get("client_id"):
-            qs = qs.filter(client_id=client_id)
-        if status := request.query_params.get("status"):
-            if status not in Status.values:
-                raise invalid("status", Code.INVALID_CHOICE, f"must be one of {', '.join(Status.values)}")
-            qs = qs.filter(status=status)
-        if symbol := request.query_params.get("instrument"):
-            qs = qs.filter(instrument=_instrument_or_400(symbol).id)
-        _int_param(request, "limit", 50, 1, 1000)
-        page = self.paginate_queryset(qs.values(*ORDER_COLUMNS, "id"))
-        assert page is not None
-        return self.get_paginated_response([order_body(state) for state in orders_sync(list(page))])
+        params = request.query_params
+        status = params.get("status")
+        if status is not None and status not in Status.values:
+            raise invalid("status", Code.INVALID_CHOICE, f"must be one of {', '.join(Status.values)}")
+        symbol = params.get("instrument")
+        older_than, newer_than = _cursor(request)
+        page = async_to_sync(orders_page)(
+            client_id=params.get("client_id") or None, status=status,
+            instrument_id=_instrument_or_400(symbol).id if symbol else None,
+            limit=_int_param(request, "limit", 50, 1, 1000), older_than=older_than, newer_than=newer_than)
+        return Response({"next": _page_link(request, "o", page.older),
+                         "previous": _page_link(request, "n", page.newer),
+                         "results": [order_body(state) for state in page.orders]})
 
     @extend_schema(request=OrderCreateSerializer,
-                   responses={201: OrderSerializer, 200: OrderSerializer, 202: OrderSerializer, **ERRORS})
+                   responses={201: OrderSerializer, 200: OrderSerializer, 202: OrderSerializer, **WRITE_ERRORS},
+                   description="201: placed, its outcome committed (fills included). 200: the same "
+                               "idempotency_key and body again: the original order. 202: stored, not yet "
+                               "matched (status pending). 409: the key with another body, or a taken order_id.")
     def post(self, request: Request) -> Response:
         data = _data(request)
         symbol = instrument_symbol(data)
-        order = place_request(data, by_symbol_sync(symbol) if symbol else None)
+        order = place_request(data, async_to_sync(by_symbol)(symbol) if symbol else None)
         (result,) = async_to_sync(services.orders_place)([order])
         return Response(result.body, status=result.status)
 
 
-class OrderDetail(generics.GenericAPIView):
+class OrderTest(_Checked, APIView):
+    """Validate an order exactly as POST /orders would, and store nothing (as Binance's
+    /order/test). JSON bodies take the lean path (orders.fastpath); this view serves forms."""
+
+    serializer_class = OrderCreateSerializer
+
+    @extend_schema(request=OrderCreateSerializer, responses={200: OrderTestSerializer, **WRITE_ERRORS})
+    def post(self, request: Request) -> Response:
+        data = _data(request)
+        symbol = instrument_symbol(data)
+        instrument = async_to_sync(by_symbol)(symbol) if symbol else None
+        return Response(tested_order(place_request(data, instrument), instrument))
+
+
+class _NoObjectMetadata(SimpleMetadata):
+    """OPTIONS describes the operations without looking up the object (an order is read through
+    the services, not a queryset lookup)."""
+
+    def determine_actions(self, request: Request, view: Any) -> dict[str, Any]:
+        actions = {}
+        for method in {"PUT", "PATCH", "POST"} & set(view.allowed_methods):
+            actions[method] = self.get_serializer_info(view.get_serializer())
+        return actions
+
+
+class OrderDetail(_Checked, generics.GenericAPIView):
     """One order: read it, modify it (PATCH/PUT: new price and/or new total quantity), cancel it (DELETE)."""
 
     serializer_class = OrderModifySerializer
     queryset = Order.objects.all()
+    metadata_class = _NoObjectMetadata
 
-    @extend_schema(responses={200: OrderSerializer, **ERRORS})
+    @extend_schema(responses={200: OrderSerializer, **READ_ERRORS}, operation_id="order_get")
     def get(self, request: Request, order_id: str) -> Response:
         return Response(async_to_sync(services.order_get)(order_id))
 
-    @extend_schema(request=OrderModifySerializer, responses={200: OrderSerializer, 202: OrderSerializer, **ERRORS})
+    @extend_schema(request=OrderModifySerializer, responses={200: OrderSerializer, 202: OrderSerializer,
+                                                            **WRITE_ERRORS})
     def patch(self, request: Request, order_id: str) -> Response:
         result = async_to_sync(services.order_command)(order_id, "modify", _data(request))
         return Response(result.body, status=result.status)
 
     put = patch
 
-    @extend_schema(responses={200: OrderSerializer, 202: OrderSerializer, **ERRORS})
+    @extend_schema(responses={200: OrderSerializer, 202: OrderSerializer, **WRITE_ERRORS})
     def delete(self, request: Request, order_id: str) -> Response:
         result = async_to_sync(services.order_command)(order_id, "cancel")
         return Response(result.body, status=result.status)
 
 
-class OrderCancel(APIView):
+class OrderCancel(_Checked, APIView):
     """Cancel an order: the answer is its final state (cancelled, with the remaining quantity)."""
 
-    @extend_schema(request=None, responses={200: OrderSerializer, 202: OrderSerializer, **ERRORS})
+    @extend_schema(request=None, responses={200: OrderSerializer, 202: OrderSerializer, **WRITE_ERRORS})
     def post(self, request: Request, order_id: str) -> Response:
         result = async_to_sync(services.order_command)(order_id, "cancel")
         return Response(result.body, status=result.status)
 
 
-class TradeList(APIView):
+class TradeList(_Checked, APIView):
     """Recent trades of an instrument, newest first."""
 
-    @extend_schema(parameters=[OpenApiParameter("instrument", str, required=True),
-                               OpenApiParameter("limit", int, description="1..1000, default 50")],
-                   responses={200: TradeSerializer(many=True), **ERRORS})
+    @extend_schema(parameters=[INSTRUMENT, _limit("limit", 50, 1000, "trades")],
+                   responses={200: TradeSerializer(many=True), **READ_ERRORS})
     def get(self, request: Request) -> Response:
         instrument = _instrument_or_400(request.query_params.get("instrument"))
         limit = _int_param(request, "limit", 50, 1, 1000)
-        tick, lot = instrument.spec.tick_size, instrument.spec.lot_size
-        rows = Trade.objects.filter(instrument=instrument.id).order_by("-seq")[:limit]
-        return Response([trade_json(
-            trade_id=t.trade_id, instrument=instrument.symbol, price=fmt_decimal(t.price, tick),
-            quantity=fmt_decimal(t.quantity, lot), aggressor_side=t.aggressor_side,
-            buy_order_id=str(t.buy_order_id), sell_order_id=str(t.sell_order_id),
-            maker_order_id=str(t.maker_order_id), taker_order_id=str(t.taker_order_id), seq=t.seq,
-            executed_at=fmt_time(t.executed_at)) for t in rows])
+        return Response(async_to_sync(recent_trades)(instrument, limit))
 
 
-class OrderBook(APIView):
+class OrderBook(_Checked, APIView):
     """The order book: bids high to low, asks low to high, with the sequence it reflects."""
 
-    @extend_schema(parameters=[OpenApiParameter("instrument", str, required=True),
-                               OpenApiParameter("levels", int, description="1..1000, default 20")],
-                   responses={200: OrderBookSerializer, **ERRORS})
+    @extend_schema(parameters=[INSTRUMENT, _limit("levels", 20, 1000, "price levels per side")],
+                   responses={200: OrderBookSerializer, **READ_ERRORS})
     def get(self, request: Request) -> Response:
         instrument = _instrument_or_400(request.query_params.get("instrument"))
         levels = _int_param(request, "levels", 20, 1, 1000)
-        return Response(orderbook_sync(instrument, levels))
+        return Response(async_to_sync(read_orderbook)(instrument, levels))
 
 
-class InstrumentList(APIView):
+class InstrumentList(_Checked, APIView):
     """Tradable instruments and their grids."""
 
-    @extend_schema(responses={200: InstrumentSerializer(many=True)})
+    @extend_schema(responses={200: InstrumentSerializer(many=True), **READ_ERRORS})
     def get(self, request: Request) -> Response:
+        def text(value: Decimal) -> str:
+            return format(value, "f")
+
         return Response([{
-            "symbol": i.symbol, "tick_size": str(i.tick_size.normalize()), "lot_size": str(i.lot_size.normalize()),
-            "min_qty": str(i.min_qty.normalize()), "max_qty": str(i.max_qty.normalize()),
-            "max_price": str(i.max_price.normalize()),
-            "min_notional": None if i.min_notional is None else str(i.min_notional.normalize()),
-            "is_active": i.is_active} for i in Instrument.objects.all()])
+            "symbol": i.symbol, "tick_size": text(i.spec.tick_size), "lot_size": text(i.spec.lot_size),
+            "min_qty": text(i.spec.min_qty), "max_qty": text(i.spec.max_qty), "max_price": text(i.spec.max_price),
+            "min_notional": None if i.spec.min_notional is None else text(i.spec.min_notional),
+            "is_active": i.is_active} for i in async_to_sync(listed)()])
 
 
 # --------------------------------------------------------------------------------------------
@@ -195,13 +263,13 @@ class InstrumentList(APIView):
 # --------------------------------------------------------------------------------------------
 
 
-class PositionList(APIView):
+class PositionList(_Checked, APIView):
     """A client's positions, one per instrument it traded: net quantity, quote cash flow,
     average entry price and realized PnL by average cost, unrealized PnL at the last price."""
 
     @extend_schema(
         parameters=[OpenApiParameter("instrument", str, description="only this instrument")],
-        responses={200: PositionsSerializer, **ERRORS},
+        responses={200: PositionsSerializer, **READ_ERRORS},
         examples=[OpenApiExample("alice", response_only=True, value={"client_id": "alice", "positions": [{
             "instrument": "BTC-USD", "net_quantity": "0.3000", "quote_cash_flow": "-8996.500000",
             "average_entry_price": "30001.67", "cost_basis": "9000.500000", "realized_pnl": "4.000000",
@@ -212,17 +280,16 @@ class PositionList(APIView):
         check_client_access(request, client_id)
         symbol = request.query_params.get("instrument")
         instrument = _instrument_or_400(symbol) if symbol else None
-        return Response({"client_id": client_id, "positions": positions_of(client_id, instrument)})
+        return Response({"client_id": client_id, "positions": async_to_sync(positions_of)(client_id, instrument)})
 
 
-class SettlementList(APIView):
+class SettlementList(_Checked, APIView):
     """End-of-day settlements (`manage.py settle`), newest day first."""
 
     @extend_schema(
         parameters=[OpenApiParameter("date", str, description="YYYY-MM-DD"), OpenApiParameter("client_id", str),
-                    OpenApiParameter("instrument", str), OpenApiParameter("limit", int, description="1..1000, "
-                                                                                          "default 100")],
-        responses={200: SettlementSerializer(many=True), **ERRORS},
+                    OpenApiParameter("instrument", str), _limit("limit", 100, 1000, "settlements")],
+        responses={200: SettlementSerializer(many=True), **READ_ERRORS},
         examples=[OpenApiExample("one client's day", response_only=True, value=[{
             "date": "2026-12-01", "instrument": "BTC-USD", "client_id": "alice", "bought_quantity": "0.8000",
             "sold_quantity": "0.5000", "net_quantity": "0.3000", "bought_quote": "24001.500000",
@@ -241,5 +308,6 @@ class SettlementList(APIView):
         symbol = request.query_params.get("instrument")
         instrument = _instrument_or_400(symbol) if symbol else None
         limit = _int_param(request, "limit", 100, 1, 1000)
-        return Response(settlements(day=day, client_id=client_id, instrument=instrument, limit=limit))
+        return Response(async_to_sync(settlements)(day=day, client_id=client_id, instrument=instrument,
+                                                   limit=limit))
 

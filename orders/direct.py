@@ -16,7 +16,6 @@ import time
 
 import psycopg
 from django.conf import settings
-from psycopg_pool import PoolTimeout
 
 from matching.contract import (
     APPLICATION_PREFIX,
@@ -31,7 +30,7 @@ from matching.contract import (
     read_frame,
 )
 
-from .db import pool
+from .db import FAILURES, DatabaseDown, connection
 
 log = logging.getLogger(__name__)
 
@@ -93,10 +92,10 @@ class DirectClient:
 
     async def _open(self) -> bool:
         try:
-            async with (await pool()).connection() as conn:
+            async with connection() as conn:
                 cur = await conn.execute(FIND_WORKER_SQL, (APPLICATION_PREFIX + "%",))
                 row = await cur.fetchone()
-        except (psycopg.Error, PoolTimeout, OSError):
+        except (psycopg.Error, *FAILURES, DatabaseDown):
             return False
         found = parse_advertisement(row[0]) if row else None
         if found is None:

@@ -12,21 +12,23 @@ Binance's /order/test): the bare endpoint that docs/performance.md compares the 
 """
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
 import psycopg
+from django.conf import settings
 from prometheus_client import Counter, Histogram
-from psycopg_pool import PoolTimeout
 
 from matching.contract import Code
 
-from .errors import ApiError, database_unavailable
+from .db import FAILURES, DatabaseDown
+from .errors import RETRY_AFTER_S, RETRY_STATUSES, ApiError, database_unavailable
 from .instruments import by_symbol
 from .services import order_command, orders_place
-from .validation import instrument_symbol, parse_json, place_request
+from .validation import instrument_symbol, parse_json, place_request, tested_order
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -37,6 +39,8 @@ ORDERS_TOTAL = Counter("pgbourse_order_requests_total", "Order entry requests on
 ORDER_LATENCY = Histogram("pgbourse_order_request_seconds", "Fast-path order entry latency",
                           buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5))
 JSON_HEADERS = [(b"content-type", b"application/json"), (b"vary", b"Accept")]
+FORM_TYPES = frozenset({b"application/x-www-form-urlencoded", b"multipart/form-data"})
+RETRY_AFTER = str(RETRY_AFTER_S).encode()
 MAX_BODY = 64 * 1024
 
 
@@ -71,32 +75,59 @@ def _route(scope: Scope) -> tuple[str, str] | None:
             content_type = value
         elif name == b"accept":
             accept = value
-    # The browsable API's HTML form (form-encoded, or asking for HTML back) stays with DRF.
-    if content_type and not content_type.startswith(b"application/json"):
+    media = content_type.split(b";", 1)[0].strip().lower()
+    # The browsable API's HTML forms (form-encoded, or asking for HTML back) stay with DRF.
+    if media in FORM_TYPES or b"text/html" in accept:
         return None
-    return None if b"text/html" in accept else route
+    if media != b"application/json" and route[0] != "cancel":
+        # A body of another type, or of none named, is refused rather than guessed at.
+        return ("unsupported", "")
+    return route
 
 
-async def _read_body(receive: Receive) -> bytes:
+async def _read_body(receive: Receive, limit: int) -> bytes:
+    """The whole body, by the deadline (settings.HTTP_BODY_TIMEOUT_S): a client that trickles
+    its body is cut off with 408 rather than holding the request open."""
     chunks: list[bytes] = []
     size = 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise ConnectionError("client went away")
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > MAX_BODY:
-            raise ApiError(413, Code.BODY_TOO_LARGE, f"Request body exceeds {MAX_BODY} bytes.")
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            return b"".join(chunks)
+    try:
+        async with asyncio.timeout(settings.HTTP_BODY_TIMEOUT_S):
+            while True:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    raise ConnectionError("client went away")
+                chunk = message.get("body", b"")
+                size += len(chunk)
+                if size > limit:
+                    raise ApiError(413, Code.BODY_TOO_LARGE, f"Request body exceeds {limit} bytes.")
+                chunks.append(chunk)
+                if not message.get("more_body", False):
+                    return b"".join(chunks)
+    except TimeoutError:
+        raise ApiError(408, Code.REQUEST_TIMEOUT,
+                       f"The request body did not arrive within {settings.HTTP_BODY_TIMEOUT_S:g} s.") from None
+
+
+def _replaying(body: bytes, receive: Receive) -> Receive:
+    """A receive() that gives the body already read, then the connection's own messages."""
+    sent = False
+
+    async def replay() -> dict[str, Any]:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay
 
 
 async def _respond(send: Send, status: int, body: dict[str, Any]) -> None:
     payload = orjson.dumps(body)
-    await send({"type": "http.response.start", "status": status,
-                "headers": [*JSON_HEADERS, (b"content-length", str(len(payload)).encode())]})
+    headers = [*JSON_HEADERS, (b"content-length", str(len(payload)).encode())]
+    if status in RETRY_STATUSES:
+        headers.append((b"retry-after", RETRY_AFTER))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": payload})
 
 
@@ -105,11 +136,7 @@ async def place_order(body: bytes, *, test_only: bool = False) -> tuple[int, dic
     instrument = await by_symbol(symbol) if (symbol := instrument_symbol(data)) else None
     order = place_request(data, instrument)
     if test_only:
-        assert instrument is not None
-        return 200, {"instrument": instrument.symbol, "side": order.side.value, "type": order.type.value,
-                     "price": order.price, "quantity": order.quantity, "time_in_force": order.time_in_force.value,
-                     "post_only": order.post_only, "stp": order.stp.value, "client_id": order.client_id,
-                     "idempotency_key": order.idempotency_key, "valid": True}
+        return 200, tested_order(order, instrument)
     (result,) = await orders_place([order])
     return result.status, result.body
 
@@ -123,21 +150,35 @@ async def command_order(operation: str, order_id: str, body: bytes) -> tuple[int
 
 def http_application(django_app: Callable[..., Awaitable[None]]) -> Callable[..., Awaitable[None]]:
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
-        route = _route(scope) if scope["type"] == "http" else None
-        if route is None:
+        if scope["type"] != "http":
             await django_app(scope, receive, send)
+            return
+        route = _route(scope)
+        if route is None:
+            # Django's requests get the same body deadline; its own limits apply after that.
+            try:
+                body = await _read_body(receive, settings.DATA_UPLOAD_MAX_MEMORY_SIZE + 1024 * 1024)
+            except ApiError as exc:
+                await _respond(send, exc.status_code, exc.body())
+                return
+            except ConnectionError:
+                return
+            await django_app(scope, _replaying(body, receive), send)
             return
         operation, order_id = route
         started = time.perf_counter()
         try:
-            body = await _read_body(receive)
+            body = await _read_body(receive, MAX_BODY)
+            if operation == "unsupported":
+                raise ApiError(415, Code.UNSUPPORTED_MEDIA_TYPE,
+                               "Send the body as JSON, with Content-Type: application/json.")
             if operation in ("place", "test"):
                 status, payload = await place_order(body, test_only=operation == "test")
             else:
                 status, payload = await command_order(operation, order_id, body)
         except ApiError as exc:
             status, payload = exc.status_code, exc.body()
-        except (psycopg.Error, PoolTimeout, TimeoutError):
+        except (psycopg.Error, *FAILURES, DatabaseDown):
             status, payload = 503, database_unavailable().body()
         except ConnectionError:
             return

@@ -11,7 +11,7 @@ from typing import Any
 from matching.engine.types import InstrumentSpec
 from matching.records import INSTRUMENT_COLUMNS, INSTRUMENTS_SQL, spec_of
 
-from .db import pool
+from .db import connection
 
 REFRESH_S = 5.0
 
@@ -57,7 +57,7 @@ async def refresh() -> None:
     global _lock
     if _lock is None:
         _lock = asyncio.Lock()
-    async with _lock, (await pool()).connection() as conn:
+    async with _lock, connection() as conn:
         cur = await conn.execute(SQL)
         _install(await cur.fetchall())
 
@@ -78,26 +78,23 @@ async def by_id(instrument_id: int) -> CachedInstrument | None:
     return found
 
 
-def by_symbol_sync(symbol: str) -> CachedInstrument | None:
-    """For sync code (ORM views): read through Django's connection."""
-    from django.db import connection
-
-    found = _by_symbol.get(symbol)
-    if found is None or time.monotonic() - _loaded_at > REFRESH_S:
-        with connection.cursor() as cur:
-            cur.execute(SQL)
-            _install(cur.fetchall())
-        found = _by_symbol.get(symbol)
-    return found
+async def listed() -> list[CachedInstrument]:
+    """Every instrument, freshly read, by symbol."""
+    await refresh()
+    return sorted(_by_symbol.values(), key=lambda i: i.symbol)
 
 
-def by_id_sync(instrument_id: int) -> CachedInstrument | None:
-    from django.db import connection
+# -- for management commands and migrations (analytics, issue 15) --
 
-    found = _by_id.get(instrument_id)
-    if found is None:
-        with connection.cursor() as cur:
-            cur.execute(SQL)
-            _install(cur.fetchall())
-        found = _by_id.get(instrument_id)
-    return found
+
+def read_sync(symbol: str | None = None) -> list[CachedInstrument]:
+    """Instruments read through Django's connection, by symbol (one, or every one): for the
+    synchronous management commands (settle, analytics_check) and data migrations."""
+    from django.db import connection as django_connection
+
+    with django_connection.cursor() as cur:
+        if symbol is None:
+            cur.execute(SQL + " ORDER BY symbol")
+        else:
+            cur.execute(SQL + " WHERE symbol = %s", [symbol])
+        return [_build(r) for r in cur.fetchall()]

@@ -18,8 +18,10 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import psycopg
+from django.conf import settings
 
 from matching.contract import (
+    CONTROL_CHANNEL,
     MARKET_CHANNEL,
     OUTCOME_CHANNEL,
     MarketPayload,
@@ -27,7 +29,7 @@ from matching.contract import (
     decode_market,
     decode_outcomes,
 )
-from matching.worker.postgres import conninfo
+from matching.worker.postgres import backoff_s, conninfo
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +42,7 @@ class Hub:
         self._waiters: dict[str, list[asyncio.Future[Any]]] = {}
         self._market: list[MarketCallback] = []
         self._resync: list[ResyncCallback] = []
+        self._control: list[Callable[[str], None]] = []
         self._task: asyncio.Task[None] | None = None
         self._ready: asyncio.Event | None = None
         self._conn: psycopg.AsyncConnection[Any] | None = None
@@ -61,35 +64,42 @@ class Hub:
         return self._ready is not None and self._ready.is_set()
 
     async def _run(self) -> None:
-        backoff = 0.1
+        attempt = 0
         while True:
             try:
-                conn = await psycopg.AsyncConnection.connect(**conninfo("pgbourse-web-listen"), autocommit=True)
-                self._conn = conn
-                async with conn:
+                async with asyncio.timeout(settings.DB_OPERATION_TIMEOUT_S + settings.DB_CONNECT_TIMEOUT_S):
+                    conn = await psycopg.AsyncConnection.connect(**conninfo("pgbourse-web-listen"), autocommit=True)
                     await conn.execute(f"LISTEN {OUTCOME_CHANNEL}")
                     await conn.execute(f"LISTEN {MARKET_CHANNEL}")
+                    await conn.execute(f"LISTEN {CONTROL_CHANNEL}")
+                self._conn = conn
+                async with conn:
                     assert self._ready is not None
                     if self.connected_once:
                         # Whatever was notified while we were away is lost to us: resync.
                         self.reconnects += 1
                         self._wake_all_waiters()
                         await self._notify_resync()
+                        log.warning("LISTEN connection back after %d attempt(s); feed subscribers resync", attempt)
                     self.connected_once = True
                     self._ready.set()
-                    backoff = 0.1
+                    attempt = 0
                     async for note in conn.notifies():
                         self._dispatch(note.channel, note.payload)
             except asyncio.CancelledError:
                 raise
-            except (psycopg.Error, OSError) as exc:
-                log.warning("LISTEN connection lost (%s); reconnecting in %.1fs", exc, backoff)
+            except (psycopg.Error, OSError, TimeoutError) as exc:
+                delay = backoff_s(attempt, settings.DB_RECONNECT_MAX_S)
+                attempt += 1
+                log.warning("LISTEN connection lost or refused (attempt %d: %s); reconnecting in %.2f s",
+                            attempt, exc, delay)
+            else:
+                delay = backoff_s(attempt, settings.DB_RECONNECT_MAX_S)
             if self._ready is not None:
                 self._ready.clear()
             self._conn = None
             self._wake_all_waiters()
-            await asyncio.sleep(backoff)
-            backoff = min(backoff * 2, 2.0)
+            await asyncio.sleep(delay)
 
     # -- outcomes -------------------------------------------------------------------------
     def expect(self, key: str) -> asyncio.Future[Any]:
@@ -134,11 +144,18 @@ class Hub:
                     callback(message)
                 except Exception:  # one broken subscriber must not stop the others or the hub
                     log.exception("market subscriber failed")
+        elif channel == CONTROL_CHANNEL:
+            for control in list(self._control):
+                control(payload)
 
     # -- market data ----------------------------------------------------------------------
     def add_market_subscriber(self, callback: MarketCallback) -> None:
         if callback not in self._market:
             self._market.append(callback)
+
+    def add_control_subscriber(self, callback: Callable[[str], None]) -> None:
+        if callback not in self._control:
+            self._control.append(callback)
 
     def add_resync_subscriber(self, callback: ResyncCallback) -> None:
         if callback not in self._resync:

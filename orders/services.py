@@ -28,7 +28,6 @@ import orjson
 import psycopg
 from django.conf import settings
 from psycopg import sql
-from psycopg_pool import PoolTimeout
 
 from matching.contract import (
     FINAL_STATUSES,
@@ -48,8 +47,9 @@ from matching.contract import (
     Refused,
 )
 
+from .admission import admitted
 from .coalesce import coalescer
-from .db import pool
+from .db import FAILURES, DatabaseDown, connection, is_down
 from .direct import WorkerLost, WorkerUnavailable
 from .direct import client as direct_client
 from .errors import ApiError, database_unavailable, outcome_unknown
@@ -110,7 +110,7 @@ SELECT o.n, o.status, ins.id, (SELECT pg_notify('{INBOX_CHANNEL}', '') WHERE EXI
 """
 
 # A database that cannot be reached, or answers no more: expected, and answered 503 or 504.
-DB_FAILURES = (psycopg.OperationalError, PoolTimeout, TimeoutError, OSError)
+DB_FAILURES = (*FAILURES, DatabaseDown)
 
 
 @dataclass(slots=True)
@@ -144,6 +144,12 @@ async def _await_outcomes(keys: list[str], futures: list[asyncio.Future[Any]]) -
     return results
 
 
+def _refuse_while_down() -> None:
+    """503 at once while the database is known to be away (orders.db): nothing is sent."""
+    if is_down():
+        raise database_unavailable()
+
+
 def _unknown(orders: list[PlaceOrder], exc: BaseException) -> list[Result]:
     log.warning("order outcome unknown after a database failure (%s): %d order(s)", exc, len(orders))
     return [Result(504, outcome_unknown(o.order_id, o.idempotency_key).body(), o.idempotency_key) for o in orders]
@@ -158,7 +164,14 @@ async def orders_place(orders: list[PlaceOrder]) -> list[Result]:
     """Place validated orders (orders.validation.place_request); one answer each, in order.
 
     Nothing is answered before the outcome is committed, except 202 pending for an order stored
-    as pending and not yet matched."""
+    as pending and not yet matched. 503 at once, nothing sent, while the database is away or
+    the process is at capacity (orders.admission)."""
+    _refuse_while_down()
+    async with admitted(len(orders)):
+        return await _place(orders)
+
+
+async def _place(orders: list[PlaceOrder]) -> list[Result]:
     if settings.MATCHING_DIRECT:
         try:
             answers = await coalescer(_send_direct).submit(list(orders))
@@ -191,9 +204,9 @@ async def _direct_results(orders: list[PlaceOrder], answers: list[Answer]) -> li
     dup_idx = [n for n, r in enumerate(results) if r is None]
     if dup_idx:
         try:
-            async with (await pool()).connection() as conn:
+            async with connection() as conn:
                 await _answer_duplicates(conn, orders, dup_idx, results)
-        except (psycopg.OperationalError, PoolTimeout):
+        except DB_FAILURES:
             # Only the duplicates go unanswered: the orders placed beside them stand (201).
             for n in dup_idx:
                 results[n] = Result(503, database_unavailable().body())
@@ -229,7 +242,7 @@ async def _place_via_inbox(orders: list[PlaceOrder], settle: bool = False) -> li
             if not settle:
                 for n in dup_idx:
                     hub.forget(keys[n], futures[n])
-            async with (await pool()).connection() as conn:
+            async with connection() as conn:
                 await _answer_duplicates(conn, orders, dup_idx, results, own=settle)
         # The connection goes back to the pool while we wait for the worker.
         live = [n for n in range(len(orders)) if results[n] is None]
@@ -239,7 +252,7 @@ async def _place_via_inbox(orders: list[PlaceOrder], settle: bool = False) -> li
         unresolved = [keys[n] for n, o in zip(live, outcomes) if not isinstance(o, PlaceOutcome) or o.order is None]
         from_db: dict[str, OrderState] = {}
         if unresolved:
-            async with (await pool()).connection() as conn:
+            async with connection() as conn:
                 from_db = await orders_by_id(conn, unresolved)
                 if any(state.status is OrderStatus.PENDING for state in from_db.values()):
                     await _make_durable(conn)
@@ -263,7 +276,7 @@ async def _place_via_inbox(orders: list[PlaceOrder], settle: bool = False) -> li
 async def _insert_orders(orders: list[PlaceOrder]) -> dict[int, bool]:
     """One statement for a group of orders: the orders, their first OrderEvent, and a NOTIFY to
     the worker. Answers True at the index of each order that was inserted."""
-    async with (await pool()).connection() as conn:
+    async with connection() as conn:
         rows = [{"order_id": o.order_id, "client_id": o.client_id, "idempotency_key": o.idempotency_key,
                  "request_hash": o.request_hash, "instrument_id": o.instrument_id, "side": o.side.value,
                  "type": o.type.value, "time_in_force": o.time_in_force.value, "post_only": o.post_only,
@@ -333,7 +346,7 @@ def _not_found(order_id: str) -> ApiError:
 
 async def _read_orders(order_ids: list[uuid.UUID]) -> dict[int, OrderState]:
     """One read for a group of requests: at each index, the order if it exists."""
-    async with (await pool()).connection() as conn:
+    async with connection() as conn:
         found = await orders_by_id(conn, list(set(order_ids)))
     return {n: found[str(oid)] for n, oid in enumerate(order_ids) if str(oid) in found}
 
@@ -361,6 +374,12 @@ async def order_get(order_id: str) -> dict[str, Any]:
 async def order_command(order_id: str, kind: str, data: Any = None) -> Result:
     """Cancel or modify an order through the matching worker; the final state comes back."""
     oid = _parse_uuid(order_id)
+    _refuse_while_down()
+    async with admitted(1):
+        return await _command(oid, order_id, kind, data)
+
+
+async def _command(oid: uuid.UUID, order_id: str, kind: str, data: Any) -> Result:
     try:
         await hub.ensure_started()
     except (psycopg.Error, *DB_FAILURES) as exc:
@@ -396,7 +415,7 @@ async def order_command(order_id: str, kind: str, data: Any = None) -> Result:
         command_id, fut = answer
         (outcome,) = await _await_outcomes([f"cmd:{command_id}"], [fut])
         if not isinstance(outcome, CommandOutcome):
-            async with (await pool()).connection() as conn:
+            async with connection() as conn:
                 # The outcome may have come while the LISTEN was reconnecting; PostgreSQL knows.
                 code = await _command_outcome_from_db(conn, command_id)
                 if code is None:
@@ -470,7 +489,7 @@ async def _insert_commands(
     if it is no longer live, else the command's id and the future its outcome will resolve
     (registered before the commit, so the worker cannot answer before anyone listens)."""
     global _insert_commands_sql
-    async with (await pool()).connection() as conn:
+    async with connection() as conn:
         if _insert_commands_sql is None:
             cur = await conn.execute("SELECT pg_get_serial_sequence('orders_ordercommand', 'id')")
             (sequence,) = await cur.fetchone()  # type: ignore[misc]

@@ -94,7 +94,8 @@ def netted(instrument: CachedInstrument, day: dt.date) -> list[dict[str, Any]]:
         sums = cur.fetchall()
     rows = []
     for client_id, bought, sold, bought_quote, sold_quote, trades in sums:
-        rows.append({"date": day.isoformat(), "instrument_id": instrument.id, "client_id": client_id,
+        rows.append({"date": day.isoformat(), "instrument_id": instrument.id, "instrument": instrument.symbol,
+                     "client_id": client_id,
                      **settlement_fields(scale, bought=scale.lots(bought), sold=scale.lots(sold),
                                          bought_quote=scale.units(bought_quote), sold_quote=scale.units(sold_quote),
                                          trades=trades)})
@@ -116,7 +117,7 @@ def settle_instrument(instrument: CachedInstrument, day: dt.date) -> InstrumentS
         cur.execute(INSERT_SQL, [orjson.dumps(rows).decode()])
         created = cur.rowcount
         cur.execute(STORED_SQL, [day, instrument.id])
-        stored = sorted((settlement_body(dict(zip(SETTLEMENT_COLUMNS, r))) for r in cur.fetchall()),
+        stored = sorted((settlement_body(dict(zip(SETTLEMENT_COLUMNS, r)), instrument) for r in cur.fetchall()),
                         key=lambda r: r["client_id"])
         if [_comparable(r) for r in stored] != [_comparable(r) for r in sorted(rows, key=lambda r: r["client_id"])]:
             # Raised inside the transaction: the rows this run inserted are rolled back.

@@ -30,7 +30,8 @@ MAX_BODY_BYTES = 64 * 1024
 MAX_NUMBER_DIGITS = 64
 _INT_BOUND = 10**MAX_NUMBER_DIGITS
 # ASCII digits only: Decimal() also reads "١٠٠" and "０.００１", which no client means as a price.
-_NUMBER = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]{1,4})?", re.ASCII)
+DECIMAL_PATTERN = r"^[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]{1,4})?$"
+_NUMBER = re.compile(DECIMAL_PATTERN.strip("^$"), re.ASCII)
 # NUL cannot be stored in a PostgreSQL text column, and a lone surrogate cannot be encoded as
 # UTF-8 at all: a string holding either is refused wherever it appears.
 _BAD_TEXT = re.compile("[\x00\ud800-\udfff]")
@@ -94,7 +95,8 @@ class InvalidJson(ValueError):
 def loads_exact(text: bytes | str) -> Any:
     """JSON whose numbers with a fraction or exponent come back as exact Decimal, never float.
     Raises InvalidJson. Shared by the HTTP body parser and the WebSocket message parser.
-    Strings may still hold NUL or lone surrogates (JSON allows both): see bad_text_path."""
+    Strings may still hold NUL or lone surrogates (JSON allows both): see bad_text_path. A
+    member named twice in one object is refused (parsers disagree on which one counts)."""
     try:
         data = orjson.loads(text)
     except orjson.JSONDecodeError as exc:
@@ -104,14 +106,78 @@ def loads_exact(text: bytes | str) -> Any:
             return _loads_stdlib(text)
         except (ValueError, RecursionError):
             raise InvalidJson(str(exc)) from None
-    if _has_binary_fraction(data):
+    members = _members_unless_float(data)
+    if members < 0:
         # orjson made floats; re-read so 0.1 stays exactly 0.1 (and 30000.123456789 stays itself).
+        return _loads_stdlib(text)
+    if members != _names(text):
+        # Fewer members than names in the text: one was named twice (or a string value holds
+        # '":', a false alarm): the exact parser decides.
         return _loads_stdlib(text)
     return data
 
 
 def _loads_stdlib(text: bytes | str) -> Any:
-    return json.loads(text, parse_float=Decimal, parse_int=_integer, parse_constant=_reject_constant)
+    try:
+        return json.loads(text, parse_float=Decimal, parse_int=_integer, parse_constant=_reject_constant,
+                          object_pairs_hook=_unique_members)
+    except DuplicateMember as exc:
+        raise InvalidJson(str(exc)) from None
+
+
+class DuplicateMember(ValueError):
+    pass
+
+
+def _unique_members(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out = dict(pairs)
+    if len(out) != len(pairs):
+        names = [name for name, _ in pairs]
+        twice = next(name for name in names if names.count(name) > 1)
+        raise DuplicateMember(f"member {twice!r} appears twice in one object")
+    return out
+
+
+_NAME_BYTES = re.compile(rb'"\s*:')
+_NAME_TEXT = re.compile(r'"\s*:')
+
+
+def _names(text: bytes | str) -> int:
+    """How many member names the text holds, as far as a scan can tell: a string followed by a
+    colon (a string value holding '":' counts too: a false alarm only). Counting '":' is enough
+    unless the text puts white space before a colon."""
+    if isinstance(text, bytes):
+        if b" :" in text or b"\n:" in text or b"\t:" in text or b"\r:" in text:
+            return len(_NAME_BYTES.findall(text))
+        return text.count(b'":')
+    if " :" in text or "\n:" in text or "\t:" in text or "\r:" in text:
+        return len(_NAME_TEXT.findall(text))
+    return text.count('":')
+
+
+def _members_unless_float(data: Any) -> int:
+    """The number of object members in a parsed document, or -1 if it holds a float. (A member
+    name in the text is a string followed by a colon: a document with fewer members than
+    that had a name twice in one object.)"""
+    kind = type(data)
+    if kind is dict:
+        count = len(data)
+        values = data.values()
+    elif kind is list:
+        count = 0
+        values = data
+    else:
+        return -1 if kind is float else 0
+    for value in values:
+        kind = type(value)
+        if kind is float:
+            return -1
+        if kind is dict or kind is list:
+            inner = _members_unless_float(value)
+            if inner < 0:
+                return -1
+            count += inner
+    return count
 
 
 def _integer(digits: str) -> int | Decimal:
@@ -164,16 +230,6 @@ def parse_json(body: bytes) -> Any:
 
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a number")
-
-
-def _has_binary_fraction(data: Any) -> bool:
-    if isinstance(data, float):
-        return True
-    if isinstance(data, dict):
-        return any(_has_binary_fraction(v) for v in data.values())
-    if isinstance(data, list):
-        return any(_has_binary_fraction(item) for item in data)
-    return False
 
 
 def _decimal(value: Any, field: str, errors: _Errors) -> Decimal | None:
@@ -384,3 +440,12 @@ def modify_request(data: Any, instrument: CachedInstrument, order_id: str) -> Mo
     errors.raise_if_any()
     return ModifyOrder(order_id=order_id, price=None if price is None else format(price, "f"),
                        quantity=None if quantity is None else format(quantity, "f"))
+
+
+def tested_order(order: PlaceOrder, instrument: CachedInstrument | None) -> dict[str, Any]:
+    """POST /orders/test's answer: the order as it would be placed (nothing is stored)."""
+    assert instrument is not None  # place_request refused the order otherwise
+    return {"instrument": instrument.symbol, "side": order.side.value, "type": order.type.value,
+            "price": order.price, "quantity": order.quantity, "time_in_force": order.time_in_force.value,
+            "post_only": order.post_only, "stp": order.stp.value, "client_id": order.client_id,
+            "idempotency_key": order.idempotency_key, "valid": True}

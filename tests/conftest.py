@@ -20,8 +20,13 @@ import pytest
 from exchange_project import pgembed
 from exchange_project.processes import ROOT, child_env, server_command, stop_process_group, worker_command
 
-if not os.environ.get("DATABASE_URL"):
-    pgembed.ensure_running(quiet=True)
+# The embedded PostgreSQL, if DATABASE_URL names none; stopped at the end if this run started it.
+STARTED_DATABASE = not os.environ.get("DATABASE_URL") and pgembed.ensure_running(quiet=True)
+
+
+def pytest_sessionfinish(session: Any, exitstatus: int) -> None:
+    if STARTED_DATABASE:
+        pgembed.stop()
 
 LOG_DIR = ROOT / "var" / "test-logs"
 

@@ -7,14 +7,11 @@ from django.db import migrations
 
 def backfill(apps, schema_editor):  # type: ignore[no-untyped-def]
     from marketdata import recompute
-    from orders.instruments import by_id_sync
+    from orders.instruments import read_sync
 
-    Instrument = apps.get_model("orders", "Instrument")
     Trade = apps.get_model("orders", "Trade")
-    for instrument_id in Instrument.objects.values_list("id", flat=True):
-        if Trade.objects.filter(instrument_id=instrument_id).exists():
-            instrument = by_id_sync(instrument_id)
-            assert instrument is not None
+    for instrument in read_sync():
+        if Trade.objects.filter(instrument_id=instrument.id).exists():
             recompute.rebuild(instrument)
 
 

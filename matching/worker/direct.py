@@ -58,6 +58,7 @@ class DirectServer:
         self._server: asyncio.Server | None = None
         self._batcher: asyncio.Task[None] | None = None
         self._uncommitted = asyncio.Semaphore(MAX_UNCOMMITTED)
+        self._writers: set[asyncio.StreamWriter] = set()
         self.token = secrets.token_hex(8)
         self.address = ""
 
@@ -71,6 +72,7 @@ class DirectServer:
         return advertisement(self.address, self.token)
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._writers.add(writer)
         try:
             if decode_hello(await read_frame(reader)).token != self.token:
                 log.warning("direct connection with a wrong token refused")
@@ -84,6 +86,7 @@ class DirectServer:
         except (asyncio.IncompleteReadError, ConnectionError):
             pass
         finally:
+            self._writers.discard(writer)
             writer.close()
 
     async def _run(self) -> None:
@@ -122,7 +125,12 @@ class DirectServer:
             start += count
 
     async def close(self) -> None:
+        """Stop: no new connection, nothing more matched, and every connection closed, so that
+        each web process learns at once that its unanswered commands are to be settled."""
         if self._batcher is not None:
             self._batcher.cancel()
         if self._server is not None:
             self._server.close()
+        for writer in list(self._writers):
+            writer.close()
+        self._queue.clear()

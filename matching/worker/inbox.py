@@ -17,6 +17,7 @@ has committed the previous one (``batch_done()``), so a pending row is never han
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 import psycopg
@@ -26,6 +27,9 @@ from matching.contract import INBOX_CHANNEL, CancelOrder, ModifyOrder, PlaceOrde
 from matching.engine.types import STP, OrderType, Side, TimeInForce
 
 from .batch import Pending
+from .postgres import backoff_s
+
+log = logging.getLogger("matching.worker.inbox")
 
 POLL_S = 0.5
 PENDING_SQL = """
@@ -70,10 +74,13 @@ def pending(row: dict[str, Any]) -> Pending:
 class PostgresInboxLayer(BaseChannelLayer):
     extensions: list[str] = []
 
-    def __init__(self, conninfo: dict[str, Any] | None = None, batch_limit: int = 2000, **kwargs: Any) -> None:
+    def __init__(self, conninfo: dict[str, Any] | None = None, batch_limit: int = 2000, timeout_s: float = 5.0,
+                 reconnect_max_s: float = 1.0, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.conninfo = conninfo
         self.batch_limit = batch_limit
+        self.timeout_s = timeout_s
+        self.reconnect_max_s = reconnect_max_s
         self._conn: psycopg.AsyncConnection[Any] | None = None
         self._started = False
         self._idle: asyncio.Event | None = None
@@ -87,6 +94,15 @@ class PostgresInboxLayer(BaseChannelLayer):
             self._conn = await psycopg.AsyncConnection.connect(**self.conninfo, autocommit=True)
             await self._conn.execute(f"LISTEN {INBOX_CHANNEL}")
         return self._conn
+
+    async def _drop(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None and not conn.closed:
+            try:
+                async with asyncio.timeout(1):
+                    await conn.close()
+            except (psycopg.Error, OSError, TimeoutError):
+                pass
 
     def batch_done(self) -> None:
         """Called by the consumer once a batch is committed: the next receive() may read."""
@@ -104,18 +120,34 @@ class PostgresInboxLayer(BaseChannelLayer):
             # before any pending row is read.
             self._started = True
             return {"type": "worker.start"}
-        await self._idle.wait()
-        conn = await self._connect()
+        attempt = 0
         while True:
-            cur = await conn.execute(PENDING_SQL, {"limit": self.batch_limit})
-            rows = [dict(zip(COLUMNS, r)) for r in await cur.fetchall()]
+            await self._idle.wait()
+            try:
+                async with asyncio.timeout(self.timeout_s):
+                    conn = await self._connect()
+                    cur = await conn.execute(PENDING_SQL, {"limit": self.batch_limit})
+                    rows = [dict(zip(COLUMNS, r)) for r in await cur.fetchall()]
+            except (psycopg.Error, OSError, TimeoutError) as exc:
+                # The database is away: the consumer is recovering too. Read again once it
+                # answers (a NOTIFY sent meanwhile is lost, but the rows are still there).
+                await self._drop()
+                delay = backoff_s(attempt, self.reconnect_max_s)
+                attempt += 1
+                log.warning("inbox: database unreachable (%s); reading again in %.2f s", exc, delay)
+                await asyncio.sleep(delay)
+                continue
+            attempt = 0
             if rows:
                 self._idle.clear()
                 return {"type": "inbox.batch", "items": [pending(r) for r in rows]}
             # Sleep until an insert NOTIFYs (psycopg keeps notifications that arrived while we
             # were querying, so none is missed), or the safety-net poll interval passes.
-            async for _ in conn.notifies(timeout=POLL_S, stop_after=1):
-                break
+            try:
+                async for _ in conn.notifies(timeout=POLL_S, stop_after=1):
+                    break
+            except (psycopg.Error, OSError):
+                await self._drop()
 
     async def send(self, channel: str, message: dict[str, Any]) -> None:
         raise NotImplementedError("commands reach the worker as committed rows (orders.services), not messages")

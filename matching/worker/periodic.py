@@ -125,7 +125,11 @@ async def run(worker: MatchingWorker, *, snapshot_every_s: float, persist_every_
         await publish_snapshots(worker)
         if loop.time() >= next_persist:
             next_persist = loop.time() + persist_every_s
-            await persist_snapshots(worker)
+            try:
+                await persist_snapshots(worker)
+            except (psycopg.Error, OSError, TimeoutError) as exc:
+                # On a session of its own: the books and their commits do not depend on it.
+                log.warning("book snapshot not stored: %s", exc)
         if loop.time() >= next_statistics:
             next_statistics = loop.time() + statistics_every_s
             await refresh_statistics(worker.conninfo)

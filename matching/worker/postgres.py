@@ -1,8 +1,10 @@
-"""psycopg's connection arguments, from Django's DATABASES entry: one place for every process
-(the web processes' pool and LISTEN hub, the worker's sessions, the inbox)."""
+"""psycopg's connection arguments, from Django's DATABASES entry, and the backoff with which
+every process reconnects: one place for all (the web processes' pool and LISTEN hub, the
+worker's sessions, the inbox)."""
 
 from __future__ import annotations
 
+import random
 from typing import Any
 
 from django.conf import settings
@@ -20,3 +22,10 @@ def conninfo(application_name: str | None = None) -> dict[str, Any]:
     if application_name is not None:
         kwargs["application_name"] = application_name
     return {k: v for k, v in kwargs.items() if v is not None}
+
+
+def backoff_s(attempt: int, cap_s: float) -> float:
+    """The wait before reconnection attempt ``attempt`` (0, 1, ...): doubling from 50 ms up to
+    ``cap_s``, with jitter so that processes that lost the database together do not all come
+    back at the same instant."""
+    return random.uniform(0.5, 1.0) * min(cap_s, 0.05 * 2**attempt)

@@ -8,9 +8,10 @@ then (matching.worker.batch), and it is committed in its turn (matching.worker.s
 The order of writes: once a batch is matched the next one may be matched while the first
 commits, but writes happen one at a time, in the order the batches were matched, each after
 the previous one committed, and nothing is answered or announced before its own commit. A
-write that fails for any reason other than a serialization failure (retried in place) ends
-the process without releasing its turn (the caller's ``on_failure``), so no later batch can
-commit past it: memory may then be ahead of the record, and the restart rebuilds from it.
+write that fails for any reason other than a serialization failure (retried in place) never
+releases its turn, and fails every write waiting behind it: no later batch can commit past it.
+Memory may then be ahead of the record, so this worker is done: the consumer builds a new one
+from the record (after a lost database, in process) or ends the process (any other failure).
 """
 
 from __future__ import annotations
@@ -59,12 +60,16 @@ Turn = tuple["asyncio.Future[None] | None", "asyncio.Future[None]"]
 
 class MatchingWorker:
     def __init__(self, conninfo: dict[str, Any], feed_factory: FeedFactory, *, analytics_factory: AnalyticsFactory,
-                 slow_batch_ms: float = 250) -> None:
+                 slow_batch_ms: float = 250, db_timeout_s: float = 5.0, rebuild_timeout_s: float = 300.0) -> None:
         self.conninfo = conninfo
         self.feed_factory = feed_factory
         self.analytics_factory = analytics_factory
         self.slow_batch_s = slow_batch_ms / 1000
-        self.store = Store(conninfo)
+        # How long a statement may take before the database counts as lost (a commit, a
+        # duplicate check), and how long the rebuild of every book may take.
+        self.db_timeout_s = db_timeout_s
+        self.rebuild_timeout_s = rebuild_timeout_s
+        self.store = Store(conninfo, db_timeout_s)
         # Reads of the event loop (rebuild) and the snapshot feed's NOTIFYs.
         self.conn: psycopg.AsyncConnection[Any] | None = None
         # Reads that must not queue behind anything else (duplicate checks, a new instrument).
@@ -73,8 +78,11 @@ class MatchingWorker:
         self.lock = asyncio.Lock()
         self.batches = 0
         self.taken = Taken()
-        # The last write handed out (see _turn): each write waits for the one before it.
+        # The last write handed out (see next_turn): each write waits for the one before it.
         self.last_write: asyncio.Future[None] | None = None
+        # Set, with the exception, once a write failed: every write waiting for its turn then
+        # fails too (nothing may commit past a failed batch), and the worker is done.
+        self.failure: asyncio.Future[None] | None = None
         self._last_ns = 0
 
     @property
@@ -84,6 +92,7 @@ class MatchingWorker:
     # -- start ----------------------------------------------------------------------------
     async def start(self, wait_for_lock: bool = True) -> None:
         sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
+        self.failure = asyncio.get_running_loop().create_future()
         await self.store.connect()
         while not await self.store.try_lock():
             if not wait_for_lock:
@@ -101,7 +110,8 @@ class MatchingWorker:
     async def rebuild(self) -> None:
         """Every book from the record (matching.worker.books)."""
         assert self.conn is not None
-        self.books = await load_books(self.conn, self.feed_factory, self.analytics_factory)
+        self.books = await asyncio.wait_for(load_books(self.conn, self.feed_factory, self.analytics_factory),
+                                            self.rebuild_timeout_s)
         log.info("rebuilt %d book(s): %s", len(self.books),
                  ", ".join(f"{b.symbol} ({b.engine.open_order_count} open, seq {b.engine.seq})"
                            for b in self.books.values()))
@@ -112,11 +122,12 @@ class MatchingWorker:
             # An instrument created after start (from the admin). (The read connection: a batch
             # may be committing on the other one; a new instrument's counters are its own.)
             assert self.read_conn is not None
-            found = await read_instruments(self.read_conn, instrument_id)
-            if not found:
-                return None
-            book = self.books[instrument_id] = await read_book(self.read_conn, found[0], self.feed_factory,
-                                                               self.analytics_factory)
+            async with asyncio.timeout(self.db_timeout_s):
+                found = await read_instruments(self.read_conn, instrument_id)
+                if not found:
+                    return None
+                book = self.books[instrument_id] = await read_book(self.read_conn, found[0], self.feed_factory,
+                                                                   self.analytics_factory)
         return book
 
     def now_ns(self) -> int:
@@ -133,11 +144,27 @@ class MatchingWorker:
         return previous, mine
 
     async def in_turn(self, turn: Turn, write: Callable[[], Awaitable[None]]) -> None:
+        """Run ``write`` once the previous write has committed. A failure of this write, or of
+        any write before it, fails every write after it: its turn is never released."""
         previous, mine = turn
-        if previous is not None:
-            await asyncio.shield(previous)
-        await write()
+        failure = self.failure
+        assert failure is not None
+        if previous is not None and not previous.done():
+            await asyncio.wait((previous, failure), return_when=asyncio.FIRST_COMPLETED)
+        if failure.done():
+            raise WorkerStopped("an earlier write failed") from failure.exception()
+        try:
+            await write()
+        except BaseException as exc:
+            self.fail(exc)
+            raise
         mine.set_result(None)
+
+    def fail(self, exc: BaseException) -> None:
+        """No write may commit from now on (memory may be ahead of the record)."""
+        if self.failure is not None and not self.failure.done():
+            self.failure.set_exception(exc)
+            self.failure.exception()  # retrieved: the writes that fail with it report it
 
     async def _commit(self, batch: Batch, params: dict[str, Any], reads: list[Any]) -> list[list[Any]]:
         rows = await self.store.commit(statements(batch, params), reads)
@@ -197,7 +224,8 @@ class MatchingWorker:
             refused = {n: code for n, cmd in enumerate(commands) if (code := _refusal(cmd)) is not None}
             places = [cmd for n, cmd in enumerate(commands) if isinstance(cmd, PlaceOrder) and n not in refused]
             assert self.read_conn is not None
-            known = await self.taken.known(self.read_conn, places)
+            async with asyncio.timeout(self.db_timeout_s):
+                known = await self.taken.known(self.read_conn, places)
             batch = batches.new_batch(self.now_ns())
             # Direct cancels/modifies: (answer index, order id, result or None when no book
             # holds the order open: the batch's read-back decides the answer then).
@@ -285,6 +313,10 @@ class MatchingWorker:
 
 
 _DUPLICATE = Duplicate()
+
+
+class WorkerStopped(Exception):
+    """A write of this worker failed before: nothing more commits through it."""
 
 
 def _refusal(cmd: Command) -> Code | None:

@@ -40,6 +40,16 @@ MAX_RETRIES = 20
 
 Statement = tuple[str, dict[str, Any]]
 
+
+class DatabaseLost(Exception):
+    """PostgreSQL stopped answering the worker (a statement outlived its bound)."""
+
+
+def is_database_lost(exc: BaseException) -> bool:
+    """A failure of the database or of the way to it, as opposed to a fault of the worker: the
+    worker then waits for the database and rebuilds from it, in process."""
+    return isinstance(exc, (psycopg.OperationalError, psycopg.InterfaceError, DatabaseLost, TimeoutError, OSError))
+
 # Written once, with the outcome. A pending row of the same order (stored by a web process that
 # gave up waiting for its answer) is taken over. Any other row under one of these keys leaves a
 # row out: the cast fails, the batch does not commit, and the worker restarts from PostgreSQL.
@@ -175,11 +185,23 @@ def read_back(order_ids: list[str]) -> list[Statement]:
 class Store:
     """The lock-holding, committing session and the thread that drives it."""
 
-    def __init__(self, conninfo: dict[str, Any]) -> None:
+    def __init__(self, conninfo: dict[str, Any], timeout_s: float) -> None:
         self.conninfo = conninfo
+        self.timeout_s = timeout_s
         self.conn: psycopg.Connection[Any] | None = None
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="pgbourse-commit")
         self.retries = 0
+        # A call of the commit thread outlived its bound: the thread is still inside it.
+        self._stuck = False
+
+    async def _bounded(self, fn: Callable[..., T], *args: Any) -> T:
+        """fn in the commit thread, within the bound: a database that hangs (the postmaster and
+        its backends stopped) raises DatabaseLost instead of holding every later batch."""
+        try:
+            return await asyncio.wait_for(self._run(fn, *args), self.timeout_s)
+        except TimeoutError:
+            self._stuck = True
+            raise DatabaseLost(f"PostgreSQL did not answer the commit within {self.timeout_s:g} s") from None
 
     def _run(self, fn: Callable[..., T], *args: Any) -> asyncio.Future[T]:
         """Run fn in the commit thread, the only thread that uses the connection."""
@@ -187,7 +209,7 @@ class Store:
 
     async def connect(self) -> None:
         # Autocommit: a batch's BEGIN and COMMIT are statements of its pipeline (see commit).
-        self.conn = await self._run(lambda: psycopg.Connection.connect(**self.conninfo, autocommit=True))
+        self.conn = await self._bounded(lambda: psycopg.Connection.connect(**self.conninfo, autocommit=True))
 
     async def try_lock(self) -> bool:
         def lock() -> bool:
@@ -195,7 +217,7 @@ class Store:
             row = self.conn.execute("SELECT pg_try_advisory_lock(%s)", (LOCK_KEY,)).fetchone()
             return bool(row and row[0])
 
-        return await self._run(lock)
+        return await self._bounded(lock)
 
     async def advertise(self, application_name: str) -> None:
         """Name the lock-holding session, so web processes find the direct path (and stop
@@ -204,7 +226,7 @@ class Store:
             assert self.conn is not None
             self.conn.execute("SELECT set_config('application_name', %s, false)", (application_name,))
 
-        await self._run(name)
+        await self._bounded(name)
 
     async def commit(self, writes: list[Statement], reads: list[Statement]) -> list[list[Any]]:
         """Write in ONE SERIALIZABLE transaction, retried whole on 40001; the rows of ``reads``,
@@ -213,7 +235,7 @@ class Store:
         while True:
             attempt += 1
             try:
-                return await self._run(self._commit_sync, writes, reads, attempt)
+                return await self._bounded(self._commit_sync, writes, reads, attempt)
             except pg_errors.SerializationFailure:
                 self.retries += 1
                 if attempt >= MAX_RETRIES:
@@ -246,6 +268,16 @@ class Store:
         return [cur.fetchall() for cur in cursors]
 
     async def close(self) -> None:
+        """Close the session (and with it the lock). When the commit thread is stuck in a call,
+        the close is queued behind it: the session ends as soon as that call returns, so a
+        worker that restarts meanwhile waits for the lock rather than for a session that a
+        late COMMIT might still use."""
         if self.conn is not None:
-            await self._run(self.conn.close)
+            if self._stuck:
+                self._thread.submit(self.conn.close)
+            else:
+                try:
+                    await self._bounded(self.conn.close)
+                except DatabaseLost:
+                    pass
         self._thread.shutdown(wait=False)

@@ -236,15 +236,14 @@ def test_a_seeded_market_day_aggregates_to_what_its_trades_say(exchange: Any, dj
     # when the day is settled (its end has passed), then one row per client: the day's fills netted
     from django.conf import settings
 
-    from orders.instruments import by_symbol_sync
+    from orders.instruments import read_sync
     from orders.settlement import settlement_run
 
     day = trades[0]["at"].astimezone(dt.UTC).date()
     assert trades[-1]["at"].astimezone(dt.UTC).date() == day, "the market day crossed midnight: run it again"
     tomorrow = dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC) + dt.timedelta(days=1)
     with django_db_blocker.unblock():
-        instrument = by_symbol_sync(sym)
-        assert instrument is not None
+        (instrument,) = read_sync(sym)
         first = settlement_run(day=day, instruments=[instrument], now=tomorrow + dt.timedelta(seconds=61),
                                grace_s=settings.SETTLEMENT_GRACE_S, report_dir=tmp_path)
         again = settlement_run(day=day, instruments=[instrument], now=tomorrow + dt.timedelta(days=3),

@@ -63,7 +63,7 @@ def test_a_slow_client_gets_resync_required_and_never_slows_the_others(exchange:
 def kill_listen_connections(exchange: Any) -> int:
     with exchange.connect() as conn:
         rows = conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                            "WHERE datname = current_database() AND query = 'LISTEN pgb_market'").fetchall()
+                            "WHERE datname = current_database() AND application_name = 'pgbourse-web-listen'").fetchall()
     return len(rows)
 
 

@@ -53,7 +53,7 @@ def test_a_past_day_without_trades_settles_to_an_empty_report_twice(exchange: An
 
 def test_a_stored_settlement_that_disagrees_with_the_trades_is_refused(exchange: Any, django_db_blocker: Any,
                                                                       tmp_path: Any) -> None:
-    from orders.instruments import by_symbol_sync
+    from orders.instruments import read_sync
     from orders.settlement import SettlementRefused, settlement_run
 
     sym = exchange.make_instrument()
@@ -62,8 +62,7 @@ def test_a_stored_settlement_that_disagrees_with_the_trades_is_refused(exchange:
     day = dt.datetime.now(dt.UTC).date()
     later = dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC) + dt.timedelta(days=2)
     with django_db_blocker.unblock():
-        instrument = by_symbol_sync(sym)
-        assert instrument is not None
+        (instrument,) = read_sync(sym)
         first = settlement_run(day=day, instruments=[instrument], now=later, grace_s=60, report_dir=None)
         assert first.instruments[0].created == 2
         # when a stored row is changed, then a later run refuses, and writes nothing

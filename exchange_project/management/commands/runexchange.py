@@ -12,6 +12,7 @@ import time
 from decimal import Decimal
 from typing import Any
 
+import psycopg
 from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand
@@ -36,6 +37,20 @@ def ensure_default_instrument() -> bool:
     return created
 
 
+def _announce_going_away() -> None:
+    """Tell the web processes that the exchange stops, so that they close their WebSockets
+    with a close frame (1001) before the server goes; best effort, a second at most."""
+    from matching.contract import CONTROL_CHANNEL, GOING_AWAY
+    from matching.worker.postgres import conninfo
+
+    try:
+        with psycopg.connect(**{**conninfo("pgbourse-supervisor"), "connect_timeout": 2}, autocommit=True) as conn:
+            conn.execute(f"SELECT pg_notify('{CONTROL_CHANNEL}', %s)", (GOING_AWAY,))
+    except psycopg.Error:
+        return
+    time.sleep(0.5)
+
+
 class Command(BaseCommand):
     help = "Run the exchange: embedded PostgreSQL (if no DATABASE_URL), migrations, matching worker, ASGI server."
 
@@ -46,8 +61,9 @@ class Command(BaseCommand):
         parser.add_argument("--web-workers", type=int, default=settings.WEB_WORKERS)
 
     def handle(self, *args: Any, **opts: Any) -> None:
-        if settings.EMBEDDED_POSTGRES:
-            pgembed.ensure_running()
+        # The embedded PostgreSQL stops with the exchange if this command started it; one started
+        # by `make db-start` stays up.
+        started_db = settings.EMBEDDED_POSTGRES and pgembed.ensure_running()
         call_command("migrate", interactive=False, verbosity=0)
         if ensure_default_instrument():
             self.stdout.write("created instrument BTC-USD (tick 0.01, lot 0.0001)")
@@ -92,7 +108,11 @@ class Command(BaseCommand):
                 stop_process_group(proc, timeout=0)
                 children[name] = subprocess.Popen(specs[name], env=env, start_new_session=True)
         self.stdout.write("stopping...")
+        _announce_going_away()
         # The server first (no new requests), then the worker finishes its batch and exits.
         stop_process_group(children["server"])
         stop_process_group(children["worker"])
+        if started_db:
+            pgembed.stop()
+            self.stdout.write("embedded PostgreSQL stopped (`make db-start` keeps one running).")
         self.stdout.write("stopped.")

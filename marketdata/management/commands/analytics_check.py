@@ -10,8 +10,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from marketdata import recompute
-from orders.instruments import CachedInstrument, by_id_sync, by_symbol_sync
-from orders.models import Instrument
+from orders.instruments import read_sync
 
 
 class Command(BaseCommand):
@@ -23,17 +22,9 @@ class Command(BaseCommand):
                             help="replace the stored aggregates by the recomputed ones (worker stopped)")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        instruments: list[CachedInstrument] = []
-        if options["instrument"]:
-            found = by_symbol_sync(options["instrument"])
-            if found is None:
-                raise CommandError(f"no instrument {options['instrument']!r}")
-            instruments.append(found)
-        else:
-            for instrument_id in Instrument.objects.order_by("symbol").values_list("id", flat=True):
-                cached = by_id_sync(instrument_id)
-                assert cached is not None
-                instruments.append(cached)
+        instruments = read_sync(options["instrument"])
+        if options["instrument"] and not instruments:
+            raise CommandError(f"no instrument {options['instrument']!r}")
         if options["rebuild"]:
             if recompute.worker_running():
                 raise CommandError("the matching worker is running (it holds the positions in memory): stop it "

@@ -11,8 +11,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 
-from orders.instruments import CachedInstrument, by_id_sync, by_symbol_sync
-from orders.models import Instrument
+from orders.instruments import read_sync
 from orders.settlement import SettlementRefused, settlement_run
 
 
@@ -30,17 +29,9 @@ class Command(BaseCommand):
             day = dt.date.fromisoformat(options["date"])
         except ValueError:
             raise CommandError(f"--date must be YYYY-MM-DD, got {options['date']!r}") from None
-        instruments: list[CachedInstrument] = []
-        if options["instrument"]:
-            found = by_symbol_sync(options["instrument"])
-            if found is None:
-                raise CommandError(f"no instrument {options['instrument']!r}")
-            instruments.append(found)
-        else:
-            for instrument_id in Instrument.objects.order_by("symbol").values_list("id", flat=True):
-                cached = by_id_sync(instrument_id)
-                assert cached is not None
-                instruments.append(cached)
+        instruments = read_sync(options["instrument"])
+        if options["instrument"] and not instruments:
+            raise CommandError(f"no instrument {options['instrument']!r}")
         try:
             report = settlement_run(day=day, instruments=instruments, now=timezone.now(),
                                     grace_s=settings.SETTLEMENT_GRACE_S,

@@ -1,0 +1,252 @@
+// Order entry and "my orders". Orders go over REST (POST /orders) or the socket (op: order), as
+// the form says; cancels the same way; modifies over REST (the socket has no modify). Errors
+// come back in the one shape {code, detail, fields: {field: [{code, detail}]}} and each field's
+// codes are shown next to that field.
+import { ApiError, newKey, wsError } from "./api.js";
+
+const OPEN = new Set(["pending", "open", "partially_filled"]);
+const FORM_FIELDS = ["side", "type", "price", "quantity", "time_in_force", "post_only"];
+
+function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [name, value] of Object.entries(attrs)) {
+    if (name === "class") node.className = value;
+    else if (name.startsWith("data-")) node.setAttribute(name, value);
+    else node[name] = value;
+  }
+  for (const child of children) node.append(child);
+  return node;
+}
+
+/** Writes an error's codes beside the inputs of `scope` (elements with data-error-for). */
+export function showErrors(scope, error, generalName = "general") {
+  for (const node of scope.querySelectorAll("[data-error-for]")) node.replaceChildren();
+  if (!error) return;
+  const slot = (name) => scope.querySelector(`[data-error-for="${name}"]`);
+  const general = slot(generalName);
+  let shown = false;
+  for (const [field, problems] of Object.entries(error.fields || {})) {
+    const target = slot(field) || general;
+    for (const problem of problems) {
+      target.append(el("span", { class: "error", "data-code": problem.code },
+        target === general && field !== "non_field" ? `${field}: ${problem.code}` : problem.code,
+        el("small", {}, ` ${problem.detail}`)));
+      shown = true;
+    }
+  }
+  if (!shown) {
+    general.append(el("span", { class: "error", "data-code": error.code }, error.code,
+      el("small", {}, ` ${error.message}`)));
+  }
+}
+
+export class Orders {
+  constructor({ form, table, rest, stream, instrument, clientId, onChange }) {
+    this.form = form;
+    this.table = table;
+    this.rest = rest;
+    this.stream = stream;
+    this.instrument = instrument;
+    this.clientId = clientId; // () => the client_id field's value
+    this.onChange = onChange;
+    this.orders = new Map();
+    this.editing = new Map(); // order id -> the values typed in its modify inputs
+    this.reloading = null;
+    form.addEventListener("submit", (e) => {
+      e.preventDefault();
+      this.submit();
+    });
+    form.elements.type.addEventListener("change", () => this.syncType());
+    this.syncType();
+  }
+
+  via() {
+    return this.form.elements.via.value;
+  }
+
+  syncType() {
+    const market = this.form.elements.type.value === "market";
+    this.form.elements.price.disabled = market;
+    this.form.querySelector(".price-field").classList.toggle("disabled", market);
+  }
+
+  body() {
+    const f = this.form.elements;
+    const body = {
+      idempotency_key: newKey(), client_id: this.clientId(), instrument: this.instrument,
+      side: f.side.value, type: f.type.value, quantity: f.quantity.value.trim(),
+      time_in_force: f.time_in_force.value, post_only: f.post_only.checked,
+    };
+    if (body.type === "limit") body.price = f.price.value.trim();
+    return body;
+  }
+
+  async place(body) {
+    if (this.via() === "ws") {
+      const reply = await this.stream.request({ op: "order", ...body });
+      if (reply.event === "error") throw wsError(reply);
+      return { status: reply.status, order: reply.order };
+    }
+    const { status, body: order } = await this.rest.request("POST", "/orders", body);
+    return { status, order };
+  }
+
+  async submit() {
+    const result = this.form.querySelector("[data-result]");
+    result.textContent = "sending…";
+    result.dataset.status = "sending";
+    delete result.dataset.orderId;
+    showErrors(this.form, null);
+    try {
+      const { status, order } = await this.place(this.body());
+      this.upsert(order);
+      const filled = order.fills.length ? `, ${order.fills.length} fill(s)` : "";
+      result.textContent = `${status} ${order.side} ${order.quantity} → ${order.status}${filled}`;
+      result.dataset.orderId = order.order_id;
+      result.dataset.status = order.status;
+    } catch (err) {
+      if (!(err instanceof ApiError)) throw err;
+      result.textContent = `${err.status} ${err.code}`;
+      result.dataset.status = "error";
+      showErrors(this.form, err);
+    }
+  }
+
+  /** (Re)loads open and recent orders of the client on this instrument. */
+  async load() {
+    const client = this.clientId();
+    if (!client) {
+      this.orders.clear();
+      this.render();
+      return;
+    }
+    const query = new URLSearchParams({ client_id: client, instrument: this.instrument, limit: "100" });
+    try {
+      const { body } = await this.rest.get(`/orders?${query}`);
+      this.orders.clear();
+      for (const order of body.results) this.orders.set(order.order_id, order);
+    } catch (err) {
+      if (!(err instanceof ApiError)) throw err;
+      this.table.querySelector("caption").textContent = `could not load orders: ${err.code}`;
+    }
+    this.render();
+  }
+
+  upsert(order) {
+    if (order.client_id !== this.clientId() || order.instrument !== this.instrument) return;
+    const known = this.orders.get(order.order_id);
+    // An order_update event has no fills or type; what it has replaces what we knew.
+    this.orders.set(order.order_id, { ...(known || {}), ...order });
+    this.render();
+  }
+
+  /** An order_update event from the socket's orders channel. */
+  update(event) {
+    if (!this.orders.has(event.order_id)) {
+      // An order placed elsewhere (another tab, a script): read the list again, once for a burst.
+      this.reloading ??= setTimeout(() => {
+        this.reloading = null;
+        this.load();
+      }, 250);
+      return;
+    }
+    this.upsert({ ...event, instrument: this.instrument });
+  }
+
+  openPrices() {
+    const prices = { buy: new Set(), sell: new Set() };
+    for (const order of this.orders.values()) {
+      if (OPEN.has(order.status) && order.price) prices[order.side].add(order.price);
+    }
+    return prices;
+  }
+
+  async cancel(orderId, row) {
+    showErrors(row, null);
+    try {
+      let order;
+      if (this.via() === "ws") {
+        const reply = await this.stream.request({ op: "cancel", order_id: orderId });
+        if (reply.event === "error") throw wsError(reply);
+        order = reply.order;
+      } else {
+        order = (await this.rest.request("DELETE", `/orders/${orderId}`)).body;
+      }
+      this.upsert(order);
+    } catch (err) {
+      if (!(err instanceof ApiError)) throw err;
+      if (err.body.order) this.upsert(err.body.order);
+      showErrors(row, err);
+    }
+  }
+
+  async modify(orderId, change, row) {
+    showErrors(row, null);
+    try {
+      const order = (await this.rest.request("PATCH", `/orders/${orderId}`, change)).body;
+      this.editing.delete(orderId);
+      this.upsert(order);
+    } catch (err) {
+      if (!(err instanceof ApiError)) throw err;
+      showErrors(row, err);
+    }
+  }
+
+  editRow(order, row) {
+    const typed = this.editing.get(order.order_id) || { price: order.price || "", quantity: order.quantity };
+    this.editing.set(order.order_id, typed);
+    const price = el("input", { name: "price", value: typed.price, size: 9, disabled: !order.price });
+    const qty = el("input", { name: "quantity", value: typed.quantity, size: 9 });
+    price.addEventListener("input", () => { typed.price = price.value; });
+    qty.addEventListener("input", () => { typed.quantity = qty.value; });
+    const save = el("button", { type: "button", class: "save" }, "save");
+    save.addEventListener("click", () => {
+      const change = {};
+      if (order.price && price.value.trim() !== order.price) change.price = price.value.trim();
+      if (qty.value.trim() !== order.quantity) change.quantity = qty.value.trim();
+      this.modify(order.order_id, change, row);
+    });
+    row.querySelector(".edit-cell").replaceChildren(
+      el("label", {}, "price ", price), el("span", { class: "errors", "data-error-for": "price" }),
+      el("label", {}, " qty ", qty), el("span", { class: "errors", "data-error-for": "quantity" }), save,
+      el("span", { class: "errors", "data-error-for": "general" }));
+  }
+
+  render() {
+    const sorted = [...this.orders.values()].sort((a, b) =>
+      (OPEN.has(b.status) - OPEN.has(a.status)) || (a.created_at < b.created_at ? 1 : -1));
+    const body = el("tbody");
+    for (const order of sorted) {
+      const open = OPEN.has(order.status);
+      const row = el("tr", { class: `${order.side} ${open ? "open" : "done"}`, "data-order-id": order.order_id,
+                             "data-status": order.status },
+        el("td", {}, order.created_at ? new Date(order.created_at).toLocaleTimeString([], { hour12: false }) : ""),
+        el("td", { class: "side" }, order.side),
+        el("td", {}, order.type || ""),
+        el("td", { class: "price" }, order.price || "market"),
+        el("td", { class: "qty" }, order.quantity),
+        el("td", { class: "filled" }, order.filled_quantity),
+        el("td", { class: "status" }, order.status + (order.reason ? ` (${order.reason})` : "")));
+      const actions = el("td", { class: "edit-cell" });
+      if (open) {
+        const cancel = el("button", { type: "button", class: "cancel" }, "cancel");
+        cancel.addEventListener("click", () => this.cancel(order.order_id, row));
+        const edit = el("button", { type: "button", class: "modify" }, "modify");
+        edit.addEventListener("click", () => this.editRow(order, row));
+        actions.append(cancel, edit, el("span", { class: "errors", "data-error-for": "general" }));
+      } else {
+        this.editing.delete(order.order_id);
+      }
+      row.append(actions);
+      if (open && this.editing.has(order.order_id)) this.editRow(order, row);
+      body.append(row);
+    }
+    this.table.querySelector("tbody").replaceWith(body);
+    this.table.querySelector("caption").textContent =
+      this.clientId() ? `${sorted.filter((o) => OPEN.has(o.status)).length} open, ${sorted.length} in all` :
+        "enter a client id to see your orders";
+    this.onChange();
+  }
+}
+
+export { FORM_FIELDS };
