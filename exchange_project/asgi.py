@@ -1,7 +1,7 @@
 """ASGI entry and composition root: HTTP (Django, with the lean path for order writes), the
 WebSocket (Channels), and the matching worker's channel (Channels' runworker), which is given
-here the market-data feed it publishes with (marketdata.feed), so that nothing under matching/
-imports the apps above it."""
+here the market-data feed it publishes with (marketdata.feed) and the trade aggregates it keeps
+(marketdata.analytics), so that nothing under matching/ imports the apps above it."""
 from __future__ import annotations
 
 import gc
@@ -19,6 +19,7 @@ django_http = ASGIStaticFilesHandler(get_asgi_application())
 from channels.routing import ChannelNameRouter, ProtocolTypeRouter  # noqa: E402
 from django.conf import settings  # noqa: E402
 
+from marketdata.analytics import InstrumentAnalytics  # noqa: E402
 from marketdata.feed import FeedBuilder  # noqa: E402
 from marketdata.routing import websocket_application  # noqa: E402
 from matching.worker.consumer import MatchingConsumer  # noqa: E402
@@ -35,7 +36,8 @@ if not settings.AUTH_REQUIRED:
 application = ProtocolTypeRouter({
     "http": health_application(http_application(django_http)),
     "websocket": websocket_application(),
-    "channel": ChannelNameRouter({"matching": MatchingConsumer.as_asgi(feed_factory=FeedBuilder)}),
+    "channel": ChannelNameRouter({"matching": MatchingConsumer.as_asgi(feed_factory=FeedBuilder,
+                                                                   analytics_factory=InstrumentAnalytics)}),
 })
 
 # Garbage collection, in the web processes and the matching worker alike (both load this module).

@@ -378,3 +378,10 @@ LOGGING = {
     "loggers": {"django.request": {"level": "ERROR"}, "daphne": {"level": "WARNING"},
                 "pgbourse.orders": {"level": LOG_ORDER_LEVEL}},
 }
+
+# -- Analytics, positions and settlement --
+# `manage.py settle` settles a UTC day only this long after its end, so that every batch matched
+# before midnight has committed (a batch is answered within ORDER_ACK_TIMEOUT_S, or its worker
+# has ended), and writes its CSV report into this directory.
+SETTLEMENT_GRACE_S = env_float("PGBOURSE_SETTLEMENT_GRACE_S", 60.0)
+SETTLEMENT_REPORT_DIR = Path(os.environ.get("PGBOURSE_SETTLEMENT_REPORT_DIR", BASE_DIR / "var" / "settlements"))

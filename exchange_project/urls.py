@@ -2,6 +2,7 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
+from marketdata import api as marketdata_api
 from marketdata.views import trading_page
 from orders import api
 from orders import operations_api as ops
@@ -15,6 +16,12 @@ urlpatterns = [
     path("orderbook", api.OrderBook.as_view(), name="orderbook"),
     path("instruments", api.InstrumentList.as_view(), name="instruments"),
     path("account", api.Account.as_view(), name="account"),
+    # analytics, positions and settlement
+    path("analytics/vwap", marketdata_api.Vwap.as_view(), name="analytics-vwap"),
+    path("klines", marketdata_api.Klines.as_view(), name="klines"),
+    path("ticker/24h", marketdata_api.Ticker24h.as_view(), name="ticker-24h"),
+    path("positions/<str:client_id>", api.PositionList.as_view(), name="positions"),
+    path("settlements", api.SettlementList.as_view(), name="settlements"),
     path("schema", SpectacularAPIView.as_view(), name="schema"),
     # Its script as a file of its own, not inline: the pages' content security policy allows no inline script.
     path("docs", SpectacularSwaggerSplitView.as_view(url_name="schema"), name="docs"),

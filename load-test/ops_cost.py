@@ -48,7 +48,7 @@ from matching.engine.types import STP, OrderType, Side, TimeInForce
 from matching.records import INSTRUMENT_COLUMNS, spec_of
 from matching.worker import batch as batches
 from matching.worker import metrics as worker_metrics
-from matching.worker.books import book_of
+from matching.worker.books import NoAggregates, book_of
 from orders import logs as web_logs
 from orders import metrics as web_metrics
 
@@ -85,7 +85,7 @@ def main() -> None:
     a = p.parse_args()
     rng = random.Random(1)
     spec = spec_of(INSTRUMENT)
-    book = book_of(INSTRUMENT, Engine(spec), FeedBuilder)
+    book = book_of(INSTRUMENT, Engine(spec), FeedBuilder, NoAggregates)
     runs = []
     for _ in range(20):
         run = batches.new_batch(time.time_ns())

@@ -2,13 +2,14 @@
 
 Client messages (JSON objects; an optional "id" is echoed in the reply):
   {"op": "auth", "key": K}                              -> authenticated | error
-  {"op": "subscribe",   "instrument": X, "channels": [...], "client_id": C (for "orders")}
+  {"op": "subscribe",   "instrument": X, "channels": [...], "client_id": C (for "orders"),
+                         "interval": "1m" or ["1m", "1h"] (for "candles")}
   {"op": "unsubscribe", "instrument": X, "channels": [...] (default: all)}
   {"op": "ping"}
   {"op": "order", ...the body of POST /orders}          -> order_ack | error
   {"op": "orders", "orders": [body, ...]}               -> one orders_ack with a result per body
   {"op": "cancel", "order_id": O}                       -> cancel_ack | error
-Channels: trades, book, ticker, snapshot, orders. Subscribing to `book` sends the full book read
+Channels: trades, book, ticker, snapshot, candles, ticker_24h, orders. Subscribing to `book` sends the full book read
 from PostgreSQL as `book_snapshot` with the seq it reflects, after the subscription is live.
 A client mistake is answered with {"event": "error", "code": ...}; the socket stays open.
 
@@ -42,8 +43,10 @@ import psycopg
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
+from matching.aggregates import INTERVALS
 from matching.contract import GOING_AWAY, Code, PlaceOrder, Transport
 from orders import auth, db, instruments, limits, metrics
+from orders.callers import client_ip
 from orders.errors import ApiError, database_unavailable
 from orders.listener import hub
 from orders.logs import request_id
@@ -58,7 +61,7 @@ from orders.validation import (
     place_request,
 )
 
-from .fanout import CHANNELS, Outbox, ensure_listening, fanout
+from .fanout import CHANNELS, Outbox, candle_topic, ensure_listening, fanout
 
 log = logging.getLogger(__name__)
 
@@ -213,7 +216,7 @@ class StreamConsumer(AsyncWebsocketConsumer):
         self._messages = 0
         self._arrived = 0.0
         auth.start_background()
-        self.caller = await auth.authenticate(None, auth.client_ip(self.scope))  # anonymous, or keys off
+        self.caller = await auth.authenticate(None, client_ip(self.scope))  # anonymous, or keys off
         headers = dict(self.scope.get("headers", ()))
         key = auth.key_from_headers(headers.get(b"authorization"), headers.get(b"x-api-key"))
         await self.accept()
@@ -403,12 +406,33 @@ class StreamConsumer(AsyncWebsocketConsumer):
             raise BadMessage(Code.UNKNOWN_INSTRUMENT, f"No instrument {symbol!r}.", instrument=symbol)
         return symbol, list(dict.fromkeys(channels))
 
+    @staticmethod
+    def _intervals(request: dict[str, Any], required: bool) -> list[str]:
+        """The candle intervals a (un)subscribe names: "interval" is one or a list."""
+        raw = request.get("interval", request.get("intervals"))
+        if raw is None and not required:
+            return list(INTERVALS)
+        names = [raw] if isinstance(raw, str) else raw
+        if not isinstance(names, list) or not names or not all(isinstance(n, str) and n in INTERVALS for n in names):
+            raise BadMessage(Code.INVALID_MESSAGE, f"The candles channel needs \"interval\": one of "
+                             f"{', '.join(INTERVALS)}, or a list of them.")
+        return list(dict.fromkeys(names))
+
+    @staticmethod
+    def _topics(channels: list[str], intervals: list[str]) -> list[str]:
+        """The fan-out's topics: a candle subscription is one topic per interval."""
+        out: list[str] = []
+        for channel in channels:
+            out.extend([candle_topic(i) for i in intervals] if channel == "candles" else [channel])
+        return out
+
     async def op_subscribe(self, request: dict[str, Any]) -> None:
         usage = await self._spend(self.caller, limits.Action.READS)
         if usage is not None and usage.limited:
             raise BadMessage(Code.RATE_LIMITED, limits.limited(usage, "subscriptions").detail,
                              retry_after=usage.reset_s)
         symbol, channels = await self._target(request, default_all=False)
+        intervals = self._intervals(request, required=True) if "candles" in channels else []
         followed = set(self.box.market) | set(self.box.orders)
         if symbol not in followed and len(followed) >= MAX_INSTRUMENTS_PER_SOCKET:
             raise BadMessage(Code.TOO_MANY_SUBSCRIPTIONS,
@@ -434,10 +458,13 @@ class StreamConsumer(AsyncWebsocketConsumer):
                 from None
         # Live first (events start queuing behind this reply), then read the book: a delta that
         # committed before the read carries seq <= the snapshot's and the client drops it.
-        fanout.subscribe(self.box, symbol, channels, client_id if "orders" in channels else None)
+        fanout.subscribe(self.box, symbol, self._topics(channels, intervals),
+                         client_id if "orders" in channels else None)
         reply: dict[str, Any] = {"event": "subscribed", "instrument": symbol, "channels": channels}
         if "orders" in channels:
             reply["client_id"] = client_id
+        if intervals:
+            reply["intervals"] = intervals
         if "id" in request:
             reply["id"] = request["id"]
         self.reply(reply)
@@ -460,8 +487,10 @@ class StreamConsumer(AsyncWebsocketConsumer):
 
     async def op_unsubscribe(self, request: dict[str, Any]) -> None:
         symbol, channels = await self._target(request, default_all=True)
+        intervals = self._intervals(request, required=False) if "candles" in channels else []
         client_id = request.get("client_id")
-        fanout.unsubscribe(self.box, symbol, channels, client_id if isinstance(client_id, str) else None)
+        fanout.unsubscribe(self.box, symbol, self._topics(channels, intervals),
+                           client_id if isinstance(client_id, str) else None)
         reply: dict[str, Any] = {"event": "unsubscribed", "instrument": symbol, "channels": channels}
         if "id" in request:
             reply["id"] = request["id"]

@@ -20,7 +20,8 @@ waits once the server and the kernel hold about 3 MB for the socket, so the writ
 outbox fills and overflows. Daphne's send() never waits (Twisted buffers without limit), so
 there the writer reads the transport's unsent bytes instead (marketdata.consumers).
 
-Topics: ("trades"|"book"|"ticker"|"snapshot", instrument) and ("orders", instrument, client_id).
+Topics: ("trades"|"book"|"ticker"|"snapshot"|"ticker_24h", instrument), ("candles:<interval>",
+instrument) and ("orders", instrument, client_id).
 """
 from __future__ import annotations
 
@@ -40,9 +41,16 @@ from orders import metrics
 log = logging.getLogger(__name__)
 
 MARKET_CHANNELS = ("trades", "book", "ticker", "snapshot")
-CHANNELS = (*MARKET_CHANNELS, "orders")
+# Candles are subscribed per interval: the topic is candle_topic(interval).
+ANALYTICS_CHANNELS = ("candles", "ticker_24h")
+CHANNELS = (*MARKET_CHANNELS, *ANALYTICS_CHANNELS, "orders")
 EVENT_CHANNEL = {"new_trade": "trades", "book_delta": "book", "ticker": "ticker", "snapshot": "snapshot",
-                 "order_update": "orders"}
+                 "order_update": "orders", "candle": "candles", "ticker_24h": "ticker_24h"}
+
+
+def candle_topic(interval: str) -> str:
+    return f"candles:{interval}"
+
 
 # Outbox bound, counted in events (a market event is ~200-300 bytes on the wire).
 OUTBOX_MAX_EVENTS = 2048
@@ -306,6 +314,8 @@ class Fanout:
                     channel = EVENT_CHANNEL.get(ev.get("event", ""))
                     if channel is None:
                         continue
+                    if channel == "candles":
+                        channel = candle_topic(ev["interval"])
                     if channel == "orders" and ev.get("client_id") not in clients:
                         continue
                     if channel != "orders" and channel not in chans:

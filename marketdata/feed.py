@@ -14,7 +14,12 @@ Wire events (names of the specification):
                 remaining_quantity, reason, time}
   ticker       {best_bid, best_bid_size, best_ask, best_ask_size, last_price, seq, time}
   snapshot     {bids: [[price, qty], ...top 5], asks: [...], seq, time}
-Every event also carries "event" and "instrument".
+  candle       {interval, open_time, open, high, low, close, volume, close_time, quote_volume,
+                trade_count, taker_buy_volume, taker_buy_quote_volume, vwap, seq, closed, time}
+  ticker_24h   {open_time, close_time, open, high, low, last, change, change_percent, volume,
+                quote_volume, vwap, trade_count, seq, time}
+Every event also carries "event" and "instrument". Candles and the 24 h statistics are folded by
+marketdata.analytics (the worker's InstrumentAnalytics) and shaped here.
 """
 from __future__ import annotations
 
@@ -170,3 +175,21 @@ class FeedBuilder:
                 "bids": [[self._p(p), self._q(q)] for p, q in self.bids.top(depth)],
                 "asks": [[self._p(p), self._q(q)] for p, q in self.asks.top(depth)],
                 "seq": self.seq, "time": iso_from_ns(ts_ns)}
+
+
+# --------------------------------------------------------------------------------------------
+# Candles and 24 h statistics (folded by matching.aggregates)
+# --------------------------------------------------------------------------------------------
+
+
+def candle_event(symbol: str, interval: str, fields: dict[str, Any], closed: bool, ts_ns: int) -> dict[str, Any]:
+    """A candle of ``interval`` as it stands after a batch (``closed``: its interval has ended and
+    it will not change again). ``seq`` is the last trade it holds."""
+    return {"event": "candle", "instrument": symbol, "interval": interval, **fields, "closed": closed,
+            "time": iso_from_ns(ts_ns)}
+
+
+def ticker_24h_event(symbol: str, fields: dict[str, Any], ts_ns: int) -> dict[str, Any]:
+    """The rolling 24 h statistics after a batch that traded (or once minutes left the window);
+    ``seq`` is the last trade in the window."""
+    return {"event": "ticker_24h", "instrument": symbol, **fields, "time": iso_from_ns(ts_ns)}

@@ -110,6 +110,9 @@ class Code(str, Enum):
     API_KEY_REVOKED = "api_key_revoked"
     CLIENT_MISMATCH = "client_mismatch"
     RATE_LIMITED = "rate_limited"
+    # -- analytics, positions and settlement --
+    INVALID_TIME = "invalid_time"  # a time that is neither Unix milliseconds nor ISO-8601
+    INVALID_RANGE = "invalid_range"  # a time range that ends before it starts
 
 
 def code_of(reason: Reason) -> Code:

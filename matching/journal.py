@@ -33,7 +33,7 @@ from matching.engine.engine import Engine
 from matching.engine.types import STP, InstrumentSpec, OrderType, Side, TimeInForce
 from matching.records import EPOCH, fmt_decimal, fmt_time
 from matching.worker import batch as batches
-from matching.worker.books import Book, book_of
+from matching.worker.books import Book, NoAggregates, book_of
 
 EVENTS_SQL: Final = (
     "SELECT order_id, status, price, quantity, filled_quantity, reason, trade_id, created_at, command_seq "
@@ -130,7 +130,7 @@ def replay(spec: InstrumentSpec, instrument: dict[str, Any], *, events: Sequence
     engine = start.engine if start.engine is not None else Engine(spec)
     first_trade = engine.next_trade_id
     info = {**instrument, "halted": start.halted, "last_command_seq": start.command_seq}
-    book = book_of(info, engine, _no_feed)
+    book = book_of(info, engine, _no_feed, NoAggregates)
     result = Replayed(book)
     diff = _Differences(result.differences, max_differences)
     tick, lot = spec.tick_size, spec.lot_size

@@ -14,7 +14,19 @@ from matching.contract import CancelAll, SetHalted, TakeSnapshot, to_builtins
 
 from . import audit, auth, operations, services
 from .errors import ApiError
-from .models import AdminCommand, ApiKey, AuditEntry, Instrument, Order, OrderCommand, OrderEvent, Trade, WorkerStatus
+from .models import (
+    AdminCommand,
+    ApiKey,
+    AuditEntry,
+    Instrument,
+    Order,
+    OrderCommand,
+    OrderEvent,
+    Position,
+    Settlement,
+    Trade,
+    WorkerStatus,
+)
 
 
 @admin.register(Instrument)
@@ -249,4 +261,26 @@ class ApiKeyAdmin(admin.ModelAdmin):
     def revoke_keys(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> None:
         revoked = sum(auth.api_key_revoke(api_key=key, actor=request.user) for key in queryset)
         self.message_user(request, f"{revoked} key(s) revoked", messages.INFO)
+# -- positions and settlements -----------------------------------------------------------------
+
+
+@admin.register(Position)
+class PositionAdmin(ReadOnly):
+    """Kept by the matching worker with the trades (read-only)."""
+
+    list_display = ("client_id", "instrument", "net_quantity", "cost_basis", "realized_pnl", "bought_quantity",
+                    "sold_quantity", "trade_count", "updated_at")
+    list_filter = ("instrument",)
+    search_fields = ("client_id",)
+
+
+@admin.register(Settlement)
+class SettlementAdmin(ReadOnly):
+    """Written by `manage.py settle` (read-only: a settled day never changes)."""
+
+    list_display = ("date", "instrument", "client_id", "bought_quantity", "sold_quantity", "net_quantity",
+                    "net_quote", "buy_vwap", "sell_vwap", "trade_count")
+    list_filter = ("date", "instrument")
+    search_fields = ("client_id",)
+    date_hierarchy = "date"
 

@@ -8,13 +8,14 @@ a call spends (orders.limits, django-ratelimit) are declared on the view (``Guar
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import time
 from decimal import Decimal
 from typing import Any
 
 from asgiref.sync import async_to_sync
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema
 from rest_framework import generics
 from rest_framework.metadata import SimpleMetadata
 from rest_framework.request import Request
@@ -29,7 +30,7 @@ from .errors import ApiError, invalid
 from .instruments import CachedInstrument, by_symbol, listed
 from .models import Order, Status
 from .representation import order_body
-from .selectors import audit_entries, orders_page, read_orderbook, recent_trades
+from .selectors import audit_entries, orders_page, positions_of, read_orderbook, recent_trades, settlements
 from .serializers import (
     AccountSerializer,
     AuditEntrySerializer,
@@ -41,6 +42,8 @@ from .serializers import (
     OrderPageSerializer,
     OrderSerializer,
     OrderTestSerializer,
+    PositionsSerializer,
+    SettlementSerializer,
     TradeSerializer,
 )
 from .validation import instrument_symbol, place_request, refuse_bad_text, tested_order
@@ -337,6 +340,66 @@ class Account(Guarded, APIView):
         caller = auth.caller_of(request)
         return Response({"client_id": caller.limited_to, "role": caller.role, "key_prefix": caller.prefix or None,
                          "rate_limits": limits.budgets(caller)})
+
+
+# --------------------------------------------------------------------------------------------
+# Positions and settlements
+# --------------------------------------------------------------------------------------------
+
+
+class PositionList(Guarded, APIView):
+    """A client's positions, one per instrument it traded: net quantity, quote cash flow,
+    average entry price and realized PnL by average cost, unrealized PnL at the last price.
+    A trader's or read-only key reads its own client's; an admin's any client's."""
+
+    rate_actions = READS
+
+    @extend_schema(
+        parameters=[OpenApiParameter("instrument", str, description="only this instrument")],
+        responses={200: PositionsSerializer, **READ_ERRORS},
+        examples=[OpenApiExample("alice", response_only=True, value={"client_id": "alice", "positions": [{
+            "instrument": "BTC-USD", "net_quantity": "0.3000", "quote_cash_flow": "-8996.500000",
+            "average_entry_price": "30001.67", "cost_basis": "9000.500000", "realized_pnl": "4.000000",
+            "unrealized_pnl": "0.700000", "last_price": "30004.00", "bought_quantity": "0.8000",
+            "sold_quantity": "0.5000", "bought_quote": "24001.500000", "sold_quote": "15005.000000",
+            "trade_count": 4, "seq": 188, "updated_at": "2026-12-02T12:00:41.517Z"}]})])
+    def get(self, request: Request, client_id: str) -> Response:
+        auth.client_scope(auth.caller_of(request), client_id)
+        symbol = request.query_params.get("instrument")
+        instrument = _instrument_or_400(symbol) if symbol else None
+        return Response({"client_id": client_id, "positions": async_to_sync(positions_of)(client_id, instrument)})
+
+
+class SettlementList(Guarded, APIView):
+    """End-of-day settlements (`manage.py settle`), newest day first: a trader's or read-only
+    key's own client's; an admin's of the client named, or of every client."""
+
+    rate_actions = READS
+
+    @extend_schema(
+        parameters=[OpenApiParameter("date", str, description="YYYY-MM-DD"), OpenApiParameter("client_id", str),
+                    OpenApiParameter("instrument", str), _limit("limit", 100, 1000, "settlements")],
+        responses={200: SettlementSerializer(many=True), **READ_ERRORS},
+        examples=[OpenApiExample("one client's day", response_only=True, value=[{
+            "date": "2026-12-01", "instrument": "BTC-USD", "client_id": "alice", "bought_quantity": "0.8000",
+            "sold_quantity": "0.5000", "net_quantity": "0.3000", "bought_quote": "24001.500000",
+            "sold_quote": "15005.000000", "net_quote": "-8996.500000", "buy_vwap": "30001.88",
+            "sell_vwap": "30010.00", "trade_count": 4}])])
+    def get(self, request: Request) -> Response:
+        client_id = auth.client_scope(auth.caller_of(request), request.query_params.get("client_id") or None)
+        raw_day = request.query_params.get("date")
+        day = None
+        if raw_day:
+            try:
+                day = dt.date.fromisoformat(raw_day)
+            except ValueError:
+                raise invalid("date", Code.INVALID_TIME, "must be a date, YYYY-MM-DD") from None
+        symbol = request.query_params.get("instrument")
+        instrument = _instrument_or_400(symbol) if symbol else None
+        limit = _int_param(request, "limit", 100, 1, 1000)
+        return Response(async_to_sync(settlements)(day=day, client_id=client_id, instrument=instrument,
+                                                   limit=limit))
+
 
 
 class AuditList(Guarded, APIView):

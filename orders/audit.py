@@ -22,7 +22,7 @@ def actor_label(actor: Any) -> str:
     if getattr(actor, "key_id", None) is not None and prefix:
         return f"key:{prefix} ({getattr(actor, 'client_id', '')})"[:200]
     user = getattr(actor, "user", None)
-    if isinstance(user, str) and user:  # a staff session's caller (orders.auth.Caller)
+    if isinstance(user, str) and user:  # a staff session's caller (orders.callers.Caller)
         return f"user:{user}"[:200]
     username = getattr(actor, "get_username", None)
     if callable(username):

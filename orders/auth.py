@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import ipaddress
 import json
 import logging
 import os
@@ -30,7 +29,7 @@ import re
 import secrets
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import psycopg
@@ -43,6 +42,16 @@ from rest_framework.permissions import SAFE_METHODS, BasePermission
 from matching.contract import Code
 
 from . import audit, db, limits
+from .callers import (
+    ADMIN,
+    READ_ONLY,
+    Caller,
+    anonymous,
+    drf_caller,
+    ip_identity,
+    open_caller,
+    staff_caller,
+)
 from .errors import ApiError, DrfApiError
 from .listener import LISTEN_APPLICATION_NAME, hub
 from .models import ApiKey, KeyRole
@@ -56,7 +65,6 @@ UNWATCHED_S = 1.0
 LAST_USED_EVERY_S = 60.0
 WWW_AUTHENTICATE = (b"www-authenticate", b'Bearer realm="pgbourse"')
 
-TRADER, READ_ONLY, ADMIN = KeyRole.TRADER.value, KeyRole.READ_ONLY.value, KeyRole.ADMIN.value
 OFF_WARNING = ("PGBOURSE_AUTH=off: no API keys are checked and anyone who can reach this port may place, "
                "cancel and read every client's orders (local experiments only)")
 
@@ -83,76 +91,6 @@ def key_from_headers(authorization: bytes | str | None, x_api_key: bytes | str |
     if x_api_key:
         return (x_api_key.decode("latin-1") if isinstance(x_api_key, bytes) else x_api_key).strip()
     return None
-
-
-def ip_identity(host: str | None) -> str:
-    """The address a budget counts by: IPv4 as is, IPv6 by its /64 (one host's usual share)."""
-    if not host:
-        return "unknown"
-    if ":" in host:
-        try:
-            return str(ipaddress.ip_network(f"{host}/64", strict=False).network_address)
-        except ValueError:
-            return host
-    return host
-
-
-def client_ip(scope: dict[str, Any]) -> str:
-    client = scope.get("client")
-    return ip_identity(client[0] if client else None)
-
-
-# -- who is asking -----------------------------------------------------------------------------
-
-@dataclass(frozen=True, slots=True)
-class Caller:
-    """The one answer to "who is asking". ``client_id``: the key's client (None for a staff
-    session, anonymous, or auth off). ``rates``: the key's own budgets by action."""
-
-    role: str | None
-    ip: str
-    client_id: str | None = None
-    key_id: int | None = None
-    key_hash: str = ""
-    prefix: str = ""
-    rates: dict[str, str] = field(default_factory=dict)
-    user: str = ""
-
-    @property
-    def is_authenticated(self) -> bool:  # DRF's and Django's "user" protocol
-        return self.role is not None
-
-    @property
-    def limited_to(self) -> str | None:
-        """The only client whose orders this caller may touch, or None: any (an admin)."""
-        return self.client_id if self.role in (TRADER, READ_ONLY) else None
-
-    @property
-    def identity(self) -> str:
-        """Whose budget a request spends."""
-        if self.key_id is not None:
-            return f"key:{self.key_id}"
-        if self.user:
-            return f"user:{self.user}"
-        return f"ip:{self.ip}"
-
-    def __str__(self) -> str:
-        if self.key_id is not None:
-            return f"{self.prefix} ({self.client_id}, {self.role})"
-        return f"{self.user} (staff)" if self.user else f"anonymous {self.ip}"
-
-
-def anonymous(ip: str) -> Caller:
-    return Caller(role=None, ip=ip)
-
-
-def open_caller(ip: str) -> Caller:
-    """PGBOURSE_AUTH=off: an admin without a key, its budgets counted by address."""
-    return Caller(role=ADMIN, ip=ip)
-
-
-def staff_caller(user: Any, ip: str) -> Caller:
-    return Caller(role=ADMIN, ip=ip, user=str(user.get_username()))
 
 
 # -- the cache of keys, kept true by NOTIFY -------------------------------------------------------
@@ -416,6 +354,18 @@ def bind_client(caller: Caller, data: Any) -> Any:
     return data
 
 
+def client_scope(caller: Caller, client_id: str | None) -> str | None:
+    """Whose data a read names, as this caller may read it: a trader's or read-only key reads
+    its own client's (named or not; another client's is 403 client_mismatch), an admin the
+    client named (None: every client's)."""
+    bound = caller.limited_to
+    if bound is None:
+        return client_id
+    if client_id is not None and client_id != bound:
+        raise client_mismatch(bound)
+    return bound
+
+
 def client_mismatch(bound: str) -> ApiError:
     return ApiError(403, Code.CLIENT_MISMATCH, f"This API key acts for client {bound!r} only.",
                     {"client_id": [{"code": Code.CLIENT_MISMATCH.value, "detail": "not this key's client"}]})
@@ -426,12 +376,12 @@ def client_mismatch(bound: str) -> ApiError:
 def caller_of(request: Any) -> Caller:
     """The caller of a DRF or Django request (authenticated already by DRF; a plain Django
     request is authenticated here, by its key or its staff session)."""
+    if hasattr(request, "_request"):  # a DRF request: authenticated already
+        return drf_caller(request)
     user = getattr(request, "user", None)
     if isinstance(user, Caller):
         return user
     ip = ip_identity(request.META.get("REMOTE_ADDR"))
-    if hasattr(request, "_request"):  # DRF has authenticated: nobody it knows
-        return open_caller(ip) if not settings.AUTH_REQUIRED else anonymous(ip)
     key = key_from_headers(request.META.get("HTTP_AUTHORIZATION"), request.META.get("HTTP_X_API_KEY"))
     if key is not None or not settings.AUTH_REQUIRED:
         return authenticate_sync(key, ip)

@@ -30,6 +30,7 @@ from matching.contract import Code
 
 from . import auth, limits, metrics
 from .admission import overloaded, shedding
+from .callers import client_ip
 from .db import FAILURES, DatabaseDown
 from .errors import RETRY_AFTER_S, RETRY_STATUSES, ApiError, database_unavailable
 from .instruments import by_symbol
@@ -193,7 +194,7 @@ def http_application(django_app: Callable[..., Awaitable[None]]) -> Callable[...
         try:
             if operation != "test" and shedding():
                 raise overloaded()
-            caller = await auth.authenticate(key, auth.client_ip(scope))
+            caller = await auth.authenticate(key, client_ip(scope))
             auth.require(caller, auth.TRADE)
             usage = await limits.take(caller, limits.Action.COMMANDS if operation in ("cancel", "modify")
                                       else limits.Action.ORDERS)

@@ -90,3 +90,17 @@ def symbol_of(instrument_id: int) -> str | None:
     """The symbol of a cached instrument (no query: for log lines)."""
     found = _by_id.get(instrument_id)
     return None if found is None else found.symbol
+# -- for management commands and migrations --
+
+
+def read_sync(symbol: str | None = None) -> list[CachedInstrument]:
+    """Instruments read through Django's connection, by symbol (one, or every one): for the
+    synchronous management commands (settle, analytics_check) and data migrations."""
+    from django.db import connection as django_connection
+
+    with django_connection.cursor() as cur:
+        if symbol is None:
+            cur.execute(SQL + " ORDER BY symbol")
+        else:
+            cur.execute(SQL + " WHERE symbol = %s", [symbol])
+        return [_build(r) for r in cur.fetchall()]

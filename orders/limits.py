@@ -27,7 +27,7 @@ import threading
 import time
 from dataclasses import dataclass
 from enum import Enum
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import psycopg
 from django.conf import settings
@@ -45,11 +45,9 @@ from rest_framework.throttling import BaseThrottle
 from matching.contract import Code
 
 from . import db
+from .callers import Caller, drf_caller
 from .coalesce import coalescer
 from .errors import ApiError, DrfApiError
-
-if TYPE_CHECKING:
-    from .auth import Caller
 
 log = logging.getLogger(__name__)
 
@@ -144,15 +142,11 @@ def take_sync(request: Any, action: Action) -> Usage | None:
 
 
 def _ratelimit_key(group: str, request: Any) -> str:
-    from .auth import caller_of
-
-    return caller_of(request).identity
+    return drf_caller(request).identity
 
 
 def _ratelimit_rate(group: str, request: Any) -> str:
-    from .auth import caller_of
-
-    return budget(caller_of(request), group)
+    return budget(drf_caller(request), group)
 
 
 class RateLimit(BaseThrottle):

@@ -355,3 +355,75 @@ class RateCounter(models.Model):
 
     def __str__(self) -> str:
         return f"{self.key}: {self.count}"
+# Positions and settlements
+# --------------------------------------------------------------------------------------------
+
+# A quote amount (price x quantity) has the decimals of the tick and of the lot together.
+QUOTE = {"max_digits": 50, "decimal_places": 24}
+
+
+class Position(models.Model):
+    """One client's position in one instrument, by average cost (matching.aggregates.Position).
+    Written only by the matching worker, in the transaction of the batch whose fills it folds,
+    so it never disagrees with the trades committed (``manage.py analytics_check`` recomputes
+    it from them). ``cost_basis`` is signed like ``net_quantity``."""
+
+    client_id = models.CharField(max_length=64)
+    instrument = models.ForeignKey(Instrument, on_delete=models.PROTECT, related_name="+", db_index=False)
+    net_quantity = models.DecimalField(**MONEY)
+    cost_basis = models.DecimalField(**QUOTE)
+    bought_quantity = models.DecimalField(**MONEY)
+    sold_quantity = models.DecimalField(**MONEY)
+    bought_quote = models.DecimalField(**QUOTE)
+    sold_quote = models.DecimalField(**QUOTE)
+    realized_pnl = models.DecimalField(**QUOTE)
+    trade_count = models.BigIntegerField()
+    last_seq = models.BigIntegerField(help_text="the seq of its last fill")
+    updated_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["client_id", "instrument"]
+        constraints = [
+            models.UniqueConstraint(fields=["client_id", "instrument"], name="position_per_client"),
+            models.CheckConstraint(condition=Q(net_quantity=F("bought_quantity") - F("sold_quantity")),
+                                   name="position_net_is_bought_minus_sold"),
+            # Average cost moves PnL between realized and the cost basis, never creates any.
+            models.CheckConstraint(condition=Q(realized_pnl=F("cost_basis") + F("sold_quote") - F("bought_quote")),
+                                   name="position_pnl_is_cash_flow"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.client_id} {self.net_quantity} {self.instrument_id}"
+
+
+class Settlement(models.Model):
+    """One client's trades of one UTC day in one instrument, netted (``manage.py settle``)."""
+
+    date = models.DateField()
+    instrument = models.ForeignKey(Instrument, on_delete=models.PROTECT, related_name="+", db_index=False)
+    client_id = models.CharField(max_length=64)
+    bought_quantity = models.DecimalField(**MONEY)
+    sold_quantity = models.DecimalField(**MONEY)
+    net_quantity = models.DecimalField(**MONEY)
+    bought_quote = models.DecimalField(**QUOTE)
+    sold_quote = models.DecimalField(**QUOTE)
+    net_quote = models.DecimalField(**QUOTE, help_text="quote received minus quote paid")
+    buy_vwap = models.DecimalField(**MONEY, null=True, blank=True)
+    sell_vwap = models.DecimalField(**MONEY, null=True, blank=True)
+    trade_count = models.BigIntegerField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-date", "instrument", "client_id"]
+        constraints = [
+            # Settling a day twice cannot make a second row.
+            models.UniqueConstraint(fields=["date", "instrument", "client_id"], name="settlement_per_day"),
+            models.CheckConstraint(condition=Q(net_quantity=F("bought_quantity") - F("sold_quantity")),
+                                   name="settlement_net_quantity"),
+            models.CheckConstraint(condition=Q(net_quote=F("sold_quote") - F("bought_quote")),
+                                   name="settlement_net_quote"),
+        ]
+        indexes = [models.Index(fields=["client_id", "-date"], name="settlement_client_recent")]
+
+    def __str__(self) -> str:
+        return f"{self.date} {self.client_id} {self.instrument_id} {self.net_quantity}"

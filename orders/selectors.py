@@ -9,6 +9,7 @@ from typing import Any
 
 from psycopg import sql
 
+from matching.aggregates import Position, Scale
 from matching.contract import OrderState
 from matching.records import FILLS_SQL, ORDER_COLUMNS, ORDERS_BY_ID_SQL, fmt_decimal, fmt_time, order_states
 
@@ -186,3 +187,78 @@ async def audit_entries(action: str | None, limit: int) -> list[dict[str, Any]]:
         rows = await cur.fetchall()
     return [{"time": fmt_time(at), "actor": actor, "action": act, "target": target, "detail": detail}
             for at, actor, act, target, detail in rows]
+# --------------------------------------------------------------------------------------------
+# Positions and settlements
+# --------------------------------------------------------------------------------------------
+
+POSITION_COLUMNS = ("instrument_id", "net_quantity", "cost_basis", "bought_quantity", "sold_quantity", "bought_quote",
+                    "sold_quote", "realized_pnl", "trade_count", "last_seq", "updated_at")
+POSITIONS_SQL = f"SELECT {', '.join(POSITION_COLUMNS)} FROM orders_position WHERE client_id = %s"
+LAST_PRICE_SQL = "SELECT price FROM orders_trade WHERE instrument_id = %s ORDER BY seq DESC LIMIT 1"
+
+
+async def positions_of(client_id: str, instrument: CachedInstrument | None = None) -> list[dict[str, Any]]:
+    """A client's positions, one per instrument it traded (by symbol), each with its unrealized
+    PnL at the instrument's last trade price."""
+    sql, args = POSITIONS_SQL, [client_id]
+    if instrument is not None:
+        sql += " AND instrument_id = %s"
+        args.append(instrument.id)
+    out: list[dict[str, Any]] = []
+    async with connection() as conn:
+        cur = await conn.execute(sql, args)
+        rows = [dict(zip(POSITION_COLUMNS, r)) for r in await cur.fetchall()]
+        for row in rows:
+            found = await by_id(row["instrument_id"])
+            assert found is not None
+            scale = Scale(found.spec)
+            cur = await conn.execute(LAST_PRICE_SQL, [found.id])
+            last = await cur.fetchone()
+            position = Position.from_row(row, scale)
+            out.append({"instrument": found.symbol,
+                        **position.fields(scale, None if last is None else scale.ticks(last[0])),
+                        "updated_at": fmt_time(row["updated_at"])})
+    out.sort(key=lambda p: p["instrument"])
+    return out
+
+
+SETTLEMENT_COLUMNS = ("date", "instrument_id", "client_id", "bought_quantity", "sold_quantity", "net_quantity",
+                      "bought_quote", "sold_quote", "net_quote", "buy_vwap", "sell_vwap", "trade_count", "created_at")
+
+
+def settlement_body(row: dict[str, Any], instrument: CachedInstrument) -> dict[str, Any]:
+    """A settlement row (SETTLEMENT_COLUMNS) as the API and the CSV report show it."""
+    scale = Scale(instrument.spec)
+    qty, quote = lambda v: scale.qty(scale.lots(v)), lambda v: scale.quote(scale.units(v))
+    price = lambda v: None if v is None else scale.price(scale.ticks(v))
+    return {"date": row["date"].isoformat(), "instrument": instrument.symbol, "client_id": row["client_id"],
+            "bought_quantity": qty(row["bought_quantity"]), "sold_quantity": qty(row["sold_quantity"]),
+            "net_quantity": qty(row["net_quantity"]), "bought_quote": quote(row["bought_quote"]),
+            "sold_quote": quote(row["sold_quote"]), "net_quote": quote(row["net_quote"]),
+            "buy_vwap": price(row["buy_vwap"]), "sell_vwap": price(row["sell_vwap"]),
+            "trade_count": row["trade_count"]}
+
+
+async def settlements(*, day: Any = None, client_id: str | None = None, instrument: CachedInstrument | None = None,
+                      limit: int = 100) -> list[dict[str, Any]]:
+    """Settlement rows, newest day first, then by instrument and client."""
+    where: list[str] = []
+    args: list[Any] = []
+    for column, value in (("date", day), ("client_id", client_id),
+                          ("instrument_id", None if instrument is None else instrument.id)):
+        if value is not None:
+            where.append(f"{column} = %s")
+            args.append(value)
+    query = f"SELECT {', '.join(SETTLEMENT_COLUMNS)} FROM orders_settlement"
+    if where:
+        query += " WHERE " + " AND ".join(where)
+    query += " ORDER BY date DESC, instrument_id, client_id LIMIT %s"
+    async with connection() as conn:
+        cur = await conn.execute(query, [*args, limit])
+        rows = [dict(zip(SETTLEMENT_COLUMNS, r)) for r in await cur.fetchall()]
+    out = []
+    for row in rows:
+        found = await by_id(row["instrument_id"])
+        assert found is not None
+        out.append(settlement_body(row, found))
+    return out

@@ -178,3 +178,46 @@ class AccountSerializer(serializers.Serializer):
                                        "session, or keys off)")
     rate_limits = serializers.DictField(child=serializers.CharField(), help_text='by action: "200/2s" (requests '
                                         "per window); orders, commands, reads")
+
+
+# -- positions and settlements --
+
+
+class PositionSerializer(serializers.Serializer):
+    instrument = serializers.CharField()
+    net_quantity = serializers.CharField(help_text="bought - sold (negative: short)")
+    quote_cash_flow = serializers.CharField(help_text="quote received - quote paid")
+    average_entry_price = serializers.CharField(allow_null=True, help_text="|cost_basis| / |net_quantity|, "
+                                                "half-even to the tick; null when flat")
+    cost_basis = serializers.CharField(help_text="what the open quantity cost, by average cost (signed like "
+                                       "net_quantity)")
+    realized_pnl = serializers.CharField(help_text="average cost; equals quote_cash_flow when flat")
+    unrealized_pnl = serializers.CharField(allow_null=True, help_text="net_quantity x last_price - cost_basis")
+    last_price = serializers.CharField(allow_null=True, help_text="the instrument's last trade price")
+    bought_quantity = serializers.CharField()
+    sold_quantity = serializers.CharField()
+    bought_quote = serializers.CharField()
+    sold_quote = serializers.CharField()
+    trade_count = serializers.IntegerField()
+    seq = serializers.IntegerField(help_text="seq of the client's last fill in the instrument")
+    updated_at = serializers.DateTimeField()
+
+
+class PositionsSerializer(serializers.Serializer):
+    client_id = serializers.CharField()
+    positions = PositionSerializer(many=True)
+
+
+class SettlementSerializer(serializers.Serializer):
+    date = serializers.DateField()
+    instrument = serializers.CharField()
+    client_id = serializers.CharField()
+    bought_quantity = serializers.CharField()
+    sold_quantity = serializers.CharField()
+    net_quantity = serializers.CharField()
+    bought_quote = serializers.CharField()
+    sold_quote = serializers.CharField()
+    net_quote = serializers.CharField(help_text="quote received - quote paid")
+    buy_vwap = serializers.CharField(allow_null=True)
+    sell_vwap = serializers.CharField(allow_null=True)
+    trade_count = serializers.IntegerField()

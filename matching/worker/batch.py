@@ -2,7 +2,8 @@
 
 The worker matches a batch's commands through the books' engines; this module turns each
 command's events into the rows the batch's transaction writes (orders, OrderEvents, trades,
-processed commands, the instruments' counters), the answers (an ``OrderState`` for every new
+the trade aggregates: candles and positions, processed commands, the instruments' counters),
+the answers (an ``OrderState`` for every new
 order, the result of every cancel and modify) and the market events the feeds publish. No
 database, no clock: the batch's time comes in with it. The statements that write these rows
 are the store's (matching.worker.store).
@@ -172,9 +173,16 @@ def _collect(batch: Batch, book: Book, events: list[Any], placed: PlaceOrder | N
     refused: Code | None = None
     cseq = book.command_seq + 1
     written = len(batch.events)
+    # The command's trades, folded into the instrument's aggregates once their clients are known.
+    trades: list[Trade] = []
+    client_of: dict[str, str] = {}
     for ev in events:
         kind = type(ev)
         if kind is OrderUpdate:
+            if traded:
+                # Both orders of a trade have an OrderUpdate after it among the command's events
+                # (the maker's right after the trade, the taker's at the end): whose trade it is.
+                client_of[ev.order_id] = ev.client_id
             batch.final[ev.order_id] = (book, ev)
             batch.events.append({
                 "order_id": ev.order_id, "instrument_id": iid, "status": ev.status.value,
@@ -198,6 +206,7 @@ def _collect(batch: Batch, book: Book, events: list[Any], placed: PlaceOrder | N
                 tally = batch.traded[iid] = [0, 0]
             tally[0] += 1
             tally[1] += ev.qty_lots
+            trades.append(ev)
             for oid in (ev.buy_order_id, ev.sell_order_id):
                 # Only the batch's new orders are answered with their fills (the others are
                 # read back whole).
@@ -218,6 +227,10 @@ def _collect(batch: Batch, book: Book, events: list[Any], placed: PlaceOrder | N
         batch.fills[placed.order_id] = []
     if len(batch.events) > written:
         book.command_seq = cseq
+    if trades:
+        fold = book.analytics.trade
+        for ev in trades:
+            fold(ev, client_of[ev.buy_order_id], client_of[ev.sell_order_id])
     return refused
 
 
@@ -415,6 +428,18 @@ def statement_params(batch: Batch) -> dict[str, Any]:
     matched: the instruments' counters are read from the engines now, before the next batch
     moves them, and the commit itself is then only I/O. Each row set travels as ONE JSON text:
     PostgreSQL reads it once, where a list of Python values would be sent element by element."""
+    candles: list[dict[str, Any]] = []
+    positions: list[dict[str, Any]] = []
+    for iid, book in batch.books.items():
+        candle_rows, position_rows, events = book.analytics.flush(batch.ts_ns)
+        if events:
+            batch.market[iid].extend(events)
+        for row in candle_rows:
+            row["instrument_id"] = iid
+        for row in position_rows:
+            row["instrument_id"] = iid
+        candles.extend(candle_rows)
+        positions.extend(position_rows)
     market: list[str] = []
     for iid, events in batch.market.items():
         market.extend(market_payloads(batch.books[iid].symbol, events))
@@ -425,6 +450,8 @@ def statement_params(batch: Batch) -> dict[str, Any]:
         "direct_count": len(batch.direct),
         "events": orjson.dumps(batch.events).decode(),
         "trades": orjson.dumps(batch.trades).decode(),
+        "candles": orjson.dumps(candles).decode(),
+        "positions": orjson.dumps(positions).decode(),
         "commands": orjson.dumps([{"id": i, "result": code.value} for i, code in batch.commands]).decode(),
         "instruments": orjson.dumps([{"id": b.id, "last_seq": b.engine.seq, "last_trade_id": b.engine.next_trade_id - 1,
                                       "last_command_seq": b.command_seq, "halted": b.halted}

@@ -4,7 +4,7 @@ Run by Channels' own worker: ``python manage.py runworker --layer matching match
 channel layer (matching.worker.inbox) delivers ``worker.start`` once, then one
 ``inbox.batch`` message per batch of pending commands read from PostgreSQL. The consumer is a
 thin shell over MatchingWorker; the composition root (exchange_project.asgi) gives it the
-market-data feed to publish with.
+market-data feed to publish with and the trade aggregates to keep.
 
 When the database is lost (it stops, crashes, hangs or cannot be reached) the consumer does not
 end the process: it drops the worker (whose memory may be ahead of the record), stops taking
@@ -28,7 +28,7 @@ from channels.consumer import AsyncConsumer
 from django.conf import settings
 
 from . import metrics, periodic
-from .books import FeedFactory
+from .books import AnalyticsFactory, FeedFactory
 from .direct import DirectServer
 from .postgres import backoff_s, conninfo
 from .service import MatchingWorker, WorkerStopped
@@ -48,9 +48,10 @@ def exit_on_failure(exc: BaseException) -> None:
 class MatchingConsumer(AsyncConsumer):  # type: ignore[misc]
     channel_layer_alias = "matching"
 
-    def __init__(self, feed_factory: FeedFactory, **kwargs: Any) -> None:
+    def __init__(self, feed_factory: FeedFactory, analytics_factory: AnalyticsFactory, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.feed_factory = feed_factory
+        self.analytics_factory = analytics_factory
         self.worker: MatchingWorker | None = None
         self.direct: DirectServer | None = None
         self._timer: asyncio.Task[None] | None = None
@@ -71,6 +72,7 @@ class MatchingConsumer(AsyncConsumer):  # type: ignore[misc]
     async def _up(self) -> None:
         started = time.monotonic()
         worker = self.worker = MatchingWorker(conninfo("pgbourse-worker"), self.feed_factory,
+                                              analytics_factory=self.analytics_factory,
                                               slow_batch_ms=settings.MATCHING_SLOW_BATCH_MS,
                                               db_timeout_s=settings.MATCHING_DB_TIMEOUT_S)
         await worker.start()

@@ -1,5 +1,6 @@
 """What the worker does on a timer: the `snapshot` feed (top of book every second, published in
-its turn with the batches), persisted book snapshots, and fresh planner statistics."""
+its turn with the batches, with the candles whose interval has ended), persisted book
+snapshots, and fresh planner statistics."""
 
 from __future__ import annotations
 
@@ -70,13 +71,14 @@ async def heartbeat_forever(worker: MatchingWorker, every_s: float) -> None:
 
 
 async def publish_snapshots(worker: MatchingWorker) -> None:
-    """The `snapshot` feed: top 5 levels per side, from committed state. Written in its turn,
+    """The `snapshot` feed: top 5 levels per side, from committed state, and what the clock made
+    due in the aggregates (a candle closed by the end of its interval). Written in its turn,
     after the batches matched before it (which it reflects) have committed."""
     async with worker.lock:
-        ts_ns = time.time_ns()
+        ts_ns = worker.now_ns()
         payloads: list[str] = []
         for book in worker.books.values():
-            payloads.extend(market_payloads(book.symbol, [book.feed.snapshot(ts_ns)]))
+            payloads.extend(market_payloads(book.symbol, [book.feed.snapshot(ts_ns), *book.analytics.due(ts_ns)]))
         turn = worker.next_turn()
     conn = worker.conn
     assert conn is not None

@@ -62,7 +62,7 @@ from matching.records import order_states
 from . import batch as batches
 from . import logs, metrics, snapshots
 from .batch import Batch, Pending
-from .books import Book, FeedFactory, load_books, read_book, read_instruments
+from .books import AnalyticsFactory, Book, FeedFactory, load_books, read_book, read_instruments
 from .dedupe import Taken
 from .store import Store, read_back, statements
 
@@ -88,10 +88,11 @@ Turn = tuple["asyncio.Future[None] | None", "asyncio.Future[None]"]
 
 
 class MatchingWorker:
-    def __init__(self, conninfo: dict[str, Any], feed_factory: FeedFactory, *, slow_batch_ms: float = 250,
-                 db_timeout_s: float = 5.0, rebuild_timeout_s: float = 300.0) -> None:
+    def __init__(self, conninfo: dict[str, Any], feed_factory: FeedFactory, *, analytics_factory: AnalyticsFactory,
+                 slow_batch_ms: float = 250, db_timeout_s: float = 5.0, rebuild_timeout_s: float = 300.0) -> None:
         self.conninfo = conninfo
         self.feed_factory = feed_factory
+        self.analytics_factory = analytics_factory
         self.slow_batch_s = slow_batch_ms / 1000
         # How long a statement may take before the database counts as lost (a commit, a
         # duplicate check), and how long the rebuild of every book may take.
@@ -116,6 +117,7 @@ class MatchingWorker:
         self.direct_address: str | None = None
         self.started_at = time.monotonic()
         self.last_batch_at: float | None = None
+        self._last_ns = 0
 
     @property
     def retries(self) -> int:
@@ -148,7 +150,8 @@ class MatchingWorker:
         # leave it by reference counting: an order taken off the book drops its links).
         gc.disable()
         try:
-            self.books = await asyncio.wait_for(load_books(self.conn, self.feed_factory), self.rebuild_timeout_s)
+            self.books = await asyncio.wait_for(load_books(self.conn, self.feed_factory, self.analytics_factory),
+                                                self.rebuild_timeout_s)
         finally:
             gc.enable()
             gc.freeze()
@@ -161,7 +164,8 @@ class MatchingWorker:
         assert self.read_conn is not None
         for instrument in await read_instruments(self.read_conn):
             if instrument["id"] not in self.books:
-                self.books[instrument["id"]] = await read_book(self.read_conn, instrument, self.feed_factory)
+                self.books[instrument["id"]] = await read_book(self.read_conn, instrument, self.feed_factory,
+                                                               self.analytics_factory)
         return list(self.books.values())
 
     async def _book(self, instrument_id: int) -> Book | None:
@@ -174,8 +178,15 @@ class MatchingWorker:
                 found = await read_instruments(self.read_conn, instrument_id)
                 if not found:
                     return None
-                book = self.books[instrument_id] = await read_book(self.read_conn, found[0], self.feed_factory)
+                book = self.books[instrument_id] = await read_book(self.read_conn, found[0], self.feed_factory,
+                                                                   self.analytics_factory)
         return book
+
+    def now_ns(self) -> int:
+        """A batch's time: the clock, but never before the previous batch's, so that trade times
+        never go backwards while their seq goes forward (candles are cut by time)."""
+        self._last_ns = max(time.time_ns(), self._last_ns)
+        return self._last_ns
 
     # -- the order of writes --------------------------------------------------------------
     def next_turn(self) -> Turn:
@@ -218,7 +229,7 @@ class MatchingWorker:
         answers go out as NOTIFYs of the same transaction."""
         async with self.lock:
             started = time.perf_counter()
-            batch = batches.new_batch(time.time_ns())
+            batch = batches.new_batch(self.now_ns())
             jobs: SnapshotJobs = []
             for item in items:
                 cmd = item.command
@@ -274,7 +285,7 @@ class MatchingWorker:
             assert self.read_conn is not None
             async with asyncio.timeout(self.db_timeout_s):
                 known = await self.taken.known(self.read_conn, places)
-            batch = batches.new_batch(time.time_ns())
+            batch = batches.new_batch(self.now_ns())
             # Direct cancels/modifies: (answer index, order id, result or None when no book
             # holds the order open: the batch's read-back decides the answer then).
             targets: list[tuple[int, str, Code | None, str | None]] = []

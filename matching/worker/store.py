@@ -101,6 +101,40 @@ SELECT t.instrument_id, t.trade_id, t.seq, t.price, t.quantity, t.aggressor_side
   FROM json_populate_recordset(NULL::orders_trade, %(trades)s::json) WITH ORDINALITY AS t
  ORDER BY t.ordinality"""
 
+# The batch's trades per candle, added to what is stored (open and close by seq, so the order
+# in which deltas arrive does not matter; a retried transaction adds them once).
+UPSERT_CANDLES = """
+INSERT INTO marketdata_candle AS c (instrument_id, interval, open_time, open, high, low, close, volume, quote_volume,
+                                    taker_buy_volume, taker_buy_quote_volume, trade_count, first_seq, last_seq)
+SELECT d.instrument_id, d.interval, d.open_time, d.open, d.high, d.low, d.close, d.volume, d.quote_volume,
+       d.taker_buy_volume, d.taker_buy_quote_volume, d.trade_count, d.first_seq, d.last_seq
+  FROM json_populate_recordset(NULL::marketdata_candle, %(candles)s::json) WITH ORDINALITY AS d
+ ORDER BY d.ordinality
+ON CONFLICT (instrument_id, interval, open_time) DO UPDATE
+   SET open = CASE WHEN excluded.first_seq < c.first_seq THEN excluded.open ELSE c.open END,
+       close = CASE WHEN excluded.last_seq > c.last_seq THEN excluded.close ELSE c.close END,
+       first_seq = least(c.first_seq, excluded.first_seq), last_seq = greatest(c.last_seq, excluded.last_seq),
+       high = greatest(c.high, excluded.high), low = least(c.low, excluded.low),
+       volume = c.volume + excluded.volume, quote_volume = c.quote_volume + excluded.quote_volume,
+       taker_buy_volume = c.taker_buy_volume + excluded.taker_buy_volume,
+       taker_buy_quote_volume = c.taker_buy_quote_volume + excluded.taker_buy_quote_volume,
+       trade_count = c.trade_count + excluded.trade_count"""
+
+# Whole states (an average cost depends on every fill before it), folded by the worker.
+UPSERT_POSITIONS = """
+INSERT INTO orders_position (client_id, instrument_id, net_quantity, cost_basis, bought_quantity, sold_quantity,
+                             bought_quote, sold_quote, realized_pnl, trade_count, last_seq, updated_at)
+SELECT p.client_id, p.instrument_id, p.net_quantity, p.cost_basis, p.bought_quantity, p.sold_quantity,
+       p.bought_quote, p.sold_quote, p.realized_pnl, p.trade_count, p.last_seq, %(when)s
+  FROM json_populate_recordset(NULL::orders_position, %(positions)s::json) WITH ORDINALITY AS p
+ ORDER BY p.ordinality
+ON CONFLICT (client_id, instrument_id) DO UPDATE
+   SET net_quantity = excluded.net_quantity, cost_basis = excluded.cost_basis,
+       bought_quantity = excluded.bought_quantity, sold_quantity = excluded.sold_quantity,
+       bought_quote = excluded.bought_quote, sold_quote = excluded.sold_quote,
+       realized_pnl = excluded.realized_pnl, trade_count = excluded.trade_count, last_seq = excluded.last_seq,
+       updated_at = excluded.updated_at"""
+
 UPDATE_COMMANDS = """
 UPDATE orders_ordercommand c SET processed = true, result = u.result, processed_at = %(when)s
   FROM json_to_recordset(%(commands)s::json) AS u(id bigint, result text) WHERE c.id = u.id"""
@@ -133,8 +167,8 @@ NOTIFY_MARKET = (f"SELECT count(pg_notify('{MARKET_CHANNEL}', p)) "
 
 def statements(batch: Batch, params: dict[str, Any]) -> list[Statement]:
     """A batch's statements (params: batch.statement_params), in the fixed order of writes
-    (orders, events, trades, commands, instruments, then the NOTIFYs): every batch locks rows
-    in the same order."""
+    (orders, events, trades, candles, positions, commands, instruments, then the NOTIFYs): every
+    batch locks rows in the same order."""
     out: list[Statement] = []
     if batch.direct:
         out.append((INSERT_NEW_ORDERS, params))
@@ -144,6 +178,10 @@ def statements(batch: Batch, params: dict[str, Any]) -> list[Statement]:
         out.append((INSERT_EVENTS, params))
     if batch.trades:
         out.append((INSERT_TRADES, params))
+    if params["candles"] != "[]":
+        out.append((UPSERT_CANDLES, params))
+    if params["positions"] != "[]":
+        out.append((UPSERT_POSITIONS, params))
     if batch.commands:
         out.append((UPDATE_COMMANDS, params))
     if batch.books:

@@ -16,7 +16,7 @@ from matching.contract import CancelOrder, ModifyOrder, PlaceOrder
 from matching.engine.engine import Engine
 from matching.engine.types import STP, InstrumentSpec, OrderType, Side, TimeInForce
 from matching.worker import batch
-from matching.worker.books import book_of
+from matching.worker.books import NoAggregates, book_of
 
 SPEC = InstrumentSpec("TST-USD", Decimal("0.01"), Decimal("0.0001"), Decimal("0.0001"), Decimal("1000"),
                       Decimal("1000000"))
@@ -61,7 +61,7 @@ def _d(text: str | None) -> Decimal | None:
 def history(seed: int = 3, commands: int = 400) -> Record:
     """Random places (limit, market, IOC, FOK, post-only, STP), cancels, modifies and a halt."""
     rng = random.Random(seed)
-    book = book_of(INSTRUMENT, Engine(SPEC), FeedBuilder)
+    book = book_of(INSTRUMENT, Engine(SPEC), FeedBuilder, NoAggregates)
     record = Record()
     resting: list[str] = []
     ts = TS

@@ -12,6 +12,7 @@ import uuid
 import psycopg
 import pytest
 
+from marketdata.analytics import InstrumentAnalytics
 from marketdata.feed import FeedBuilder
 from matching.contract import CancelOrder, Code, CommandResult, Placed, PlaceOrder
 from matching.engine.types import STP, OrderType, Side, TimeInForce
@@ -80,7 +81,7 @@ def test_a_command_for_an_order_no_book_holds_is_answered_from_the_workers_read(
     pending = store_pending(iid)
 
     async def scenario() -> list:
-        worker = MatchingWorker(exchange.conninfo, FeedBuilder)
+        worker = MatchingWorker(exchange.conninfo, FeedBuilder, analytics_factory=InstrumentAnalytics)
         await worker.start(wait_for_lock=False)
         # (and one of an instrument added after the worker started: it has no book for it yet)
         pending_new = store_pending(_instrument_id(exchange, exchange.make_instrument()))
@@ -145,7 +146,7 @@ def _run_with_concurrent_row(exchange, monkeypatch, sym: str,
     order_id, key = str(uuid.uuid4()), uuid.uuid4().hex
 
     async def scenario() -> tuple[MatchingWorker, list | Exception]:
-        worker = MatchingWorker(exchange.conninfo, FeedBuilder)
+        worker = MatchingWorker(exchange.conninfo, FeedBuilder, analytics_factory=InstrumentAnalytics)
         await worker.start(wait_for_lock=False)
         begin = Store._begin
 

@@ -12,6 +12,7 @@ import psycopg
 import pytest
 
 from exchange_project.processes import child_env, server_command, stop_process_group, worker_command
+from marketdata.analytics import InstrumentAnalytics
 from marketdata.feed import FeedBuilder
 from matching.engine.engine import Engine
 from matching.engine.types import STP, OrderType, Place, Side, TimeInForce
@@ -152,7 +153,7 @@ def test_serialization_failure_is_retried_without_matching_twice(exchange, worke
     assert status == 202
 
     async def scenario() -> MatchingWorker:
-        worker = MatchingWorker(exchange.conninfo, FeedBuilder)
+        worker = MatchingWorker(exchange.conninfo, FeedBuilder, analytics_factory=InstrumentAnalytics)
         await worker.start(wait_for_lock=False)
         begin = Store._begin
 

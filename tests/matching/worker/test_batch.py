@@ -8,6 +8,7 @@ from typing import Any
 
 import orjson
 
+from marketdata.analytics import InstrumentAnalytics
 from marketdata.feed import FeedBuilder
 from matching.contract import (
     CancelOrder,
@@ -33,7 +34,7 @@ SPEC = InstrumentSpec("TST-USD", Decimal("0.01"), Decimal("0.0001"), Decimal("0.
 def book() -> Book:
     instrument = {"id": 7, "symbol": "TST-USD", "tick_size": SPEC.tick_size, "lot_size": SPEC.lot_size,
                   "min_qty": SPEC.min_qty, "max_qty": SPEC.max_qty, "max_price": SPEC.max_price, "min_notional": None}
-    return book_of(instrument, Engine(SPEC), FeedBuilder)
+    return book_of(instrument, Engine(SPEC), FeedBuilder, InstrumentAnalytics)
 
 
 def order(oid: str, side: Side, price: str | None, qty: str, client: str = "alice", **extra: Any) -> PlaceOrder:
