@@ -1,6 +1,7 @@
 """The trading page in a real browser (headless Chromium) against the live exchange: orders from
 the form reach the ladder, the tape and "my orders"; errors sit next to their fields; modify and
-cancel work; the page's book is the exchange's after a burst; a lost feed is resynced visibly."""
+cancel work; the page's book is the exchange's after a burst; a lost feed is resynced visibly; the
+24 h statistics and the candle chart follow the trades live."""
 from __future__ import annotations
 
 import asyncio
@@ -247,6 +248,26 @@ def test_the_page_and_its_modules_are_served_as_they_are_with_no_build_step(exch
     assert status == 200 and "TradingView Lightweight Charts™ v5.2.1" in lib
     assert "Apache License" in call(exchange.http, "GET", "/static/vendor/lightweight-charts-5.2.1/LICENSE",
                                     headers={"Accept": "*/*"})[1]
+
+
+def test_the_24h_ticker_and_the_candle_chart_follow_the_trades_live(browser: Any, exchange: Any) -> None:
+    sym = exchange.make_instrument()
+    # given an instrument that traded once at 100.00 (and has no ask left)
+    assert call(exchange.http, "POST", "/orders", body(sym, "sell", "100.00", "0.5", client_id="c-s"))[0] == 201
+    assert call(exchange.http, "POST", "/orders", body(sym, "buy", "100.00", "0.5", client_id="c-b"))[0] == 201
+    with trading_page(browser, exchange, sym) as page:
+        # the page shows the day's statistics and draws the minute's candle, from REST
+        page.wait_for_selector("#ticker-24h:not([hidden]) [data-field=volume] >> text=0.5000")
+        page.wait_for_function("() => window.pgbourse.candles().bars === 1", timeout=10_000)
+        assert page.is_visible("#candles .chart canvas")
+        # when it trades again higher, both follow over the socket without a reload
+        assert call(exchange.http, "POST", "/orders", body(sym, "sell", "104.00", "1", client_id="c-s"))[0] == 201
+        assert call(exchange.http, "POST", "/orders", body(sym, "buy", "104.00", "0.25", client_id="c-b"))[0] == 201
+        page.wait_for_selector("#ticker-24h [data-field=volume] >> text=0.7500")
+        assert page.text_content("#ticker-24h [data-field=high]") == "104.00"
+        assert page.text_content("#ticker-24h [data-field=change]") == "4.00"
+        page.wait_for_function("() => window.pgbourse.candles().lastClose === 104", timeout=10_000)
+        page.screenshot(path=str(ARTIFACTS / "trading-page-analytics.png"))
 
 
 def test_the_vendored_candle_chart_draws_offline(browser: Any, exchange: Any) -> None:

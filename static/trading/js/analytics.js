@@ -1,12 +1,12 @@
-// The 24-hour change and the candle chart: their endpoints come with the analytics work. Each
-// part of the page stays hidden until its endpoint answers 200, so the page is complete today
-// and lights up when they exist:
+// The rolling 24-hour statistics and the 1-minute candle chart (docs/analytics.md), read once
+// over REST and then kept live by the socket:
 //   GET /ticker/24h?instrument=SYM -> {open, high, low, last, volume, change, change_percent}
-//   GET /klines?instrument=SYM&interval=1m&limit=500 -> [{open_time, open, high, low, close,
-//       volume}, ...] oldest first; open_time an ISO-8601 string or epoch milliseconds
-//   WS subscribe {channels: ["candles"], interval: "1m"} -> {event: "candle", instrument,
-//       interval, open_time, open, high, low, close, volume}
-// Decimals are strings as everywhere; they become floats only inside the chart, to draw.
+//   WS channel ticker_24h          -> {event: "ticker_24h", ...the same fields}
+//   GET /klines?instrument=SYM&interval=1m&limit=500 -> [{open_time (Unix ms), open, high, low,
+//       close, volume, ...}, ...] oldest first
+//   WS channel candles, interval 1m -> {event: "candle", interval, open_time, open, ...}
+// A part whose endpoint does not answer 200 stays hidden. Decimals are strings as everywhere;
+// they become floats only inside the chart, to draw.
 const TICKER_REFRESH_MS = 60000;
 const CHART_URL = "/static/vendor/lightweight-charts-5.2.1/lightweight-charts.standalone.production.js";
 export const CANDLE_INTERVAL = "1m";
@@ -25,17 +25,21 @@ export class DayTicker {
     } catch {
       day = null; // anything but 200 keeps it hidden
     }
-    this.root.hidden = day === null;
-    if (day !== null) {
-      for (const name of ["change", "change_percent", "high", "low", "volume"]) {
-        const node = this.root.querySelector(`[data-field="${name}"]`);
-        if (node) node.textContent = day[name] ?? "–";
-      }
-      const change = String(day.change ?? "");
-      this.root.classList.toggle("up", change !== "" && !change.startsWith("-") && !/^[0.]*$/.test(change));
-      this.root.classList.toggle("down", change.startsWith("-"));
-    }
+    if (day !== null) this.show(day);
+    else this.root.hidden = true;
     return day !== null;
+  }
+
+  /** The statistics from GET /ticker/24h or a `ticker_24h` event. */
+  show(day) {
+    this.root.hidden = false;
+    for (const name of ["change", "change_percent", "high", "low", "volume"]) {
+      const node = this.root.querySelector(`[data-field="${name}"]`);
+      if (node) node.textContent = day[name] ?? "–";
+    }
+    const change = String(day.change ?? "");
+    this.root.classList.toggle("up", change !== "" && !change.startsWith("-") && !/^[0.]*$/.test(change));
+    this.root.classList.toggle("down", change.startsWith("-"));
   }
 
   start() {
@@ -92,5 +96,11 @@ export class Candles {
   /** A `candle` event from the socket. */
   update(event) {
     if (this.series && event.interval === CANDLE_INTERVAL) this.series.update(toBar(event));
+  }
+
+  /** What the chart holds: its bars, and the last one's close (for people and tests). */
+  state() {
+    const bars = this.series ? this.series.data() : [];
+    return { bars: bars.length, lastClose: bars.length ? bars[bars.length - 1].close : null };
   }
 }

@@ -136,7 +136,8 @@ async function main() {
     log(`candles unavailable: ${err}`, "warn");
     return false;
   });
-  new DayTicker($("#ticker-24h"), rest, inst.symbol).start();
+  const day = new DayTicker($("#ticker-24h"), rest, inst.symbol);
+  day.start();
 
   const { body: recent } = await rest.get(`/trades?instrument=${encodeURIComponent(inst.symbol)}&limit=60`);
   tape.add(recent);
@@ -164,6 +165,9 @@ async function main() {
       case "candle":
         if (event.instrument === inst.symbol) candles.update(event);
         break;
+      case "ticker_24h":
+        if (event.instrument === inst.symbol) day.show(event);
+        break;
       case "error":
         log(`server: ${event.code} ${event.detail || ""}`, "warn");
         break;
@@ -179,7 +183,8 @@ async function main() {
       ordersClient = null;
       subscribeOrders();
       candlesReady.then((ok) => {
-        if (ok) stream.send({ op: "subscribe", instrument: inst.symbol, channels: ["candles"], interval: CANDLE_INTERVAL });
+        if (ok) stream.send({ op: "subscribe", instrument: inst.symbol, channels: ["candles", "ticker_24h"],
+                              interval: CANDLE_INTERVAL });
       });
     } else {
       setStatus("disconnected", `disconnected · reconnecting in ${(detail.delay / 1000).toFixed(1)} s`);
@@ -217,7 +222,8 @@ async function main() {
   stream.connect();
 
   // For people poking at the page from the console, and for the page's browser test.
-  window.pgbourse = { state: () => sync.state(), renders: () => renders, orders: () => [...orders.orders.values()] };
+  window.pgbourse = { state: () => sync.state(), renders: () => renders, orders: () => [...orders.orders.values()],
+                      candles: () => candles.state() };
 }
 
 main().catch((err) => {
