@@ -95,6 +95,27 @@ class PriceLevel:
         self.head: RestingOrder | None = None
         self.tail: RestingOrder | None = None
 
+    def remove(self, order: RestingOrder) -> None:
+        """Take ``order`` (resting in this level) out of the list, with its remaining quantity.
+
+        The one unlink of the book: a cancel, a fill and a self-trade prevention all come here.
+        The level may be left empty; dropping it is the side's job (``BookSide.unlink``) or,
+        while a sweep walks the level, the sweep's.
+        """
+        prev = order.prev
+        nxt = order.next
+        if prev is None:
+            self.head = nxt
+        else:
+            prev.next = nxt
+        if nxt is None:
+            self.tail = prev
+        else:
+            nxt.prev = prev
+        order.prev = order.next = order.level = None
+        self.order_count -= 1
+        self.qty_lots -= order.qty_lots - order.filled_lots
+
     def orders(self) -> Iterator[RestingOrder]:
         node = self.head
         while node is not None:
@@ -171,18 +192,7 @@ class BookSide:
         """
         lvl = order.level
         assert lvl is not None
-        prev, nxt = order.prev, order.next
-        if prev is None:
-            lvl.head = nxt
-        else:
-            prev.next = nxt
-        if nxt is None:
-            lvl.tail = prev
-        else:
-            nxt.prev = prev
-        order.prev = order.next = order.level = None
-        lvl.order_count -= 1
-        lvl.qty_lots -= order.qty_lots - order.filled_lots
+        lvl.remove(order)
         if lvl.order_count == 0:
             self.drop_level(lvl)
         return lvl

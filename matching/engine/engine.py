@@ -470,28 +470,11 @@ class Engine:
         if order is None:
             return [Rejected(oid, _R_UNKNOWN, ts)]
         del orders[oid]  # get + del: both are C primitives when compiled, pop is not
-        # BookSide.unlink, inlined.
-        lvl = order.level
-        assert lvl is not None  # indexed orders always rest in a level
-        prev = order.prev
-        nxt = order.next
-        if prev is None:
-            lvl.head = nxt
-        else:
-            prev.next = nxt
-        if nxt is None:
-            lvl.tail = prev
-        else:
-            nxt.prev = prev
-        order.prev = order.next = order.level = None
         qty = order.qty_lots
         filled = order.filled_lots
         remaining = qty - filled
-        total = lvl.qty_lots = lvl.qty_lots - remaining
-        lvl.order_count -= 1
         side = order.side
-        if not lvl.order_count:
-            (self._bids if side is _BUY else self._asks).drop_level(lvl)
+        total = (self._bids if side is _BUY else self._asks).unlink(order).qty_lots
         seq = self._seq = self._seq + 1
         price = order.price_ticks
         return [
@@ -687,15 +670,7 @@ class Engine:
                         stop = _R_STP_TAKER
                         break
                     why = _R_STP_MAKER if stp is _STP_MAKER else _R_STP_BOTH
-                    nxt = maker.next
-                    lvl.head = nxt
-                    if nxt is None:
-                        lvl.tail = None
-                    else:
-                        nxt.prev = None
-                    maker.next = maker.level = None
-                    lvl.order_count -= 1
-                    lvl.qty_lots -= mrem
+                    lvl.remove(maker)
                     del orders[moid]
                     events.append(
                         OrderUpdate(moid, maker.client_id, opp_side, _CANCELLED, price, mqty, mfilled, mrem, None, why,
@@ -706,7 +681,7 @@ class Engine:
                     if why is _R_STP_BOTH:
                         stop = why
                         break
-                    maker = nxt
+                    maker = lvl.head
                     continue
 
                 seq += 1
@@ -731,6 +706,7 @@ class Engine:
                     events.append(BookDelta(seq, opp_side, price, lvl.qty_lots, ts))
                     break
                 remaining -= mrem
+                lvl.remove(maker)
                 maker.filled_lots = mqty
                 events.append(
                     Trade(
@@ -739,15 +715,6 @@ class Engine:
                         )
                 )
                 trade_id += 1
-                nxt = maker.next
-                lvl.head = nxt
-                if nxt is None:
-                    lvl.tail = None
-                else:
-                    nxt.prev = None
-                maker.next = maker.level = None
-                lvl.order_count -= 1
-                lvl.qty_lots -= mrem
                 del orders[moid]
                 events.append(
                     OrderUpdate(moid, maker.client_id, opp_side, _FILLED, price, mqty, mqty, 0, None, None, ts))
@@ -755,7 +722,7 @@ class Engine:
                 events.append(BookDelta(seq, opp_side, price, lvl.qty_lots, ts))
                 if remaining == 0:
                     break
-                maker = nxt
+                maker = lvl.head
             if lvl.order_count == 0:
                 # The touch emptied: it is keys[-1], so dropping it is a pop.
                 keys.pop()
