@@ -17,7 +17,6 @@ from decimal import ROUND_HALF_EVEN, Decimal, localcontext
 from typing import Any
 from urllib.parse import quote
 
-import psycopg
 import pytest
 
 from exchange_project.processes import ROOT
@@ -307,11 +306,7 @@ def test_aggregates_survive_a_kill_9_of_the_worker_and_stay_equal_to_the_trades(
 
 def test_a_batch_retried_after_a_serialization_failure_adds_its_trades_once(exchange: Any, worker_restored: Any,
                                                                            monkeypatch: Any) -> None:
-    from marketdata.analytics import InstrumentAnalytics
-    from marketdata.feed import FeedBuilder
-    from matching.worker.inbox import COLUMNS, PENDING_SQL, pending
-    from matching.worker.service import MatchingWorker
-    from matching.worker.store import Store
+    from tests.conflicts import match_pending_with_one_conflict
 
     sym = exchange.make_instrument()
     exchange.kill_worker()
@@ -321,28 +316,7 @@ def test_a_batch_retried_after_a_serialization_failure_adds_its_trades_once(exch
                                                                        client_id=f"r-{side}"))
         assert status == 202
 
-    async def scenario() -> MatchingWorker:
-        worker = MatchingWorker(exchange.conninfo, FeedBuilder, analytics_factory=InstrumentAnalytics)
-        await worker.start(wait_for_lock=False)
-        begin = Store._begin
-
-        def conflicting_write(store: Store, conn: psycopg.Connection[Any], attempt: int) -> None:
-            begin(store, conn, attempt)
-            if attempt == 1:
-                # when another transaction changes a row the batch writes after its snapshot
-                conn.execute("SELECT 1").fetchone()
-                with exchange.connect() as other:
-                    other.execute("UPDATE orders_instrument SET is_active = is_active WHERE symbol = %s", (sym,))
-
-        monkeypatch.setattr(Store, "_begin", conflicting_write)
-        async with await psycopg.AsyncConnection.connect(**exchange.conninfo, autocommit=True) as conn:
-            cur = await conn.execute(PENDING_SQL, {"limit": 100})
-            items = [pending(dict(zip(COLUMNS, r))) for r in await cur.fetchall()]
-        await worker.handle_inbox(items)
-        await worker.close()
-        return worker
-
-    worker = asyncio.run(scenario())
+    worker = match_pending_with_one_conflict(exchange, sym, monkeypatch)
     # then the batch was retried, and its one trade is in each candle and position once
     assert worker.retries == 1
     with exchange.connect() as conn:

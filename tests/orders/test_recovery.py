@@ -8,19 +8,14 @@ import subprocess
 import time
 import uuid
 
-import psycopg
 import pytest
 
 from exchange_project.processes import child_env, server_command, stop_process_group, worker_command
-from marketdata.analytics import InstrumentAnalytics
-from marketdata.feed import FeedBuilder
 from matching.engine.engine import Engine
 from matching.engine.types import STP, OrderType, Place, Side, TimeInForce
 from matching.worker import periodic
-from matching.worker.inbox import COLUMNS, PENDING_SQL, pending
-from matching.worker.service import MatchingWorker
-from matching.worker.store import Store
 from orders.models import Instrument
+from tests.conflicts import match_pending_with_one_conflict
 from tests.conftest import free_port
 from tests.http import acall, call
 
@@ -152,29 +147,7 @@ def test_serialization_failure_is_retried_without_matching_twice(exchange, worke
     status, body = call(exchange.http, "POST", "/orders", order_body(sym, side="sell", price="10.00"))
     assert status == 202
 
-    async def scenario() -> MatchingWorker:
-        worker = MatchingWorker(exchange.conninfo, FeedBuilder, analytics_factory=InstrumentAnalytics)
-        await worker.start(wait_for_lock=False)
-        begin = Store._begin
-
-        def conflicting_write(store: Store, conn: psycopg.Connection, attempt: int) -> None:
-            begin(store, conn, attempt)
-            if attempt == 1:
-                # when another transaction changes the instrument row after the batch's snapshot
-                # (the batch is in pipeline mode: fetching forces the snapshot to be taken now)
-                conn.execute("SELECT 1").fetchone()
-                with exchange.connect() as other:
-                    other.execute("UPDATE orders_instrument SET is_active = is_active WHERE symbol = %s", (sym,))
-
-        monkeypatch.setattr(Store, "_begin", conflicting_write)
-        async with await psycopg.AsyncConnection.connect(**exchange.conninfo, autocommit=True) as conn:
-            cur = await conn.execute(PENDING_SQL, {"limit": 100})
-            items = [pending(dict(zip(COLUMNS, r))) for r in await cur.fetchall()]
-        await worker.handle_inbox(items)
-        await worker.close()
-        return worker
-
-    worker = asyncio.run(scenario())
+    worker = match_pending_with_one_conflict(exchange, sym, monkeypatch)
     # then the batch hit 40001 once, was retried, and the order was matched exactly once
     assert worker.retries == 1
     assert count_rows(exchange, "orders_orderevent", "order_id = %s AND status = 'open'",

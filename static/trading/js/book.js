@@ -1,4 +1,4 @@
-// The local order book and the client sync procedure of README "The client sync procedure",
+// The local order book and the client sync procedure of docs/websocket.md ("The client sync procedure"),
 // the same steps as marketdata/client.py: subscribe to book and trades, buffer sequenced
 // events until the book_snapshot (seq N) arrives, drop seq <= N, apply the rest in order with
 // no gap, compare the checksum of the top 10 levels after every book_delta; on a gap, a
