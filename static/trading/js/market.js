@@ -1,21 +1,11 @@
 // What the page shows of the market: the price ladder, the depth chart, the trade tape and the
 // ticker. Each render reads the synced local book; the page calls them at most once a frame.
 import { fromUnits, ratio, toUnits } from "./exact.js";
+import { el } from "./dom.js";
 
 export const LADDER_LEVELS = 20;
 const DEPTH_CHART_LEVELS = 200;
 const TAPE_LENGTH = 60;
-
-function el(tag, attrs = {}, ...children) {
-  const node = document.createElement(tag);
-  for (const [name, value] of Object.entries(attrs)) {
-    if (name === "class") node.className = value;
-    else if (name.startsWith("data-")) node.setAttribute(name, value);
-    else node[name] = value;
-  }
-  for (const child of children) node.append(child);
-  return node;
-}
 
 /** Cumulative quantities (BigInt lot units) of levels best first. */
 function cumulative(levels, lotDecimals) {

@@ -3,20 +3,10 @@
 // come back in the one shape {code, detail, fields: {field: [{code, detail}]}} and each field's
 // codes are shown next to that field.
 import { ApiError, newKey, wsError } from "./api.js";
+import { el } from "./dom.js";
 
 const OPEN = new Set(["pending", "open", "partially_filled"]);
 const FORM_FIELDS = ["side", "type", "price", "quantity", "time_in_force", "post_only"];
-
-function el(tag, attrs = {}, ...children) {
-  const node = document.createElement(tag);
-  for (const [name, value] of Object.entries(attrs)) {
-    if (name === "class") node.className = value;
-    else if (name.startsWith("data-")) node.setAttribute(name, value);
-    else node[name] = value;
-  }
-  for (const child of children) node.append(child);
-  return node;
-}
 
 /** Writes an error's codes beside the inputs of `scope` (elements with data-error-for). */
 export function showErrors(scope, error, generalName = "general") {
