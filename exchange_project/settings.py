@@ -297,7 +297,7 @@ MATCHING_DIRECT_ADVERTISE = os.environ.get("MATCHING_DIRECT_ADVERTISE") or None
 # How long the matching worker waits for a statement (a commit, a duplicate check) before it
 # counts the database as lost, and the cap of its jittered backoff while it reconnects.
 MATCHING_DB_TIMEOUT_S = env_float("MATCHING_DB_TIMEOUT_S", 5.0)
-MATCHING_RECONNECT_MAX_S = env_float("MATCHING_RECONNECT_MAX_S", 1.0)
+MATCHING_RECONNECT_MAX_S = env_float("MATCHING_RECONNECT_MAX_S", 0.5)
 # One channel layer, the matching worker's: PostgreSQL itself (matching/worker/inbox.py). The
 # WebSocket consumers use none: the market feeds reach them through the LISTEN hub and their
 # own bounded outboxes (marketdata/fanout.py).
@@ -330,7 +330,7 @@ CSRF_FAILURE_VIEW = "orders.errors.csrf_failure"
 # The web processes' bound on one request's statements (a hung database is a timeout), and the
 # cap of the jittered backoff with which they, and the LISTEN hub, look for a lost database.
 DB_OPERATION_TIMEOUT_S = env_float("DB_OPERATION_TIMEOUT_S", 2.0)
-DB_RECONNECT_MAX_S = env_float("DB_RECONNECT_MAX_S", 1.0)
+DB_RECONNECT_MAX_S = env_float("DB_RECONNECT_MAX_S", 0.5)
 # The ASGI server that `manage.py runexchange` runs (granian by measurement: docs/decisions.md),
 # its address and number of web processes.
 ASGI_SERVER = env_choice("ASGI_SERVER", "granian", ("granian", "daphne", "uvicorn"))

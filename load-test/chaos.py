@@ -57,6 +57,11 @@ import uvloop
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+# The short versions (`--short`, and make test's tests/orders/test_faults.py): 100 orders and
+# cancels a second, a 3 s fault after 2 s of load and 5 s of load after it (a restarted
+# PostgreSQL can take seconds of those to accept connections), 4 kills, 6 s of overload.
+SHORT = {"rate": 100.0, "fault_s": 3.0, "lead_s": 2.0, "tail_s": 5.0, "kills": 4, "overload_s": 6.0}
+
 SCENARIOS = ("db-stop", "db-hang", "db-hang-master", "db-crash", "worker-kill", "worker-freeze", "web-kill",
              "overload")
 
@@ -119,8 +124,8 @@ class Exchange:
         self.pgdata = self.home / "pgdata"
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "DJANGO_SETTINGS_MODULE")}
-        self.env = {**env, "PGBOURSE_PGDATA": str(self.pgdata), "PYTHONUNBUFFERED": "1",
+        inherited = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "DJANGO_SETTINGS_MODULE")}
+        self.env = {**inherited, "PGBOURSE_PGDATA": str(self.pgdata), "PYTHONUNBUFFERED": "1",
                     "DJANGO_SETTINGS_MODULE": "exchange_project.settings", "LOG_LEVEL": "WARNING", **(env or {})}
         self.proc: subprocess.Popen[bytes] | None = None
         self.key = ""  # the admin key its first start printed (its budgets are far above any load here)
@@ -213,6 +218,26 @@ class Exchange:
     def pg_start(self) -> None:
         self._pgembed("start")
 
+    def pg_start_watched(self, clock: Any) -> tuple[float, float]:
+        """Start PostgreSQL and return (asked, up): when the start was asked and when a connection
+        first succeeded, on ``clock``, so that its own start (crash recovery included) is known."""
+        import psycopg
+
+        socket_dir = self.socket_dir()
+        asked = clock()
+        starting = subprocess.Popen([sys.executable, "-m", "exchange_project.pgembed", "start"], env=self.env,
+                                    cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        while True:
+            try:
+                psycopg.connect(host=socket_dir, port=5432, user="postgres", dbname="pgbourse",
+                                connect_timeout=1).close()
+                up = clock()
+                break
+            except psycopg.OperationalError:
+                time.sleep(0.02)
+        starting.wait()
+        return asked, up
+
     def signal_postgres(self, sig: int, master_only: bool = False) -> None:
         pids = self.postgres_pids()
         for pid in pids[:1] if master_only else pids:
@@ -227,13 +252,16 @@ class Exchange:
         return out.returncode == 0, (out.stdout + out.stderr).strip().splitlines()[-1] if (out.stdout + out.stderr) \
             else ""
 
+    def socket_dir(self) -> str:
+        return subprocess.run([sys.executable, "-c", "from exchange_project import pgembed; "
+                               "print(pgembed.socket_dir())"], env=self.env, cwd=ROOT, capture_output=True,
+                              text=True, check=True).stdout.strip()
+
     def connect(self) -> Any:
         import psycopg
 
-        socket_dir = subprocess.run([sys.executable, "-c", "from exchange_project import pgembed; "
-                                     "print(pgembed.socket_dir())"], env=self.env, cwd=ROOT, capture_output=True,
-                                    text=True, check=True).stdout.strip()
-        return psycopg.connect(host=socket_dir, port=5432, user="postgres", dbname="pgbourse", autocommit=True)
+        return psycopg.connect(host=self.socket_dir(), port=5432, user="postgres", dbname="pgbourse",
+                               autocommit=True)
 
 
 # --------------------------------------------------------------------------------------------
@@ -417,13 +445,19 @@ def run_scenario(ex: Exchange, name: str, a: argparse.Namespace) -> dict[str, An
     fault_end = fault_at + a.fault_s
     duration = fault_end + a.tail_s
     kill_times: list[float] = []
+    db_up: list[float] = []  # PostgreSQL's restart asked, and its first connection, from the load's start
 
     async def drive() -> None:
+        started = time.monotonic()
+
+        def pg_start() -> None:
+            db_up.extend(ex.pg_start_watched(lambda: time.monotonic() - started))
+
         faults: list[Any] = []
         if name == "db-stop":
-            faults = [_at(fault_at, ex.pg_stop), _at(fault_end, ex.pg_start)]
+            faults = [_at(fault_at, ex.pg_stop), _at(fault_end, pg_start)]
         elif name == "db-crash":
-            faults = [_at(fault_at, lambda: ex.pg_stop("immediate")), _at(fault_at + 1, ex.pg_start)]
+            faults = [_at(fault_at, lambda: ex.pg_stop("immediate")), _at(fault_at + 1, pg_start)]
         elif name in ("db-hang", "db-hang-master"):
             master = name == "db-hang-master"
             faults = [_at(fault_at, lambda: ex.signal_postgres(signal.SIGSTOP, master)),
@@ -472,6 +506,13 @@ def run_scenario(ex: Exchange, name: str, a: argparse.Namespace) -> dict[str, An
         fault_end = a.overload_s
     recovered_s = ex.wait_placing(120)
     summary = summarize(ex, name, load, before, fault_at, fault_end, recovered_s)
+    if db_up:
+        # the restarted PostgreSQL's own start (crash recovery included) is not the exchange's
+        asked, up = db_up
+        first_ok = min((s.at + s.latency_s for s in load.sent if s.at > up and s.kind == "place"
+                        and s.status in (200, 201)), default=None)
+        summary["database_restart_s"] = round(up - asked, 3)
+        summary["back_after_database_up_s"] = None if first_ok is None else round(first_ok - up, 3)
     # Memory over the run: the largest sample, and the last against the one a quarter in.
     if samples:
         summary["rss_max"] = {k: max(s[k] for s in samples) for k in samples[0]}
@@ -540,7 +581,8 @@ def holds(summary: dict[str, Any]) -> bool:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
-    parser.add_argument("scenarios", nargs="*", choices=[*SCENARIOS, []] and SCENARIOS, default=list(SCENARIOS))
+    parser.add_argument("scenarios", nargs="*", metavar="SCENARIO",
+                        help=f"any of {', '.join(SCENARIOS)} (default: all of them)")
     parser.add_argument("--rate", type=float, default=300, help="orders and cancels per second (default 300)")
     parser.add_argument("--fault-s", type=float, default=10, help="how long a fault lasts (default 10)")
     parser.add_argument("--lead-s", type=float, default=5, help="load before the fault (default 5)")
@@ -556,8 +598,12 @@ def main() -> int:
     parser.add_argument("--short", action="store_true", help="the short versions make test runs")
     parser.add_argument("--json", type=Path, help="write the summaries here")
     a = parser.parse_args()
+    unknown = [name for name in a.scenarios if name not in SCENARIOS]
+    if unknown:
+        parser.error(f"unknown scenario {', '.join(unknown)}; choose from {', '.join(SCENARIOS)}")
+    a.scenarios = a.scenarios or list(SCENARIOS)
     if a.short:
-        a.fault_s, a.lead_s, a.tail_s, a.kills, a.overload_s, a.rate = 3, 2, 3, 4, 8, 100
+        vars(a).update(SHORT)
     results = []
     for name in a.scenarios:
         ex = Exchange(name)
@@ -572,7 +618,10 @@ def main() -> int:
         print(json.dumps(summary))
         print(f"{name}: {'holds' if holds(summary) else 'BROKEN'}; offered {summary['offered']}, answered "
               f"{summary['answered']}, worst {summary['worst_latency_s']} s (during the fault "
-              f"{summary['worst_latency_during_fault_s']} s), back after {summary['back_after_s']} s, lost "
+              f"{summary['worst_latency_during_fault_s']} s), back after {summary['back_after_s']} s"
+              + (f" ({summary['back_after_database_up_s']} s after PostgreSQL accepted connections again, "
+                 f"{summary['database_restart_s']} s after its restart was asked)" if "database_restart_s" in summary
+                 else "") + f", lost "
               f"{summary['lost']}, duplicated {summary['duplicated']}", flush=True)
     if a.json:
         a.json.write_text(json.dumps(results, indent=2))

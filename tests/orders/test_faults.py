@@ -24,8 +24,8 @@ _spec.loader.exec_module(chaos)
 # sustained: about the rate the HTTP order path takes on a 2-core machine that also runs the load
 # generator (docs/performance.md). At three times 5,000/s the generator itself fell seconds
 # behind its own schedule, and the run measured that rather than the exchange.
-SHORT = argparse.Namespace(rate=100, fault_s=3.0, lead_s=2.0, tail_s=3.0, kills=4, overload=3, overload_s=6.0,
-                           overload_connections=2000, timeout_s=10.0, sustained=3000.0)
+SHORT = argparse.Namespace(**{**chaos.SHORT, "overload": 3, "overload_connections": 2000, "timeout_s": 10.0,
+                              "sustained": 3000.0})
 
 
 @pytest.fixture(scope="module")
@@ -53,8 +53,10 @@ def test_the_database_lost_hung_or_crashed(exchange_under_faults: Any, scenario:
     check(summary)
     # every request answered within about the ack bound, also while the database was away
     assert summary["worst_latency_during_fault_s"] < 3.5, summary
-    # and orders accepted again within 2 s of its return
-    assert summary["back_after_s"] is not None and summary["back_after_s"] < 2.0, summary
+    # and orders accepted again within 2 s of its return (a restarted PostgreSQL's own start,
+    # crash recovery included, is the machine's: counted from when it accepts connections)
+    back = summary.get("back_after_database_up_s", summary["back_after_s"])
+    assert back is not None and back < 2.0, summary
     assert summary["answered"].get("201", 0) > 0
 
 
