@@ -446,12 +446,22 @@ docs/performance.md` has when); rerun the commands to refresh these rows.
 
 
 def plot_run(name: str, title: str, series: list[dict[str, Any]], hist: dict[str, Any], unit: str,
-             out_dir: Path) -> list[str]:
-    """Two PNGs: per-second throughput and latency percentiles, and the latency histogram."""
+             marks: dict[str, float | None], out_dir: Path) -> list[str]:
+    """Two PNGs: per-second throughput and latency percentiles, and the latency histogram with
+    the run's own percentiles (``marks``, ms) drawn on it."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.axis import Axis
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullLocator
+
+    def plain_log(axis: Axis) -> None:
+        # Ticks at 1, 2 and 5 of every decade, written 200, not 2 x 10^2: legible when a run's
+        # latencies span less than one decade too.
+        axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+        axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.6g}"))
+        axis.set_minor_locator(NullLocator())
 
     files = []
     t = [s["t"] for s in series]
@@ -466,6 +476,7 @@ def plot_run(name: str, title: str, series: list[dict[str, Any]], hist: dict[str
         bottom.plot([p[0] for p in pts], [p[1] for p in pts], label=key.removesuffix("_ms"), color=colour,
                     linewidth=1.2)
     bottom.set_yscale("log")
+    plain_log(bottom.yaxis)
     bottom.set_ylabel("latency, ms (log scale)")
     bottom.set_xlabel("seconds into the measured run")
     bottom.legend(loc="upper right")
@@ -480,6 +491,11 @@ def plot_run(name: str, title: str, series: list[dict[str, Any]], hist: dict[str
         widths = [b - a for a, b in zip(edges, edges[1:], strict=False)]
         ax.bar(edges[:-1], counts, width=widths, align="edge", color="tab:blue", edgecolor="white", linewidth=0.3)
         ax.set_xscale("log")
+        plain_log(ax.xaxis)
+        for (label, value), colour in zip(marks.items(), ("tab:green", "tab:orange", "tab:red"), strict=False):
+            if value is not None:
+                ax.axvline(value, color=colour, linestyle="--", linewidth=1.2, label=f"{label} {ms(value)}")
+        ax.legend(loc="upper left")
         ax.set_xlabel("latency, ms (log scale)")
         ax.set_ylabel("count")
         ax.set_title(f"{title}: latency distribution ({sum(counts):,} samples)")
@@ -490,6 +506,10 @@ def plot_run(name: str, title: str, series: list[dict[str, Any]], hist: dict[str
     return files
 
 
+def marks(summary: dict[str, Any]) -> dict[str, float | None]:
+    return {"p50": summary["p50_ms"], "p95": summary["p95_ms"], "p99": summary["p99_ms"]}
+
+
 def plots(results: dict[str, dict[str, Any]], out_dir: Path) -> list[tuple[str, list[str]]]:
     out: list[tuple[str, list[str]]] = []
     if "http_2000" in results:
@@ -497,13 +517,13 @@ def plots(results: dict[str, dict[str, Any]], out_dir: Path) -> list[tuple[str, 
             if run.get("timeseries"):
                 title = f"HTTP POST /orders at {run['offered_rate']:,.0f}/s offered"
                 out.append((title, plot_run(f"http_{int(run['offered_rate'])}", title, run["timeseries"],
-                                            run["latency_histogram"], "requests answered", out_dir)))
+                                            run["latency_histogram"], "requests answered", marks(run), out_dir)))
     if "ws_entry" in results and results["ws_entry"]["result"].get("timeseries"):
         w = results["ws_entry"]["result"]
         title = f"WebSocket order entry, {w['batch']}-order messages, {w['window']} in flight"
         out.append((title + " (latency: per message)",
                     plot_run("ws_entry", title, w["timeseries"], w["latency_histogram"], "orders acknowledged",
-                             out_dir)))
+                             marks(w), out_dir)))
     return out
 
 
