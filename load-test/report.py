@@ -337,16 +337,18 @@ def http_rows(r: dict[str, Any]) -> list[Row]:
     rows = []
     for run in r["result"]["runs"]:
         c = run["cpu_ms_per_req"]
+        cpu = (f"CPU per request: server {c['server']:.2f}, worker {c['worker']:.2f}, PostgreSQL {c['postgres']:.2f}, "
+               f"generator {c['generator']:.2f} ms" if run["completed"] else "no request completed")
+        errors = f" {run['error_kinds']}" if run["errors"] else ""
         rows.append(Row(
             f"HTTP durable path (`POST /orders`, realistic mix: 201/200 after commit) at {run['offered_rate']:,.0f}/s "
             f"offered for {run['duration_s']:g} s, {run['connections']} connections",
-            f"completed **{num(run['completed_rate'])}/s**, **{run['errors']} errors**, p50 **{ms(run['p50_ms'])}**, "
-            f"p95 {ms(run['p95_ms'])}, p99 {ms(run['p99_ms'])}, max {ms(run['max_ms'])} (from the scheduled send "
-            f"time); {run['refused']:,} cancels/modifies refused with 409 (the order had filled first); CPU per "
-            f"request: server {c['server']:.2f}, worker {c['worker']:.2f}, PostgreSQL {c['postgres']:.2f}, "
-            f"generator {c['generator']:.2f} ms ({load_note(r)}){quick_note(r)}",
+            f"completed **{num(run['completed_rate'])}/s**, **{run['errors']:,} errors**{errors}, p50 "
+            f"**{ms(run['p50_ms'])}**, p95 {ms(run['p95_ms'])}, p99 {ms(run['p99_ms'])}, max {ms(run['max_ms'])} "
+            f"(from the scheduled send time); {run['refused']:,} cancels/modifies refused with 409 (the order had "
+            f"filled first); {cpu} ({load_note(r)}){quick_note(r)}",
             r["command"],
-            f"{num(run['completed_rate'])}/s, {run['errors']} errors, p50 {ms(run['p50_ms'])}, "
+            f"{num(run['completed_rate'])}/s, {run['errors']:,} errors, p50 {ms(run['p50_ms'])}, "
             f"p99 {ms(run['p99_ms'])}"))
     return rows
 
