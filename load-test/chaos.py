@@ -540,8 +540,9 @@ def holds(summary: dict[str, Any]) -> bool:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
-    # default=[] (then every scenario): argparse checks a list default against choices as one value.
-    parser.add_argument("scenarios", nargs="*", choices=SCENARIOS, default=[], help="default: every scenario")
+    # Checked below, not with choices=: argparse checks an empty list against choices as one value.
+    parser.add_argument("scenarios", nargs="*", metavar="SCENARIO",
+                        help=f"any of {', '.join(SCENARIOS)} (default: every one)")
     parser.add_argument("--rate", type=float, default=300, help="orders and cancels per second (default 300)")
     parser.add_argument("--fault-s", type=float, default=10, help="how long a fault lasts (default 10)")
     parser.add_argument("--lead-s", type=float, default=5, help="load before the fault (default 5)")
@@ -558,6 +559,8 @@ def main() -> int:
     parser.add_argument("--json", type=Path, help="write the summaries here")
     parser.add_argument("--port", type=int, default=0, help="the exchange's HTTP port (default: a free one)")
     a = parser.parse_args()
+    if unknown := [s for s in a.scenarios if s not in SCENARIOS]:
+        parser.error(f"unknown scenario(s) {', '.join(unknown)}; choose from {', '.join(SCENARIOS)}")
     a.scenarios = a.scenarios or list(SCENARIOS)
     if a.short:
         a.fault_s, a.lead_s, a.tail_s, a.kills, a.overload_s, a.rate = 3, 2, 3, 4, 8, 100

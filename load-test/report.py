@@ -481,7 +481,7 @@ def plot_run(name: str, title: str, series: list[dict[str, Any]], hist: dict[str
     plain_log(bottom.yaxis)
     bottom.set_ylabel("latency, ms (log scale)")
     bottom.set_xlabel("seconds into the measured run")
-    bottom.legend(loc="upper right")
+    bottom.legend(loc="best")
     bottom.grid(alpha=0.3, which="both")
     files.append(f"{name}_over_time.png")
     fig.savefig(out_dir / files[-1], dpi=100)
