@@ -11,7 +11,7 @@ PYTHON ?= $(shell for c in python3.13 python3.12 python3 $$HOME/.pyenv/versions/
 	  $$p -c 'import sys; sys.exit(0 if sys.version_info >= (3, 12) else 1)' 2>/dev/null && { echo $$p; break; }; \
 	done)
 
-.PHONY: run test lint simulate venv engine db-start db-stop db-wipe lock bench-engine bench-http bench-ws clean
+.PHONY: run test lint simulate venv engine db-start db-stop db-wipe lock bench-engine bench-http bench-ws report clean
 
 $(VENV)/.installed: requirements.txt
 	@test -n "$(PYTHON)" || { echo "Python 3.12+ not found; set PYTHON=/path/to/python3.12" >&2; exit 1; }
@@ -79,6 +79,13 @@ bench-http: venv
 
 bench-ws: venv
 	$(PY) load-test/ws_bench.py
+
+# The standard benchmarks (~25 min here), their raw results kept in docs/performance/results/,
+# then docs/performance.md, its plots and the README's headline table written from them.
+# REPORT_ARGS="--quick" for a smoke test; `load-test/report.py --help` says what runs.
+report: venv
+	$(PY) load-test/report.py run $(REPORT_ARGS)
+	$(PY) load-test/report.py render
 
 clean:
 	rm -rf $(VENV) build/engine

@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import json
 import os
 import platform
 import random
@@ -53,7 +54,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from machine import CpuTimes, usage  # load-test/machine.py
+from machine import CpuTimes, cpu_model, load_average, usage  # load-test/machine.py
 
 from matching.engine import ENGINE_BUILD
 from matching.engine.engine import Engine
@@ -79,24 +80,6 @@ SPEC = InstrumentSpec(
     max_price=Decimal("1000000.00"),
 )
 MID_TICKS = 3_000_000  # 30000.00
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
-def load_average() -> str:
-    # Other processes on this machine share the cores; say how busy it was.
-    try:
-        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
-    except OSError:
-        return "unknown"
 
 
 class LiveSet:
@@ -261,7 +244,7 @@ def fresh_commands(cmds: list[Place | Cancel | Modify]) -> list[Place | Cancel |
 
 def replay_entries(
     pre: list[Place], kept: list[list[Place | Cancel | Modify]], final_snapshot: dict, args: argparse.Namespace
-) -> None:
+) -> dict[str, float]:
     """The whole stream through each entry, each on its own fresh engine run alone.
 
     Before each batch (untimed) its input is made anew, as a caller has it when it has just
@@ -275,6 +258,7 @@ def replay_entries(
     if flat:
         entries.append(("plain values, engine.place_values/cancel_values/modify_values(*values)", plain_values, run_flat))
     print(f"replayed alone, one fresh engine per entry, {args.ops} commands in batches of {args.chunk}:")
+    measured: dict[str, float] = {}
     cpu_start = CpuTimes.now()
     pc = time.perf_counter_ns
     for name, prepare, run in entries:
@@ -290,10 +274,12 @@ def replay_entries(
             elapsed_ns += pc() - t0
         assert engine.snapshot() == final_snapshot, f"{name}: the engine diverged"
         print(f"  {name}: {args.ops / (elapsed_ns / 1e9):,.0f} ops/s wall")
+        measured[run.__name__.removeprefix("run_")] = args.ops / (elapsed_ns / 1e9)
     if not flat:
         print("  engine.place_values: not in this engine")
     busy, steal = usage(cpu_start, CpuTimes.now())
     print(f"machine over the replays: {busy:.0f}% busy, {steal:.1f}% steal (all cpus)")
+    return measured | {"machine_busy_pct": busy, "steal_pct": steal}
 
 
 def pct(sorted_ns: list[int], p: float) -> float:
@@ -335,7 +321,9 @@ def main() -> None:
                     help="also run each batch from plain values, building the commands inside the timed loop")
     ap.add_argument("--cold", action="store_true", help="also replay all commands pre-built in one big list")
     ap.add_argument("--no-gc-freeze", action="store_true")
+    ap.add_argument("--json", metavar="PATH", help="also write the figures as JSON to PATH")
     args = ap.parse_args()
+    load_before = load_average()
 
     print(f"command: {' '.join([Path(sys.executable).name, *sys.argv])}")
     print(
@@ -410,10 +398,18 @@ def main() -> None:
         f"{args.ops / bare_cpu:,.0f} ops/s per CPU-second"
     )
     print(f"machine over the timed runs: {busy:.0f}% busy, {steal:.1f}% steal (all cpus)")
+    figures: dict[str, object] = {
+        "command": [Path(sys.executable).name, *sys.argv], "engine": ENGINE_BUILD, "ops": args.ops,
+        "seed": args.seed, "resting": args.resting, "gc_freeze": not args.no_gc_freeze,
+        "events_per_op": stats["events"] / args.ops, "trades_per_op": stats["trades"] / args.ops,
+        "bare_ops_per_s": args.ops / (bare_ns / 1e9), "bare_ops_per_cpu_s": args.ops / bare_cpu,
+        "latency_us": {"p50": pct(lat, 50), "p99": pct(lat, 99), "p99.9": pct(lat, 99.9), "max": lat[-1] / 1000},
+        "machine_busy_pct": busy, "steal_pct": steal, "load_average_before": load_before,
+    }
     del lat
 
     if args.build_in_loop:
-        replay_entries(pre, kept, final_snapshot, args)
+        figures["replayed_ops_per_s"] = replay_entries(pre, kept, final_snapshot, args)
         del kept
 
     if args.cold:
@@ -431,7 +427,10 @@ def main() -> None:
         elapsed_ns = pc() - t0
         assert engine.snapshot() == final_snapshot
         print(f"cold replay of {args.ops} pre-built commands: {args.ops / (elapsed_ns / 1e9):,.0f} ops/s wall")
+        figures["cold_ops_per_s"] = args.ops / (elapsed_ns / 1e9)
     print(f"load average at the end: {load_average()}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(figures, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -119,10 +119,10 @@ def rss_kb(pid: int) -> int:
 class Exchange:
     """runexchange on its own embedded PostgreSQL (var/chaos/<name>/pgdata) and port."""
 
-    def __init__(self, name: str, env: dict[str, str] | None = None) -> None:
+    def __init__(self, name: str, env: dict[str, str] | None = None, port: int = 0) -> None:
         self.home = ROOT / "var" / "chaos" / name
         self.pgdata = self.home / "pgdata"
-        self.port = free_port()
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         inherited = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "DJANGO_SETTINGS_MODULE")}
         self.env = {**inherited, "PGBOURSE_PGDATA": str(self.pgdata), "PYTHONUNBUFFERED": "1",
@@ -597,6 +597,7 @@ def main() -> int:
     parser.add_argument("--timeout-s", type=float, default=10, help="a request without an answer by then")
     parser.add_argument("--short", action="store_true", help="the short versions make test runs")
     parser.add_argument("--json", type=Path, help="write the summaries here")
+    parser.add_argument("--port", type=int, default=0, help="the exchange's HTTP port (default: a free one)")
     a = parser.parse_args()
     unknown = [name for name in a.scenarios if name not in SCENARIOS]
     if unknown:
@@ -606,7 +607,7 @@ def main() -> int:
         vars(a).update(SHORT)
     results = []
     for name in a.scenarios:
-        ex = Exchange(name)
+        ex = Exchange(name, port=a.port)
         if name == "overload":
             a.rate = a.sustained
         try:

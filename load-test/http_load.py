@@ -57,6 +57,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import orjson
+from series import histogram, per_second  # load-test/series.py
 
 DEFAULT_MIX = "limit=60,market=15,cancel=20,modify=5"
 KINDS = ("limit", "market", "cancel", "modify")
@@ -113,6 +114,7 @@ class Resting:
 @dataclass
 class Stats:
     latencies: list[float] = field(default_factory=list)
+    done_at: list[float] = field(default_factory=list)  # each answer's loop time, beside its latency
     statuses: Counter[str] = field(default_factory=Counter)
     kinds: Counter[str] = field(default_factory=Counter)
     errors: Counter[str] = field(default_factory=Counter)
@@ -427,6 +429,11 @@ class LoadRun:
             "warmup_errors": sum(self.warmup_stats.errors.values()),
             "generator_cpu_pct": 100 * cpu / wall, "generator_cpu_us_per_req": 1e6 * cpu / max(1, seq),
             "loop": type(loop).__module__.split(".")[0],
+            # For plots (load-test/report.py): each second of the measured window by answer time,
+            # and the distribution of the latencies above.
+            "timeseries": per_second((at - self.window_start, latency, 1)
+                                     for at, latency in zip(s.done_at, s.latencies, strict=True)),
+            "latency_histogram": histogram(lat),
         }
 
     # -- dispatch ---------------------------------------------------------------------------
@@ -467,6 +474,7 @@ class LoadRun:
         if 200 <= status < 300 or (status == 409 and kind in ("cancel", "modify")
                                    and self._expected_refusal(payload)):
             stats.latencies.append(now - op.at)
+            stats.done_at.append(now)
             if self.window_start <= now < self.window_end:
                 stats.completed_in_window += 1
             if status == 409:

@@ -8,7 +8,11 @@ latencies: every benchmark here prints it, so a run can be judged by it.
 """
 from __future__ import annotations
 
+import os
+import platform
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -31,3 +35,41 @@ def usage(start: CpuTimes, end: CpuTimes) -> tuple[float, float]:
     """(busy %, steal %) of all the machine's CPU time between two readings."""
     total = max(1, end.total - start.total)
     return 100 * (end.busy - start.busy) / total, 100 * (end.steal - start.steal) / total
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def load_average() -> str:
+    # Other processes on this machine share the cores; say how busy it was.
+    try:
+        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    except OSError:
+        return "unknown"
+
+
+def memory_gib() -> float | None:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                return round(int(line.split()[1]) / 2**20, 1)
+    except OSError:
+        pass
+    return None
+
+
+def describe() -> dict[str, Any]:
+    """The machine a run measured on: CPU model, cores, memory, kernel, Python, load average."""
+    return {
+        "cpu": cpu_model(), "cpus": os.cpu_count(), "memory_gib": memory_gib(),
+        "system": f"{platform.system()} {platform.release()}",
+        "python": f"{platform.python_implementation()} {platform.python_version()}",
+        "load_average": load_average(),
+    }

@@ -18,6 +18,7 @@ its resident memory. Everything it started is stopped when it ends.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import statistics
@@ -126,6 +127,7 @@ def main() -> None:
     p.add_argument("--db", default="pgbourse_bench_restart")
     p.add_argument("--keep-db", action="store_true", help="reuse the database built by an earlier run")
     p.add_argument("--timeout", type=float, default=300)
+    p.add_argument("--json", metavar="PATH", help="also write every start's figures and the medians as JSON")
     a = p.parse_args()
     if not os.environ.get("DATABASE_URL"):
         pgembed.ensure_running(quiet=True)
@@ -140,8 +142,13 @@ def main() -> None:
               f"{r.get('rebuild_s', 0):.2f} s, ready {r.get('ready_s', 0):.2f} s, its CPU {r.get('cpu_s', 0):.2f} s), "
               f"{int(r.get('open_orders', 0)):,} open orders, RSS {r['rss_mb']:.0f} MB; machine {r['busy']:.0f}% busy, "
               f"steal {r['steal']:.0f}%")
-    print(f"median: {statistics.median(r['wall_s'] for r in results):.2f} s to ready "
-          f"({statistics.median(r.get('rebuild_s', 0) for r in results):.2f} s of it rebuilding)")
+    median_wall = statistics.median(r["wall_s"] for r in results)
+    median_rebuild = statistics.median(r.get("rebuild_s", 0) for r in results)
+    print(f"median: {median_wall:.2f} s to ready ({median_rebuild:.2f} s of it rebuilding)")
+    if a.json:
+        Path(a.json).write_text(json.dumps({"orders": a.orders, "levels": a.levels, "runs": results,
+                                            "median_wall_s": median_wall, "median_rebuild_s": median_rebuild},
+                                           indent=2) + "\n")
 
 
 if __name__ == "__main__":

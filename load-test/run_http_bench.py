@@ -388,6 +388,8 @@ def main() -> int:
     p.add_argument("--pool-max", type=int, default=0, help="DB_POOL_MAX for the server (default: settings')")
     p.add_argument("--json", metavar="PATH", help="write every run's results as JSON")
     a, extra = p.parse_known_args()
+    # server_command() reads the server's settings (its admission bound) in this process.
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "exchange_project.settings")
 
     if not os.environ.get("DATABASE_URL"):
         pgembed.ensure_running()

@@ -53,6 +53,8 @@ import orjson
 import uvloop
 import websockets
 from machine import CpuTimes, usage  # load-test/machine.py
+from series import histogram, per_second  # load-test/series.py
+from series import percentile as percentile_or_none
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH_BUDGET = "1000000/s"
@@ -370,6 +372,7 @@ async def entry(args: argparse.Namespace) -> None:
     acked = 0
     sent_at: dict[str, float] = {}  # first idempotency key of a message -> when it was sent
     latencies: list[float] = []
+    answered: list[tuple[float, float, int]] = []  # (since start, message latency, acks) for --json
     async with websockets.connect(args.url, max_size=2**26, additional_headers=auth_headers(args.key)) as ws:
         window = asyncio.Semaphore(args.window)
 
@@ -380,7 +383,9 @@ async def entry(args: argparse.Namespace) -> None:
                 if ev.get("event") == "orders_ack":
                     first = ev["acks"][0].get("idempotency_key") if ev["acks"] else None
                     if first in sent_at:
-                        latencies.append(time.monotonic() - sent_at.pop(first))
+                        now = time.monotonic()
+                        latencies.append(now - sent_at.pop(first))
+                        answered.append((now - start, latencies[-1], len(ev["acks"])))
                     for ack in ev["acks"]:
                         key = str(ack.get("status")) if ack["event"] == "order_ack" else ack.get("code", "error")
                         statuses[key] = statuses.get(key, 0) + 1
@@ -410,6 +415,23 @@ async def entry(args: argparse.Namespace) -> None:
               f"p99 {percentile(latencies, 99) * 1000:.0f} ms, max {max(latencies) * 1000:.0f} ms "
               f"over {len(latencies)} messages")
     print(f"  machine busy {busy:.0f}%, taken by the host (steal) {steal:.0f}%")
+    if args.json:
+        ordered = sorted(latencies)
+
+        def ms(p: float) -> float | None:
+            v = percentile_or_none(ordered, p)
+            return None if v is None else v * 1000
+
+        Path(args.json).write_bytes(orjson.dumps({
+            "mode": "entry", "batch": args.batch, "window": args.window, "duration_s": args.duration,
+            "sent": sent, "acked": acked, "elapsed_s": elapsed, "orders_per_s": acked / elapsed,
+            "statuses": statuses, "messages": len(latencies), "api_key": bool(args.key),
+            "latency_of": f"message of {args.batch} orders, sent -> its acks received",
+            "p50_ms": ms(50), "p95_ms": ms(95), "p99_ms": ms(99), "max_ms": ms(100),
+            "machine_busy_pct": busy, "steal_pct": steal,
+            # Per second by the time the acks came, and the distribution (load-test/report.py).
+            "timeseries": per_second(answered), "latency_histogram": histogram(latencies),
+        }, option=orjson.OPT_INDENT_2) + b"\n")
 
 
 def main() -> None:
@@ -431,6 +453,8 @@ def main() -> None:
     e.add_argument("--batch", type=int, default=500)
     e.add_argument("--window", type=int, default=8)
     e.add_argument("--duration", type=float, default=15)
+    e.add_argument("--json", metavar="PATH", help="also write the figures, per-second samples and the latency "
+                   "distribution as JSON to PATH")
     args = parser.parse_args()
     args.key = api_key(args.api_key)
     if args.mode == "fanout":
