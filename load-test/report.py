@@ -26,7 +26,7 @@ results/machine.json. A benchmark that fails is reported and the others still ru
   restart     restart_bench.py --orders 1000000 --runs 3
   chaos       chaos.py (every scenario, each on an exchange and PostgreSQL of its own)
 --quick runs each briefly (seconds, small files): it shows that the chain works, not how fast.
-The exchange under test listens on --port and the next five ports (default 8730..8735).
+The exchange under test listens on --port and the next six ports (default 8730..8736).
 
 render: reads results/*.json and writes --out (default docs/performance.md): a table of
 figure | value | command, where each value is read from its result (with the machine's load
@@ -181,6 +181,17 @@ def bench_ws_entry(ctx: Context, out: Path) -> list[str]:
     return [c if c != key else "KEY" for c in cmd]  # the key is this run's, and no one else's business
 
 
+def bench_fanout(ctx: Context, out: Path) -> list[str]:
+    port = ctx.port + 6
+    with exchange("pgbourse_bench_report_fanout", port) as (env, key):
+        shape = (["--subscribers", "20", "--rate", "100", "--duration", "4"] if ctx.quick else
+                 ["--subscribers", "500", "--rate", "1000", "--duration", "30"])
+        cmd = [PY, str(LOAD_TEST / "ws_bench.py"), "--url", f"ws://127.0.0.1:{port}/stream", "--api-key", key,
+               "fanout", *shape, "--json", str(out)]
+        run_program(cmd, env, key)
+    return [c if c != key else "KEY" for c in cmd]
+
+
 def bench_load_orders(ctx: Context, out: Path) -> list[str]:
     port = ctx.port + 2  # and the next two
     orders = ctx.work / "orders.jsonl"
@@ -221,7 +232,7 @@ def bench_chaos(ctx: Context, out: Path) -> list[str]:
 
 
 BENCHMARKS: dict[str, Callable[[Context, Path], list[str]]] = {
-    "engine": bench_engine, "http_2000": bench_http_2000, "ws_entry": bench_ws_entry,
+    "engine": bench_engine, "http_2000": bench_http_2000, "ws_entry": bench_ws_entry, "fanout": bench_fanout,
     "load_orders": bench_load_orders, "restart": bench_restart, "chaos": bench_chaos,
 }
 
@@ -370,6 +381,24 @@ def ws_rows(r: dict[str, Any]) -> list[Row]:
                 f"{num(w['orders_per_s'])} orders/s")]
 
 
+def fanout_rows(r: dict[str, Any]) -> list[Row]:
+    f = r["result"]
+    lat = f.get("commit_to_client_ms")
+    seen = (f"commit → client p50 **{ms(lat['p50'])}**, p99 **{ms(lat['p99'])}**, max {ms(lat['max'])}"
+            if lat else "commit → client not measured")
+    match = f.get("match_to_client_ms")
+    if match:
+        seen += f"; worker's match → client p99 {ms(match['p99'])}"
+    return [Row(f"market data (trades, ticker, book) to {f['subscribers']:,} WebSocket subscribers while orders "
+                f"arrive at {f['rate']:,.0f}/s, for {f['duration_s']:g} s",
+                f"{seen}; {f.get('events_per_s', 0):,.0f} events/s to all clients in {f['frames']:,} frames, "
+                f"resync_required {f['resync_required']}, {f['acked']:,} orders acked ({load_note(r)})"
+                f"{quick_note(r)}",
+                f"{r['command']} (KEY: an admin key; against a worker and granian on an empty database)",
+                (f"p99 {ms(lat['p99'])} commit → client, {f['subscribers']:,} subscribers at {f['rate']:,.0f} orders/s"
+                 if lat else "not measured"))]
+
+
 def load_orders_rows(r: dict[str, Any]) -> list[Row]:
     lo = r["result"]
     gen = lo["gen_orders"]
@@ -424,11 +453,13 @@ def chaos_rows(r: dict[str, Any]) -> list[Row]:
 
 
 ROWS: dict[str, Callable[[dict[str, Any]], list[Row]]] = {
-    "engine": engine_rows, "http_2000": http_rows, "ws_entry": ws_rows, "load_orders": load_orders_rows,
+    "engine": engine_rows, "http_2000": http_rows, "ws_entry": ws_rows, "fanout": fanout_rows,
+    "load_orders": load_orders_rows,
     "restart": restart_rows, "chaos": chaos_rows,
 }
 HEADLINES = {"engine": "matching engine, one core", "http_2000": "HTTP orders at 2,000/s for 60 s",
-             "ws_entry": "WebSocket order entry", "load_orders": "100k-order file over the WebSocket",
+             "ws_entry": "WebSocket order entry", "fanout": "market data over the WebSocket",
+             "load_orders": "100k-order file over the WebSocket",
              "restart": "restart to ready"}
 
 # Long benchmarks that `run` does not repeat (the history alone takes ~9 minutes to build):
@@ -636,7 +667,7 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--only", default="", help=f"comma list of {', '.join(BENCHMARKS)} (default all)")
     r.add_argument("--results", type=Path, default=RESULTS, help="where the results go (default %(default)s)")
     r.add_argument("--port", type=int, default=DEFAULT_PORT,
-                   help="HTTP port of the exchange under test; the next five are used too (default %(default)s)")
+                   help="HTTP port of the exchange under test; the next six are used too (default %(default)s)")
     d = sub.add_parser("render", help="write docs/performance.md, its plots and the README block from the results")
     d.add_argument("--results", type=Path, default=RESULTS, help="default %(default)s")
     d.add_argument("--out", type=Path, default=PAGE, help="the page (default %(default)s)")

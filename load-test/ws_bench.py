@@ -347,22 +347,38 @@ def fanout(args: argparse.Namespace) -> None:
     total = {k: sum(r[k] for r in results) for k in ("events", "frames", "resync_required", "closed")}
     print(f"fanout: {args.subscribers} subscribers ({args.client} client) on {channels} of {args.instrument} over "
           f"{args.procs} client processes; feeder {feed['rate']:.0f} orders/s offered, {feed['acked']} acked")
+    figures: dict[str, Any] = {
+        "mode": "fanout", "subscribers": args.subscribers, "rate": args.rate, "duration_s": args.duration,
+        "channels": channels, "offered_per_s": feed["rate"], "acked": feed["acked"], **total,
+        "machine_busy_pct": busy, "steal_pct": steal}
     if not lat:
         print("  no events received")
+        _write_json(args.json, figures)
         return
     print(f"  delivered {total['events']} events in {total['frames']} frames "
           f"({total['events'] / args.duration:.0f} events/s to all clients), resync_required={total['resync_required']}, "
           f"closed={total['closed']}")
     committed = commit_latencies(args.instrument, [t for r in results for t in r["timed"]])
+    figures["events_per_s"] = total["events"] / args.duration
+    figures["match_to_client_ms"] = {"p50": statistics.median(lat) * 1000, "p99": percentile(lat, 99) * 1000,
+                                     "max": max(lat) * 1000}
     if isinstance(committed, str):
         print(f"  latency commit -> client: not measured ({committed})")
     else:
+        figures["commit_to_client_ms"] = {"p50": statistics.median(committed) * 1000,
+                                          "p99": percentile(committed, 99) * 1000, "max": max(committed) * 1000}
         print(f"  latency commit -> client: p50 {statistics.median(committed) * 1000:.1f} ms, "
               f"p99 {percentile(committed, 99) * 1000:.1f} ms, max {max(committed) * 1000:.1f} ms "
               f"({len(committed)} of {len(lat)} frames' batches found)")
     print(f"  latency worker-match -> client: p50 {statistics.median(lat) * 1000:.1f} ms, "
           f"p99 {percentile(lat, 99) * 1000:.1f} ms, max {max(lat) * 1000:.1f} ms")
     print(f"  machine busy {busy:.0f}%, taken by the host (steal) {steal:.0f}% while the feeder ran")
+    _write_json(args.json, figures)
+
+
+def _write_json(path: str | None, figures: dict[str, Any]) -> None:
+    if path:
+        Path(path).write_bytes(orjson.dumps(figures, option=orjson.OPT_INDENT_2) + b"\n")
 
 
 # -- order entry -----------------------------------------------------------------------------
@@ -449,6 +465,7 @@ def main() -> None:
     f.add_argument("--channels", default="trades,ticker,book")
     f.add_argument("--client", choices=("lean", "websockets"), default="lean",
                    help="subscriber implementation: a minimal RFC 6455 reader (default) or the websockets library")
+    f.add_argument("--json", metavar="PATH", help="also write the figures as JSON to PATH")
     e = sub.add_parser("entry")
     e.add_argument("--batch", type=int, default=500)
     e.add_argument("--window", type=int, default=8)
