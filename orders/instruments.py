@@ -55,19 +55,25 @@ def _install(rows: list[tuple[Any, ...]]) -> None:
     _loaded_at = time.monotonic()
 
 
-async def refresh() -> None:
+async def refresh(since: float | None = None) -> None:
+    """Read the instruments again; with ``since``, not if another request has read them after
+    it while this one waited for the lock (single flight: the requests that find the cache stale
+    at once share one query instead of queueing one each)."""
     global _lock
     if _lock is None:
         _lock = asyncio.Lock()
-    async with _lock, connection() as conn:
-        cur = await conn.execute(SQL)
-        _install(await cur.fetchall())
+    async with _lock:
+        if since is not None and _loaded_at > since:
+            return
+        async with connection() as conn:
+            cur = await conn.execute(SQL)
+            _install(await cur.fetchall())
 
 
 async def by_symbol(symbol: str) -> CachedInstrument | None:
     found = _by_symbol.get(symbol)
     if found is None or time.monotonic() - _loaded_at > REFRESH_S:
-        await refresh()
+        await refresh(since=_loaded_at)
         found = _by_symbol.get(symbol)
     return found
 
@@ -75,7 +81,7 @@ async def by_symbol(symbol: str) -> CachedInstrument | None:
 async def by_id(instrument_id: int) -> CachedInstrument | None:
     found = _by_id.get(instrument_id)
     if found is None:
-        await refresh()
+        await refresh(since=_loaded_at)
         found = _by_id.get(instrument_id)
     return found
 
