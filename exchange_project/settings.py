@@ -359,13 +359,13 @@ READY_TIMEOUT_S = env_float("PGBOURSE_READY_TIMEOUT_S", 0.8)
 ADMIN_COMMAND_TIMEOUT_S = env_float("PGBOURSE_ADMIN_TIMEOUT_S", 30.0)
 
 # Logs: LOG_FORMAT json (one object a line; the Docker image's default) or text (make run's);
-# LOG_LEVEL for everything, LOG_ORDER_LEVEL for the per-order lines (logger pgbourse.orders,
-# INFO: one line per order received, accepted, rejected, matched, cancelled, modified). A busy
-# venue runs them at WARNING (docs/operations.md has what they cost).
+# LOG_LEVEL for everything, LOG_ORDER_LEVEL for the per-order lines (logger pgbourse.orders;
+# INFO: one line per order received, accepted, rejected, matched, cancelled, modified). They are
+# off (WARNING) unless asked for: what a busy venue runs (docs/operations.md has what they cost).
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 LOG_FORMAT = env_choice("LOG_FORMAT", "text", ("text", "json"))
 LOG_LEVEL = env_choice("LOG_LEVEL", "INFO", _LOG_LEVELS)
-LOG_ORDER_LEVEL = env_choice("LOG_ORDER_LEVEL", LOG_LEVEL, _LOG_LEVELS)
+LOG_ORDER_LEVEL = env_choice("LOG_ORDER_LEVEL", "WARNING", _LOG_LEVELS)
 
 LOGGING = {
     "version": 1,
