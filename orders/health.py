@@ -41,6 +41,8 @@ Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 
+# What this module answers (outside the API's schema: the Postman collection covers them too).
+PATHS = ("/healthz", "/readyz", "/metrics")
 JSON = [(b"content-type", b"application/json")]
 LIVE = orjson.dumps({"status": "ok"})
 
@@ -248,7 +250,7 @@ def health_application(app: Callable[..., Awaitable[None]]) -> Callable[..., Awa
 
     async def wrapped(scope: Scope, receive: Receive, send: Send) -> None:
         path = scope["path"] if scope["type"] == "http" else ""
-        if path not in ("/healthz", "/readyz", "/metrics"):
+        if path not in PATHS:
             await app(scope, receive, send)
             return
         if scope["method"] not in ("GET", "HEAD"):
