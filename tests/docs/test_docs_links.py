@@ -21,8 +21,6 @@ PATH = re.compile(r"(?<![\w./$-])((?:" + _TOP + r")/(?:[\w.-]+/)*(?:[\w-]+\.[a-z
 LINK = re.compile(r"\]\(([^)#\s]+)(?:#[^)]*)?\)")
 COMMAND = re.compile(r"manage\.py (\w+)")
 DJANGO_COMMANDS = {"createsuperuser", "runworker", "migrate", "loaddata", "shell", "dbshell"}
-# Built on another branch at the same time; the merge brings it.
-PENDING = {"docs/postman/README.md"}
 
 
 def named_paths(text: str) -> set[str]:
@@ -42,7 +40,7 @@ def test_the_pattern_finds_paths_and_skips_what_is_no_path() -> None:
 @pytest.mark.parametrize("page", PAGES, ids=lambda p: p.relative_to(ROOT).as_posix())
 def test_every_path_a_page_names_exists(page: Path) -> None:
     base = page.parent
-    missing = sorted(p for p in named_paths(page.read_text()) - PENDING
+    missing = sorted(p for p in named_paths(page.read_text())
                      if not (ROOT / p).exists() and not (base / p).exists())
     assert not missing, f"{page.relative_to(ROOT)} names paths that do not exist: {missing}"
 
