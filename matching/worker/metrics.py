@@ -111,6 +111,7 @@ def books_sampled(books: list[Book]) -> list[dict[str, Any]]:
             state[f"{side}_levels"] = len(levels)
             state[f"{side}_orders"] = orders
             if ENABLED:
+                # A float only as a Prometheus sample: the book and the record stay in lots.
                 DEPTH.labels(book.symbol, side).set(float(book.spec.lots_to_qty(lots)))
                 LEVELS.labels(book.symbol, side).set(len(levels))
                 RESTING.labels(book.symbol, side).set(orders)
