@@ -113,10 +113,24 @@ def budgets(caller: Caller) -> dict[str, str]:
 
 
 def _counter(group: str, rate: str, value: str) -> tuple[str, int, int, int]:
-    """django-ratelimit's (cache key, limit, period, window end) for a caller's budget."""
+    """django-ratelimit's (cache key, limit, period, window end) for a caller's budget: made
+    once per caller, budget and window (its key is an MD5 of them), then looked up."""
+    made = _counters.get((group, rate, value))
+    if made is not None and int(time.time()) <= made[3]:
+        return made
     limit, period = _split_rate(rate)
     window = _get_window(value, period)
-    return _make_cache_key(group, window, rate, value, ALL), limit, period, window
+    made = (_make_cache_key(group, window, rate, value, ALL), limit, period, window)
+    if len(_counters) >= COUNTERS_KEPT:
+        _counters.clear()
+    _counters[(group, rate, value)] = made
+    return made
+
+
+# The counters of the current windows, by (action, budget, caller). django-ratelimit's window
+# stays the same while int(time.time()) <= its end. Bounded: emptied when it is full.
+_counters: dict[tuple[str, str, str], tuple[str, int, int, int]] = {}
+COUNTERS_KEPT = 10_000
 
 
 def _reset_s(window: int) -> int:

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from orders import limits
 from orders.limits import ShareStore, Usage
 from tests.http import acall, call, call_full
 from tests.keys import fresh_window, key_id, wait_for_web_processes
@@ -40,6 +41,24 @@ def test_a_share_store_stops_each_process_at_its_share() -> None:
     assert counts == [4, 8, 12]  # each request here stands for one in each of the 4 processes
     assert store.get("k") == 12 and store.get("other") == 0
     assert store.add("new", 1, 10) and not store.add("new", 1, 10)
+
+
+def test_the_counters_kept_per_window_are_django_ratelimits_own_at_every_second(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from django_ratelimit import ALL
+    from django_ratelimit.core import _get_window, _make_cache_key, _split_rate
+
+    limits._counters.clear()
+    now = [1_700_000_000.5]
+    monkeypatch.setattr(limits.time, "time", lambda: now[0])
+    for step in range(400):
+        now[0] = 1_700_000_000.5 + step * 0.37
+        for rate in ("5/s", "200/2s", "10/7s", "100/m"):
+            for who in ("key:a", "ip:10.0.0.1", "user:7"):
+                limit, period = _split_rate(rate)
+                window = _get_window(who, period)
+                assert limits._counter("orders", rate, who) == (
+                    _make_cache_key("orders", window, rate, who, ALL), limit, period, window), (now, rate, who)
 
 
 def test_the_lean_path_answers_429_with_retry_after_and_every_answer_carries_the_budget(exchange: Any,
