@@ -110,22 +110,79 @@ async def _read_body(receive: Receive, limit: int) -> bytes:
     its body is cut off with 408 rather than holding the request open."""
     chunks: list[bytes] = []
     size = 0
+    deadlines = _body_deadlines()
+    task = deadlines.watch()
     try:
-        async with asyncio.timeout(settings.HTTP_BODY_TIMEOUT_S):
-            while True:
-                message = await receive()
-                if message["type"] == "http.disconnect":
-                    raise ConnectionError("client went away")
-                chunk = message.get("body", b"")
-                size += len(chunk)
-                if size > limit:
-                    raise ApiError(413, Code.BODY_TOO_LARGE, f"Request body exceeds {limit} bytes.")
-                chunks.append(chunk)
-                if not message.get("more_body", False):
-                    return b"".join(chunks)
-    except TimeoutError:
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise ConnectionError("client went away")
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                raise ApiError(413, Code.BODY_TOO_LARGE, f"Request body exceeds {limit} bytes.")
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return b"".join(chunks)
+    except asyncio.CancelledError:
+        if not deadlines.expired(task):
+            raise
         raise ApiError(408, Code.REQUEST_TIMEOUT,
                        f"The request body did not arrive within {settings.HTTP_BODY_TIMEOUT_S:g} s.") from None
+    finally:
+        deadlines.readers.pop(task, None)
+
+
+class _BodyDeadlines:
+    """The bodies being read in one event loop and when each must be complete, under one timer
+    that wakes every BODY_SWEEP_S while any is being read, rather than a timer set and cancelled
+    for every request (asyncio.timeout): a body is cut off within BODY_SWEEP_S of its deadline."""
+
+    __slots__ = ("readers", "cut", "_sweeper")
+
+    def __init__(self) -> None:
+        self.readers: dict[asyncio.Task[Any], float] = {}
+        self.cut: set[asyncio.Task[Any]] = set()
+        self._sweeper: asyncio.Task[None] | None = None
+
+    def watch(self) -> asyncio.Task[Any]:
+        task = asyncio.current_task()
+        assert task is not None
+        loop = task.get_loop()
+        self.readers[task] = loop.time() + settings.HTTP_BODY_TIMEOUT_S
+        if self._sweeper is None or self._sweeper.done():
+            self._sweeper = loop.create_task(self._sweep(), name="pgbourse-body-deadlines")
+        return task
+
+    def expired(self, task: asyncio.Task[Any]) -> bool:
+        """Whether ``task`` was cancelled for its deadline (and is then no longer cancelled)."""
+        if task not in self.cut:
+            return False
+        self.cut.discard(task)
+        task.uncancel()
+        return True
+
+    async def _sweep(self) -> None:
+        loop = asyncio.get_running_loop()
+        while self.readers:
+            await asyncio.sleep(BODY_SWEEP_S)
+            now = loop.time()
+            for task, deadline in list(self.readers.items()):
+                if deadline <= now and task not in self.cut:
+                    self.cut.add(task)
+                    task.cancel()
+
+
+BODY_SWEEP_S = 0.25
+_deadlines_by_loop: dict[int, _BodyDeadlines] = {}
+
+
+def _body_deadlines() -> _BodyDeadlines:
+    key = id(asyncio.get_running_loop())
+    found = _deadlines_by_loop.get(key)
+    if found is None:
+        found = _deadlines_by_loop[key] = _BodyDeadlines()
+    return found
 
 
 def _replaying(body: bytes, receive: Receive) -> Receive:
