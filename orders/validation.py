@@ -194,15 +194,21 @@ def bad_text_path(value: Any, path: str = "") -> str | None:
         if value.isascii() and "\x00" not in value:
             return None
         return path if _BAD_TEXT.search(value) else None
+    # A clean ASCII string or a scalar is passed over in place: an order is a flat object, and
+    # descending into each of its fields (and naming its path) cost more than the check itself.
     if isinstance(value, dict):
         for key, item in value.items():
-            if bad_text_path(key) is not None:
+            if not (type(key) is str and key.isascii() and "\x00" not in key) and bad_text_path(key) is not None:
                 return f"{path}.(a field name)" if path else "(a field name)"
+            if type(item) is str and item.isascii() and "\x00" not in item or not isinstance(item, (str, dict, list)):
+                continue
             found = bad_text_path(item, f"{path}.{key}" if path else str(key))
             if found is not None:
                 return found
     elif isinstance(value, list):
         for n, item in enumerate(value):
+            if type(item) is str and item.isascii() and "\x00" not in item or not isinstance(item, (str, dict, list)):
+                continue
             found = bad_text_path(item, f"{path}[{n}]")
             if found is not None:
                 return found

@@ -102,6 +102,9 @@ def test_json_numbers_are_read_exactly_and_hostile_documents_refused() -> None:
 def test_bad_text_is_found_wherever_it_is() -> None:
     assert bad_text_path({"orders": [{"a": "ok"}, {"b": "x\ud83d"}]}) == "orders[1].b"
     assert bad_text_path({"ok": ["fine", "\u00e9t\u00e9", "\U0001f600"]}) is None
+    assert bad_text_path({"a": 1, "b": [None, True, {"c\x00": 1}]}) == "b[2].(a field name)"
+    assert bad_text_path(["ok", 2, "a\x00"]) == "[2]"
+    assert bad_text_path({"a": "ok", "b": {"c": "x\x00"}}) == "b.c"
 
 
 def test_a_modify_is_put_on_the_orders_grid_or_refused() -> None:
