@@ -18,7 +18,17 @@ from typing import Any
 import orjson
 
 from matching.contract import Code, ModifyOrder, PlaceOrder, Transport
-from matching.engine.types import STP, InstrumentSpec, InvalidNumber, OrderType, Reason, Side, TimeInForce
+from matching.engine.types import (
+    STP,
+    InstrumentSpec,
+    InvalidNumber,
+    OrderType,
+    Reason,
+    Side,
+    TimeInForce,
+    check_order_limits,
+    limits_of,
+)
 
 from . import logs, metrics
 from .errors import ApiError, invalid
@@ -319,18 +329,19 @@ def instrument_symbol(data: Any) -> str | None:
 
 
 _GridMemo = dict[Decimal, tuple[int, Decimal, str]]
-_GRID_MEMOS: dict[int, tuple[InstrumentSpec, _GridMemo, _GridMemo]] = {}
+_GRID_MEMOS: dict[int, tuple[InstrumentSpec, _GridMemo, _GridMemo, Any]] = {}
 _GRID_MEMO_MAX = 10_000
 
 
-def _grid_memo(spec: InstrumentSpec) -> tuple[_GridMemo, _GridMemo]:
+def _grid_memo(spec: InstrumentSpec) -> tuple[_GridMemo, _GridMemo, Any]:
     """Per instrument spec: prices and quantities already converted (orders repeat them, and
-    the exact conversion both ways is one of the order path's larger costs). Keyed by the spec
-    object itself, so a changed instrument starts afresh."""
+    the exact conversion both ways is one of the order path's larger costs), and the engine's
+    integer limits of the spec. Keyed by the spec object itself, so a changed instrument starts
+    afresh."""
     found = _GRID_MEMOS.get(id(spec))
     if found is None or found[0] is not spec:
-        found = _GRID_MEMOS[id(spec)] = (spec, {}, {})
-    return found[1], found[2]
+        found = _GRID_MEMOS[id(spec)] = (spec, {}, {}, limits_of(spec))
+    return found[1], found[2], found[3]
 
 
 def _on_grid(memo: _GridMemo, value: Decimal, to_steps: Any, from_steps: Any) -> tuple[int, Decimal, str]:
@@ -410,7 +421,7 @@ def _place_request(data: Any, instrument: CachedInstrument | None, transport: Tr
     errors.raise_if_any()
     assert instrument is not None and quantity is not None and side and order_type and tif and stp
     spec = instrument.spec
-    prices, quantities = _grid_memo(spec)
+    prices, quantities, limits = _grid_memo(spec)
     price_ticks: int | None = None
     norm_price: Decimal | None = None
     price_text: str | None = None
@@ -425,7 +436,9 @@ def _place_request(data: Any, instrument: CachedInstrument | None, transport: Tr
     except InvalidNumber as exc:
         _reason(errors, exc.reason)
     errors.raise_if_any()
-    problem = spec.check_order(OrderType(order_type), price_ticks, qty_lots, TimeInForce(tif), post_only)
+    # The engine's own checks (spec.check_order), on the limits kept above and the plain strings
+    # of its str enums.
+    problem = check_order_limits(limits, order_type, price_ticks, qty_lots, tif, post_only)  # type: ignore[arg-type]
     if problem is not None:
         _reason(errors, problem)
         errors.raise_if_any()
