@@ -30,7 +30,9 @@ Then it checks the record against every answer (every line of the summary must h
   book_check  the books rebuilt from the record are consistent (manage.py book_check)
 and prints per scenario: offered, answered by status, worst latency (and during the fault),
 the time from the fault's end to the first order answered 201, and the memory (RSS) of each
-process before and after. --json FILE writes the summaries.
+process before and after, and how late the generator's own event loop ran (generator_lag_*:
+while it is late, answers that came wait to be read, and count as the exchange's time).
+--json FILE writes the summaries.
 """
 from __future__ import annotations
 
@@ -493,12 +495,24 @@ def run_scenario(ex: Exchange, name: str, a: argparse.Namespace) -> dict[str, An
             await asyncio.sleep(2)
             samples.append(await asyncio.to_thread(ex.rss))
 
+    # The generator's own event loop: how late a 10 ms sleep wakes. While it is late, no answer
+    # is read, and the time counts in every pending request's service time as if the exchange's.
+    lags: list[float] = []
+
+    async def watch_own_loop() -> None:
+        while True:
+            asked = time.monotonic()
+            await asyncio.sleep(0.01)
+            lags.append(time.monotonic() - asked - 0.01)
+
     async def drive_and_sample() -> None:
         sampler = asyncio.create_task(sample())
+        watcher = asyncio.create_task(watch_own_loop())
         try:
             await drive()
         finally:
             sampler.cancel()
+            watcher.cancel()
 
     # uvloop (the server's loop too): the generator shares the machine with the exchange, and on
     # asyncio's own loop its 2,000 connections took the CPU the exchange's answers needed.
@@ -517,6 +531,8 @@ def run_scenario(ex: Exchange, name: str, a: argparse.Namespace) -> dict[str, An
         fault_end = a.overload_s
     recovered_s = ex.wait_placing(120)
     summary = summarize(ex, name, load, before, fault_at, fault_end, recovered_s)
+    summary["generator_lag_p99_s"] = round(percentile(lags, 99), 3)
+    summary["generator_lag_max_s"] = round(max(lags, default=0.0), 3)
     if db_up:
         # the restarted PostgreSQL's own start (crash recovery included) is not the exchange's
         asked, up = db_up

@@ -75,5 +75,7 @@ def test_three_times_the_load_it_sustains(exchange_under_faults: Any) -> None:
     # the excess is refused (503 overloaded), at once on the exchange's side, and the exchange is
     # itself again right after
     assert summary["answered"].get("201", 0) > 0 and summary["answered"].get("503", 0) > 0, summary
-    assert summary["refused_service_p99_s"] < 2.0, summary
+    # (within the ack bound of its being written; plus the generator's own worst stall, when its
+    # loop, on the same two cores, was too busy to read the answer that had come)
+    assert summary["refused_service_p99_s"] < 2.0 + summary["generator_lag_max_s"], summary
     assert summary["probe_placed_after_s"] < 5.0, summary
