@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import socket
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -126,12 +128,35 @@ async def connection() -> AsyncIterator[psycopg.AsyncConnection[Any]]:
     if database.down_since is not None:
         raise DatabaseDown()
     await database.open()
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + settings.DB_OPERATION_TIMEOUT_S
     try:
-        async with asyncio.timeout(settings.DB_OPERATION_TIMEOUT_S), database.pool.connection() as conn:
-            yield conn
+        # At the bound the connection's socket is cut, and the statement in flight fails at once.
+        # Cancelling the task instead would have the driver ask the hung server to cancel the
+        # statement, then wait for its end: seconds more (psycopg allows 5 s for each).
+        async with asyncio.timeout_at(deadline + SEVER_GRACE_S), database.pool.connection() as conn:
+            severing = loop.call_at(deadline, sever, conn)
+            try:
+                yield conn
+            finally:
+                severing.cancel()
     except FAILURES as exc:
         database.failed(exc)
         raise
+
+
+# What a severed statement may take to fail before the task is cancelled after all.
+SEVER_GRACE_S = 0.25
+
+
+def sever(conn: psycopg.AsyncConnection[Any]) -> None:
+    """Shut the connection's socket down: a statement waiting on it reads the end at once (the
+    driver raises OperationalError, and the pool discards the connection)."""
+    try:
+        with socket.socket(fileno=os.dup(conn.pgconn.socket)) as sock:
+            sock.shutdown(socket.SHUT_RDWR)
+    except (OSError, psycopg.Error):
+        pass  # already closed
 
 
 async def pool() -> AsyncConnectionPool:

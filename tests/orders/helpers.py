@@ -1,9 +1,11 @@
 from __future__ import annotations
 
+import subprocess
 import time
 import uuid
 from typing import Any
 
+from exchange_project import pgembed
 from tests.http import call
 
 
@@ -109,3 +111,10 @@ def staff_session(ex: Any, username: str | None = None, staff: bool = True) -> S
     assert status == 302 and "sessionid" in session.cookies, (status, headers)
     session.username = username  # type: ignore[attr-defined]
     return session
+
+
+def postgres_pids() -> list[int]:
+    """The embedded PostgreSQL's processes: the postmaster first, then its children."""
+    postmaster = int((pgembed.PGDATA / "postmaster.pid").read_text().split()[0])
+    children = subprocess.run(["pgrep", "-P", str(postmaster)], capture_output=True, text=True).stdout.split()
+    return [postmaster, *map(int, children)]

@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import time
 from typing import Any
 
 import pytest
 
-from exchange_project import pgembed
 from tests.http import call
 
-from .helpers import order_body
+from .helpers import order_body, postgres_pids
 
 
 @pytest.fixture
@@ -83,16 +81,10 @@ def test_without_a_worker_readiness_fails_naming_it_and_shows_the_backlog(exchan
     assert wait_drained(exchange)["checks"]["inbox"]["pending_orders"] == 0
 
 
-def _postgres_pids() -> list[int]:
-    postmaster = int((pgembed.PGDATA / "postmaster.pid").read_text().split()[0])
-    children = subprocess.run(["pgrep", "-P", str(postmaster)], capture_output=True, text=True).stdout.split()
-    return [postmaster, *map(int, children)]
-
-
 @pytest.mark.skipif(bool(os.environ.get("DATABASE_URL")), reason="needs the embedded PostgreSQL's processes")
 def test_readiness_answers_in_time_while_postgresql_hangs(exchange: Any) -> None:
     wait_ready(exchange, True)
-    pids = _postgres_pids()
+    pids = postgres_pids()
     try:
         # when every PostgreSQL process stops (SIGSTOP: connections stay open, nothing answers)
         for pid in pids:
