@@ -94,7 +94,7 @@ JOIN orders_order o ON o.client_id = r.client_id AND o.idempotency_key = r.idemp
 # acting for a client (client_id) names no order of another client.
 INSERT_COMMANDS = f"""
 WITH r AS MATERIALIZED (
-    SELECT x.n, x.kind, x.order_id, x.price, x.quantity, nextval({{sequence}}) AS id
+    SELECT x.n, x.kind, x.order_id, x.price, x.quantity, x.client_id, nextval({{sequence}}) AS id
       FROM ROWS FROM (json_to_recordset(%(commands)s::json)
                       AS (kind text, order_id uuid, price numeric, quantity numeric, client_id text))
            WITH ORDINALITY AS x(kind, order_id, price, quantity, client_id, n)
