@@ -287,6 +287,10 @@ SPECTACULAR_SETTINGS = {
 
 # How long a POST waits for the matching worker before answering 202 pending.
 ORDER_ACK_TIMEOUT_S = env_float("ORDER_ACK_TIMEOUT_S", 2.0)
+# Of that bound, the part kept for settling an order (or a cancel) whose answer from the worker
+# did not come: storing it as pending, or finding it committed. The worker gets the rest, so a
+# hung database, which also stalls the worker, still has the order answered within the bound.
+ORDER_SETTLE_S = min(env_float("ORDER_SETTLE_S", 0.5), ORDER_ACK_TIMEOUT_S / 2)
 # Orders go straight to the matching worker when it is reachable (matching/worker/direct.py);
 # 0 (in the worker and the web processes) sends every order through the PostgreSQL inbox.
 MATCHING_DIRECT = env_bool("MATCHING_DIRECT", True)

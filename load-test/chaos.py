@@ -585,6 +585,9 @@ def summarize(ex: Exchange, name: str, load: Load, before: dict[str, int], fault
         "accepted_per_s": round(sum(1 for s in load.sent if 200 <= s.status < 300)
                                 / max(1e-9, max((s.at for s in load.sent), default=0)), 1),
         "worst_latency_during_fault_s": round(max((s.latency_s for s in during if s.status), default=0), 3),
+        # From the moment each request was written (the exchange's part of the latency, without
+        # the wait for one of the generator's connections).
+        "worst_service_s": round(max((s.service_s for s in load.sent if s.status), default=0), 3),
         "back_after_s": None if first_ok is None else round(max(0.0, first_ok - fault_end), 3),
         "probe_placed_after_s": round(recovered_s, 3),
         "lost": len(lost), "duplicated": duplicated, "failed_yet_executed": len(failed_yet_executed),

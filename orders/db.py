@@ -120,16 +120,16 @@ def report_failure(exc: BaseException) -> None:
 
 
 @asynccontextmanager
-async def connection() -> AsyncIterator[psycopg.AsyncConnection[Any]]:
-    """A pooled connection for one request's statements, within DB_OPERATION_TIMEOUT_S.
-    Raises DatabaseDown while the breaker is open, and a FAILURES exception (the breaker then
-    opens) when the database fails."""
+async def connection(bound: float | None = None) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
+    """A pooled connection for one request's statements, within ``bound`` seconds (default
+    DB_OPERATION_TIMEOUT_S). Raises DatabaseDown while the breaker is open, and a FAILURES
+    exception (the breaker then opens) when the database fails."""
     database = _database()
     if database.down_since is not None:
         raise DatabaseDown()
     await database.open()
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + settings.DB_OPERATION_TIMEOUT_S
+    deadline = loop.time() + (settings.DB_OPERATION_TIMEOUT_S if bound is None else bound)
     try:
         # At the bound the connection's socket is cut, and the statement in flight fails at once.
         # Cancelling the task instead would have the driver ask the hung server to cancel the

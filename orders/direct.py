@@ -5,8 +5,8 @@ the matching worker per event loop, found through PostgreSQL, shared by every re
   - WorkerUnavailable: nothing was sent (no worker advertised, or it refused the connection);
     the caller can use the inbox path as if this one did not exist;
   - WorkerLost: the orders were sent but no answer came (connection dropped, or none within
-    ORDER_ACK_TIMEOUT_S); each may or may not have been committed, and the caller settles that
-    in PostgreSQL (orders.services).
+    ORDER_ACK_TIMEOUT_S less ORDER_SETTLE_S); each may or may not have been committed, and the
+    caller settles that in PostgreSQL (orders.services) in the rest of the ack bound.
 """
 from __future__ import annotations
 
@@ -56,7 +56,8 @@ class DirectClient:
         self._next_lookup = 0.0
 
     async def send(self, commands: list[Command], timeout: float | None = None) -> list[Answer]:
-        """``timeout``: how long to wait for the answers (default ORDER_ACK_TIMEOUT_S)."""
+        """``timeout``: how long to wait for the answers (default: the ack bound less the time
+        kept for settling a lost answer)."""
         if self._writer is None or self._writer.is_closing():
             if not await self._connect():
                 raise WorkerUnavailable()
@@ -67,8 +68,9 @@ class DirectClient:
         waiters = self._waiters
         waiters[request_id] = fut
         self._writer.write(frame(Request(request_id=request_id, commands=commands)))
+        wait = timeout or settings.ORDER_ACK_TIMEOUT_S - settings.ORDER_SETTLE_S
         try:
-            return await asyncio.wait_for(asyncio.shield(fut), timeout or settings.ORDER_ACK_TIMEOUT_S)
+            return await asyncio.wait_for(asyncio.shield(fut), wait)
         except TimeoutError:
             raise WorkerLost("no answer in time") from None
         finally:

@@ -178,7 +178,7 @@ async def orders_place(orders: list[PlaceOrder]) -> list[Result]:
 async def _place(orders: list[PlaceOrder]) -> list[Result]:
     if settings.MATCHING_DIRECT:
         try:
-            answers = await coalescer(_send_direct).submit(list(orders))
+            answers = await _direct(list(orders))
         except WorkerUnavailable:
             pass  # nothing was sent: the inbox takes these orders
         except WorkerLost:
@@ -188,6 +188,17 @@ async def _place(orders: list[PlaceOrder]) -> list[Result]:
         else:
             return await _direct_results(orders, [answers[n] for n in range(len(orders))])
     return await _place_via_inbox(orders)
+
+
+async def _direct(commands: list[PlaceOrder | CancelOrder | ModifyOrder]) -> dict[int, Answer]:
+    """The worker's answers to a request's commands, sent with those of concurrent requests.
+    WorkerLost when none came within the worker's part of the ack bound counted from now: a
+    request queued behind a stalled group does not wait out that group's bound, then its own."""
+    try:
+        return await asyncio.wait_for(coalescer(_send_direct).submit(commands),
+                                      settings.ORDER_ACK_TIMEOUT_S - settings.ORDER_SETTLE_S)
+    except TimeoutError:
+        raise WorkerLost("no answer in time") from None
 
 
 async def _send_direct(commands: list[PlaceOrder | CancelOrder | ModifyOrder]) -> dict[int, Answer]:
@@ -232,7 +243,9 @@ def _keyed(orders: list[PlaceOrder], results: list[Result | None]) -> list[Resul
 async def _place_via_inbox(orders: list[PlaceOrder], settle: bool = False) -> list[Result]:
     """Store the orders as pending rows for the worker's inbox and wait for their outcomes.
     settle: the orders were already sent to the worker directly and their answer lost, so an
-    order already stored under its own id is this request's (201), and nobody waits again."""
+    order already stored under its own id is this request's (201), and nobody waits again: the
+    worker had its part of the ack bound, and each statement here has ORDER_SETTLE_S."""
+    bound = settings.ORDER_SETTLE_S if settle else None
     keys = [o.order_id for o in orders]
     futures: list[asyncio.Future[Any]] = []
     may_exist = settle
@@ -241,14 +254,14 @@ async def _place_via_inbox(orders: list[PlaceOrder], settle: bool = False) -> li
         if not settle:
             await hub.ensure_started()
             futures = [hub.expect(k) for k in keys]
-        inserted = await coalescer(_insert_orders).submit(list(orders))
+        inserted = await coalescer(_settle_orders if settle else _insert_orders).submit(list(orders))
         may_exist = True
         dup_idx = [n for n in range(len(orders)) if n not in inserted]
         if dup_idx:
             if not settle:
                 for n in dup_idx:
                     hub.forget(keys[n], futures[n])
-            async with connection() as conn:
+            async with connection(bound) as conn:
                 await _answer_duplicates(conn, orders, dup_idx, results, own=settle)
         # The connection goes back to the pool while we wait for the worker.
         live = [n for n in range(len(orders)) if results[n] is None]
@@ -258,7 +271,7 @@ async def _place_via_inbox(orders: list[PlaceOrder], settle: bool = False) -> li
         unresolved = [keys[n] for n, o in zip(live, outcomes) if not isinstance(o, PlaceOutcome) or o.order is None]
         from_db: dict[str, OrderState] = {}
         if unresolved:
-            async with connection() as conn:
+            async with connection(bound) as conn:
                 from_db = await orders_by_id(conn, unresolved)
                 if any(state.status is OrderStatus.PENDING for state in from_db.values()):
                     await _make_durable(conn)
@@ -279,10 +292,10 @@ async def _place_via_inbox(orders: list[PlaceOrder], settle: bool = False) -> li
     return _keyed(orders, results)
 
 
-async def _insert_orders(orders: list[PlaceOrder]) -> dict[int, bool]:
+async def _insert_orders(orders: list[PlaceOrder], bound: float | None = None) -> dict[int, bool]:
     """One statement for a group of orders: the orders, their first OrderEvent, and a NOTIFY to
     the worker. Answers True at the index of each order that was inserted."""
-    async with connection() as conn:
+    async with connection(bound) as conn:
         rows = [{"order_id": o.order_id, "client_id": o.client_id, "idempotency_key": o.idempotency_key,
                  "request_hash": o.request_hash, "instrument_id": o.instrument_id, "side": o.side.value,
                  "type": o.type.value, "time_in_force": o.time_in_force.value, "post_only": o.post_only,
@@ -303,6 +316,12 @@ async def _insert_orders(orders: list[PlaceOrder]) -> dict[int, bool]:
             inserted.discard(key)
             answers[n] = True
     return answers
+
+
+async def _settle_orders(orders: list[PlaceOrder]) -> dict[int, bool]:
+    """_insert_orders for orders whose answer from the worker was lost, within ORDER_SETTLE_S
+    (a group of their own: they are not held behind a statement that has the longer bound)."""
+    return await _insert_orders(orders, settings.ORDER_SETTLE_S)
 
 
 async def _answer_duplicates(conn: psycopg.AsyncConnection[Any], orders: list[PlaceOrder], dup_idx: list[int],
@@ -395,6 +414,8 @@ async def _command(oid: uuid.UUID, order_id: str, kind: str, data: Any, client_i
         raise database_unavailable() from exc
     # Whether the command may have been carried out already: after that, a failure is 504.
     may_exist = False
+    # The worker's answer to the command was lost: what is left of the ack bound settles it.
+    lost = False
     try:
         command: CancelOrder | ModifyOrder = CancelOrder(order_id=str(oid), client_id=client_id)
         if kind == "modify":
@@ -409,10 +430,12 @@ async def _command(oid: uuid.UUID, order_id: str, kind: str, data: Any, client_i
             assert instrument is not None
             command = msgspec.structs.replace(modify_request(data, instrument, str(oid)), client_id=client_id)
         if settings.MATCHING_DIRECT:
-            direct, may_exist = await _command_direct(command)
+            direct, lost = await _command_direct(command)
             if direct is not None:
                 return direct
-        answers = await coalescer(_insert_commands).submit([command])
+            may_exist = lost
+        bound = settings.ORDER_SETTLE_S if lost else None
+        answers = await coalescer(_settle_commands if lost else _insert_commands).submit([command])
         may_exist = True
         if 0 not in answers:
             raise _not_found(order_id)
@@ -422,9 +445,13 @@ async def _command(oid: uuid.UUID, order_id: str, kind: str, data: Any, client_i
             assert current is not None
             raise _not_open(order_body(current))
         command_id, fut = answer
-        (outcome,) = await _await_outcomes([f"cmd:{command_id}"], [fut])
+        if lost:
+            hub.forget(f"cmd:{command_id}", fut)  # no second wait: the worker had its time
+            outcome = None
+        else:
+            (outcome,) = await _await_outcomes([f"cmd:{command_id}"], [fut])
         if not isinstance(outcome, CommandOutcome):
-            async with connection() as conn:
+            async with connection(bound) as conn:
                 # The outcome may have come while the LISTEN was reconnecting; PostgreSQL knows.
                 code = await _command_outcome_from_db(conn, command_id)
                 if code is None:
@@ -457,7 +484,7 @@ async def _command_direct(command: CancelOrder | ModifyOrder) -> tuple[Result | 
     says so from its own read (409 with the order, 404). The flag says whether the worker may
     have carried the command out (its answer was lost)."""
     try:
-        (answer,) = (await coalescer(_send_direct).submit([command])).values()
+        (answer,) = (await _direct([command])).values()
     except WorkerUnavailable:
         return None, False
     except WorkerLost:
@@ -492,13 +519,13 @@ _insert_commands_sql: str | None = None
 
 
 async def _insert_commands(
-    commands: list[CancelOrder | ModifyOrder],
+    commands: list[CancelOrder | ModifyOrder], bound: float | None = None,
 ) -> dict[int, tuple[int, asyncio.Future[Any]] | None]:
     """One statement for a group of cancels/modifies. At each index that names an order: None
     if it is no longer live, else the command's id and the future its outcome will resolve
     (registered before the commit, so the worker cannot answer before anyone listens)."""
     global _insert_commands_sql
-    async with connection() as conn:
+    async with connection(bound) as conn:
         if _insert_commands_sql is None:
             cur = await conn.execute("SELECT pg_get_serial_sequence('orders_ordercommand', 'id')")
             (sequence,) = await cur.fetchone()  # type: ignore[misc]
@@ -520,6 +547,13 @@ async def _insert_commands(
                 raise CommitUncertain(str(exc)) from exc
             raise
     return answers
+
+
+async def _settle_commands(
+    commands: list[CancelOrder | ModifyOrder],
+) -> dict[int, tuple[int, asyncio.Future[Any]] | None]:
+    """_insert_commands for commands whose answer from the worker was lost, within ORDER_SETTLE_S."""
+    return await _insert_commands(commands, settings.ORDER_SETTLE_S)
 
 
 async def _command_outcome_from_db(conn: psycopg.AsyncConnection[Any], command_id: int) -> Code | None:
