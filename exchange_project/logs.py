@@ -56,7 +56,9 @@ class TextFormatter(logging.Formatter):
         fields = _fields(record)
         lines = getattr(record, "lines", None)
         if lines is not None:
-            return "\n".join(_text(head, {**fields, **line}) for line in lines)
+            if fields:
+                return "\n".join([_text(head, {**fields, **line}) for line in lines])
+            return "\n".join([_text(head, line) for line in lines])
         text = _text(head, {"event": record.getMessage(), **fields})
         if record.exc_info:
             text += "\n" + self.formatException(record.exc_info)
@@ -64,8 +66,10 @@ class TextFormatter(logging.Formatter):
 
 
 def _text(head: str, fields: dict[str, Any]) -> str:
-    event = fields.pop("event", "")
-    return " ".join([head, str(event), *(f"{k}={_value(v)}" for k, v in fields.items() if v is not None)])
+    """``fields`` is left as it is (a line of a many-line record is rendered as given)."""
+    return " ".join([head, str(fields.get("event", "")),
+                     *[f"{k}={v}" if type(v) is int or (type(v) is str and v.isprintable() and " " not in v and v)
+                       else f"{k}={_value(v)}" for k, v in fields.items() if v is not None and k != "event"]])
 
 
 def _value(value: Any) -> str:

@@ -329,39 +329,49 @@ def _shown(text: str, step: Decimal) -> str:
 def order_lines(batch: Batch) -> list[dict[str, Any]]:
     """One log line per event worth knowing about an order in this batch, once it committed:
     accepted (its state at the end of the batch) or rejected, each trade, each cancel and
-    modify (or its refusal), each order refused unstored."""
+    modify (or its refusal), each order refused unstored. Each line's "event" comes first, and
+    no value is None (what the text formatter renders fastest, exchange_project.logs)."""
     lines: list[dict[str, Any]] = []
+    final = batch.final
     for cmd, book, _ in batch.places:
-        _, ev = batch.final[cmd.order_id]
-        line: dict[str, Any] = {"order_id": cmd.order_id, "client_id": cmd.client_id, "instrument": book.symbol}
+        ev = final[cmd.order_id][1]
         if type(ev) is Rejected:
-            line.update(event="order rejected", reason=ev.reason.value)
-        else:
-            line.update(event="order accepted", side=cmd.side.value, type=cmd.type.value,
-                        price=None if ev.price_ticks is None else book.grid.price(ev.price_ticks),
-                        quantity=book.grid.qty(ev.qty_lots), status=ev.status.value,
-                        filled_quantity=book.grid.qty(ev.filled_lots),
-                        reason=None if ev.reason is None else ev.reason.value)
-        line["transport"] = cmd.transport.value
+            lines.append({"event": "order rejected", "order_id": cmd.order_id, "client_id": cmd.client_id,
+                          "instrument": book.symbol, "reason": ev.reason.value, "transport": cmd.transport.value})
+            continue
+        grid = book.grid
+        line = {"event": "order accepted", "order_id": cmd.order_id, "client_id": cmd.client_id,
+                "instrument": book.symbol, "side": cmd.side.value, "type": cmd.type.value,
+                "price": None if ev.price_ticks is None else grid.price(ev.price_ticks),
+                "quantity": grid.qty(ev.qty_lots), "status": ev.status.value,
+                "filled_quantity": grid.qty(ev.filled_lots),
+                "reason": None if ev.reason is None else ev.reason.value, "transport": cmd.transport.value}
+        if ev.reason is None:
+            del line["reason"]
+        if ev.price_ticks is None:
+            del line["price"]
         lines.append(line)
     for symbol, code, order_id, client_id in batch.refused:
         lines.append({"event": "order rejected", "order_id": order_id, "client_id": client_id, "instrument": symbol,
                       "reason": code.value})
     for trade in batch.trades:
-        taker = batch.final.get(trade["taker_order_id"])
-        client = taker[1].client_id if taker is not None and type(taker[1]) is OrderUpdate else None
-        lines.append({"event": "order matched", "order_id": trade["taker_order_id"], "client_id": client,
-                      "instrument": batch.books[trade["instrument_id"]].symbol, "trade_id": trade["trade_id"],
-                      "price": trade["price"], "quantity": trade["quantity"], "seq": trade["seq"],
-                      "maker_order_id": trade["maker_order_id"], "taker_order_id": trade["taker_order_id"]})
+        taker = final.get(trade["taker_order_id"])
+        line = {"event": "order matched", "order_id": trade["taker_order_id"], "client_id": None,
+                "instrument": batch.books[trade["instrument_id"]].symbol, "trade_id": trade["trade_id"],
+                "price": trade["price"], "quantity": trade["quantity"], "seq": trade["seq"],
+                "maker_order_id": trade["maker_order_id"], "taker_order_id": trade["taker_order_id"]}
+        if taker is not None and type(taker[1]) is OrderUpdate:
+            line["client_id"] = taker[1].client_id
+        else:
+            del line["client_id"]
+        lines.append(line)
     for kind, book, order_id, owner, code in batch.changes:
-        done = code is Code.OK
-        event = ("order cancelled" if kind == "cancel" else "order modified") if done else f"{kind} refused"
-        change: dict[str, Any] = {"event": event, "order_id": order_id, "client_id": owner,
-                                  "instrument": book.symbol}
-        if not done:
-            change["reason"] = code.value
-        lines.append(change)
+        if code is Code.OK:
+            lines.append({"event": "order cancelled" if kind == "cancel" else "order modified", "order_id": order_id,
+                          "client_id": owner, "instrument": book.symbol})
+        else:
+            lines.append({"event": f"{kind} refused", "order_id": order_id, "client_id": owner,
+                          "instrument": book.symbol, "reason": code.value})
     return lines
 
 

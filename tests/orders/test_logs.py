@@ -46,6 +46,16 @@ def test_a_record_of_many_lines_is_one_line_per_event_in_both_formats() -> None:
 def test_a_client_value_cannot_break_a_text_line_or_fake_a_field() -> None:
     text = TextFormatter().format(record("order rejected", client_id="x\nfake=1 level=ERROR"))
     assert "\n" not in text and text.endswith('client_id="x\\nfake=1 level=ERROR"')
+    # nor in a line of a many-line record, where a value left None is left out, and the lines
+    # given are rendered as they are, not changed
+    given = [{"event": "order accepted", "order_id": "a", "client_id": "x\nfake=1", "reason": None, "seq": 3},
+             {"event": "order matched", "order_id": "b", "client_id": "", "price": "1.00"}]
+    copies = [dict(line) for line in given]
+    text = TextFormatter().format(record("orders", lines=given)).split("\n")
+    assert text == ['2025-12-02T12:00:00.250Z INFO pgbourse.orders: order accepted order_id=a client_id="x\\nfake=1" '
+                    'seq=3',
+                    '2025-12-02T12:00:00.250Z INFO pgbourse.orders: order matched order_id=b client_id="" price=1.00']
+    assert given == copies
 
 
 def test_the_request_id_is_the_clients_when_plausible_and_goes_on_every_record() -> None:
