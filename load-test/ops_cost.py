@@ -98,6 +98,8 @@ def main() -> None:
 
     timed("worker: metrics of a committed batch", a.orders, a.repeat,
           lambda: worker_metrics.batch_committed(run, "direct", a.orders, 0.01, 0.02))
+    timed("worker: the lines of a batch (order_lines), before rendering", a.orders, a.repeat,
+          lambda: batches.order_lines(run))
     sink = logging.StreamHandler(io.StringIO())
     for name, formatter in (("JSON", JsonFormatter()), ("text", TextFormatter())):
         def lines(formatter: logging.Formatter = formatter) -> None:
@@ -113,9 +115,10 @@ def main() -> None:
     log.handlers = [sink]
     log.propagate = False
     log.setLevel(logging.INFO)
-    sink.setFormatter(JsonFormatter())
-    timed("web: \"order received\" lines of a message, JSON", a.orders, a.repeat,
-          lambda: web_logs.orders_received(placed, lambda _: "BTC-USD"))
+    for name, formatter in (("JSON", JsonFormatter()), ("text", TextFormatter())):
+        sink.setFormatter(formatter)
+        timed(f"web: \"order received\" lines of a message, {name}", a.orders, a.repeat,
+              lambda: web_logs.write_received(placed, lambda _: "BTC-USD"))
     log.setLevel(logging.WARNING)
     timed("web: the same with LOG_ORDER_LEVEL=WARNING", a.orders, a.repeat,
           lambda: web_logs.orders_received(placed, lambda _: "BTC-USD"))

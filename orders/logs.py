@@ -7,6 +7,7 @@ apart from ``LOG_LEVEL``); the matching worker writes the lines of what it match
 """
 from __future__ import annotations
 
+import asyncio
 import itertools
 import logging
 import os
@@ -47,9 +48,16 @@ class RequestIdFilter(logging.Filter):
 
 
 def orders_received(orders: list[PlaceOrder], symbol_of: Callable[[int], str | None]) -> None:
-    """One "order received" line per order (one record for all of them)."""
+    """One "order received" line per order (one record for all of them), written two turns of
+    the event loop later: once the orders are on their way to the worker, so that the lines
+    cost CPU, not latency (the request id goes with them, in the callback's context)."""
     if not orders_log.isEnabledFor(logging.INFO):
         return
+    loop = asyncio.get_running_loop()
+    loop.call_soon(loop.call_soon, write_received, list(orders), symbol_of)
+
+
+def write_received(orders: list[PlaceOrder], symbol_of: Callable[[int], str | None]) -> None:
     lines: list[dict[str, Any]] = [
         {"event": "order received", "order_id": o.order_id, "client_id": o.client_id,
          "instrument": symbol_of(o.instrument_id), "side": o.side.value, "type": o.type.value, "price": o.price,

@@ -387,8 +387,11 @@ class MatchingWorker:
         except Exception:
             # Counting is no reason to stop matching (the batch has committed): loud, not fatal.
             log.exception("metrics of a committed batch failed")
-        asyncio.get_running_loop().call_soon(logs.batch_committed, batch, source, size, matched - started,
-                                             done - matched, done - started > self.slow_batch_s)
+        # Two turns of the loop later: the answers (whose sending is woken in the next turn) are on
+        # their way before the lines are rendered, so that they cost CPU, not latency.
+        loop = asyncio.get_running_loop()
+        loop.call_soon(loop.call_soon, logs.batch_committed, batch, source, size, matched - started,
+                       done - matched, done - started > self.slow_batch_s)
 
     # -- operations: admin commands, in their turn among the orders -----------------------
     async def _admin(self, batch: Batch, cmd: AdminCommand, command_id: int | None, jobs: SnapshotJobs,

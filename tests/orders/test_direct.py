@@ -203,3 +203,29 @@ def test_a_batch_that_collides_with_a_stored_order_does_not_commit(exchange, wor
         assert conn.execute("SELECT last_seq FROM orders_instrument WHERE symbol = %s", (sym,)).fetchone()[0] == 0
     assert count_rows(exchange, "orders_order o JOIN orders_instrument i ON i.id = o.instrument_id",
                       "i.symbol = %s", (sym,)) == 1
+
+
+def test_the_workers_answers_go_out_before_its_log_lines_are_rendered(exchange, worker_restored, monkeypatch):
+    from matching.worker import service
+
+    iid = _instrument_id(exchange, exchange.make_instrument())
+    exchange.kill_worker()  # this test's worker is the only one
+    events: list[str] = []
+    monkeypatch.setattr(service.logs, "batch_committed", lambda *args: events.append("lines rendered"))
+
+    async def scenario() -> None:
+        worker = MatchingWorker(exchange.conninfo, FeedBuilder, analytics_factory=InstrumentAnalytics)
+        await worker.start(wait_for_lock=False)
+        try:
+            answers = await worker.handle_direct([_direct_item(iid, str(uuid.uuid4()), uuid.uuid4().hex)])
+            events.append("answered")
+            assert isinstance(answers[0], Placed), answers
+            await asyncio.sleep(0)
+            await asyncio.sleep(0)
+        finally:
+            await worker.close()
+
+    # when a batch commits, its answers reach whoever waits for them first, and only then does
+    # the worker render the batch's log lines (they cost CPU, not the answers' latency)
+    asyncio.run(scenario())
+    assert events == ["answered", "lines rendered"]

@@ -2,6 +2,7 @@
 request id (orders/logs.py), and the request id a client gets back over real HTTP."""
 from __future__ import annotations
 
+import asyncio
 import http.client
 import json
 import logging
@@ -84,3 +85,43 @@ def test_an_order_answer_carries_its_request_id(exchange: Any) -> None:
     finally:
         conn.close()
     assert resp.status == 201 and resp.getheader("x-request-id") == "trace-42"
+
+
+def test_order_received_lines_are_rendered_once_the_orders_are_on_their_way() -> None:
+    # (orders.logs.orders_received, called where an order enters orders.services)
+    from matching.contract import PlaceOrder
+    from matching.engine.types import STP, OrderType, Side, TimeInForce
+    from orders import logs as web_logs
+
+    order = PlaceOrder(order_id="o1", client_id="alice", idempotency_key="k1", request_hash="h", instrument_id=1,
+                       side=Side.BUY, type=OrderType.LIMIT, time_in_force=TimeInForce.GTC, post_only=False,
+                       stp=STP.CANCEL_TAKER, price="1.00", quantity="1")
+    seen: list[str] = []
+
+    class Keep(logging.Handler):
+        def emit(self, rec: logging.LogRecord) -> None:
+            seen.append(f"{rec.getMessage()} {getattr(rec, 'request_id', None)}")
+
+    log = logging.getLogger("pgbourse.orders")
+    handler, level = Keep(), log.level
+    handler.addFilter(RequestIdFilter())
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+
+    async def scenario() -> list[list[str]]:
+        request_id.set("r-9")
+        web_logs.orders_received([order], lambda _: "BTC-USD")
+        turns = [list(seen)]
+        for _ in range(2):
+            await asyncio.sleep(0)
+            turns.append(list(seen))
+        return turns
+
+    try:
+        turns = asyncio.run(scenario())
+    finally:
+        log.removeHandler(handler)
+        log.setLevel(level)
+    # when an order is received, its line is not rendered in that turn of the event loop, nor
+    # in the next (when the order is sent on), but in the one after, with the request's id
+    assert turns == [[], [], ["orders received r-9"]]
