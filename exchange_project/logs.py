@@ -1,16 +1,23 @@
 """Log lines: one per event worth knowing, JSON (one object a line) or human-readable text.
 
-``LOG_FORMAT=json|text`` picks the formatter (settings.LOGGING). Each line carries the fields a
+``LOG_FORMAT=json|text`` picks the formatter (settings.LOGGING); ``ThreadWriter`` writes the
+lines to stderr from a thread of its own. Each line carries the fields a
 record was given (``extra=``): order_id, client_id, instrument, request_id where known. A record
-may carry many lines at once (``extra={"lines": [{...}, ...]}``, each with its own "event"): the
-matching worker logs a committed batch's orders that way, one record per batch, so that a line
-per order costs a dict and its rendering, not a trip through logging each.
+may carry many lines at once (``extra={"lines": [{...}, ...]}``, each with its own "event", or a
+function that makes that list when the record is formatted): the matching worker logs a
+committed batch's orders that way, one record per batch, so that a line per order costs a dict
+and its rendering, not a trip through logging each.
 """
 from __future__ import annotations
 
 import datetime as dt
 import logging
-from typing import Any
+import os
+import queue
+import sys
+import threading
+import time
+from typing import Any, TextIO
 
 import orjson
 
@@ -20,6 +27,13 @@ _STANDARD = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime
 
 def _fields(record: logging.LogRecord) -> dict[str, Any]:
     return {k: v for k, v in record.__dict__.items() if k not in _STANDARD and v is not None}
+
+
+def _lines(record: logging.LogRecord) -> list[dict[str, Any]] | None:
+    """A many-line record's lines: given as a list, or as a function that makes them (called
+    where the record is formatted: ThreadWriter's thread)."""
+    lines = getattr(record, "lines", None)
+    return lines() if callable(lines) else lines
 
 
 def _when(record: logging.LogRecord) -> str:
@@ -32,7 +46,7 @@ class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         base: dict[str, Any] = {"ts": _when(record), "level": record.levelname.lower(), "logger": record.name}
         fields = _fields(record)
-        lines = getattr(record, "lines", None)
+        lines = _lines(record)
         if lines is not None:
             base.update(fields)
             if lines and not fields.keys() & lines[0].keys():
@@ -54,7 +68,7 @@ class TextFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         head = f"{_when(record)} {record.levelname} {record.name}:"
         fields = _fields(record)
-        lines = getattr(record, "lines", None)
+        lines = _lines(record)
         if lines is not None:
             if fields:
                 return "\n".join([_text(head, {**fields, **line}) for line in lines])
@@ -79,3 +93,68 @@ def _value(value: Any) -> str:
     if text.isprintable() and " " not in text and text:
         return text
     return orjson.dumps(text).decode()
+
+
+class ThreadWriter(logging.Handler):
+    """Writes records to the stream (stderr) from a thread of its own, formatting them there: the
+    thread that logs only files the record (its filters, the request id's among them, run then),
+    so that neither the rendering of a batch's lines nor a disk slow to take them, or a pipe its
+    reader has let fill, holds up the event loop that logged them; the rendering runs while that
+    loop waits on the database or the network. What queued meanwhile is written at once.
+    ``flush`` waits (within FLUSH_WAIT_S) until everything logged so far is written; ``close``
+    (logging.shutdown, at exit and before a worker ends itself) writes the rest and ends the
+    thread. A process killed with SIGKILL loses the lines not yet written (milliseconds' worth)."""
+
+    FLUSH_WAIT_S = 5.0
+
+    def __init__(self, stream: TextIO | None = None) -> None:
+        super().__init__()
+        self.stream = stream if stream is not None else sys.stderr
+        self._start()
+        # A forked child has no thread but the one that forked: it starts a writer of its own.
+        os.register_at_fork(after_in_child=self._start)
+
+    def _start(self) -> None:
+        self._queue: queue.Queue[logging.LogRecord | None] = queue.Queue()
+        self._thread = threading.Thread(target=self._write, name="pgbourse-log-writer", daemon=True)
+        self._thread.start()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self._queue.put(record)
+
+    def _write(self) -> None:
+        while True:
+            records = [self._queue.get()]
+            while len(records) < 1000:
+                try:
+                    records.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            texts = []
+            for record in records:
+                if record is not None:
+                    try:
+                        texts.append(self.format(record) + "\n")
+                    except Exception:
+                        self.handleError(record)
+            try:
+                self.stream.write("".join(texts))
+                self.stream.flush()
+            except (OSError, ValueError):
+                pass  # the stream is gone: nothing to write the lines to
+            finally:
+                for _ in records:
+                    self._queue.task_done()
+            if None in records:
+                return
+
+    def flush(self) -> None:
+        deadline = time.monotonic() + self.FLUSH_WAIT_S
+        while self._queue.unfinished_tasks and self._thread.is_alive() and time.monotonic() < deadline:
+            time.sleep(0.001)
+
+    def close(self) -> None:
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join(self.FLUSH_WAIT_S)
+        super().close()

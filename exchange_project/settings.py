@@ -377,7 +377,10 @@ LOGGING = {
     "formatters": {"text": {"()": "exchange_project.logs.TextFormatter"},
                    "json": {"()": "exchange_project.logs.JsonFormatter"}},
     "filters": {"request_id": {"()": "orders.logs.RequestIdFilter"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT, "filters": ["request_id"]}},
+    # Formatted where logged, written to stderr from a thread: a slow disk or a full pipe never
+    # stalls an event loop (docs/operations.md, "Logs", has what it changed).
+    "handlers": {"console": {"()": "exchange_project.logs.ThreadWriter", "formatter": LOG_FORMAT,
+                             "filters": ["request_id"]}},
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {"django.request": {"level": "ERROR"}, "daphne": {"level": "WARNING"},
                 "pgbourse.orders": {"level": LOG_ORDER_LEVEL}},
