@@ -79,8 +79,37 @@ class TextFormatter(logging.Formatter):
         return text
 
 
+# Per shape of line (its keys, in order): every value as text, run together, and the fields
+# as text; built once a shape, then filled by one C-level formatting call each.
+_SHAPES: dict[tuple[str, ...], tuple[str, str]] = {}
+
+
+def _shape(keys: tuple[str, ...]) -> tuple[str, str]:
+    if len(_SHAPES) >= 256:
+        _SHAPES.clear()
+    rest = keys[1:]
+    shape = _SHAPES[keys] = ("%s" * len(rest), " ".join(f"{k.replace('%', '%%')}=%s" for k in rest))
+    return shape
+
+
 def _text(head: str, fields: dict[str, Any]) -> str:
     """``fields`` is left as it is (a line of a many-line record is rendered as given)."""
+    keys = tuple(fields)
+    if keys and keys[0] == "event":
+        # A line as order_lines makes them: its event first, then values that are all plain
+        # (none None, empty or false, none with a space or a control character): checked on
+        # all of them run together, and rendered by the line's shape.
+        rest = tuple(fields.values())[1:]
+        if rest and all(rest):
+            together, fmt = _SHAPES.get(keys) or _shape(keys)
+            flat = together % rest
+            if flat.isprintable() and " " not in flat:
+                return f"{head} {fields['event']} {fmt % rest}"
+    return _text_each(head, fields)
+
+
+def _text_each(head: str, fields: dict[str, Any]) -> str:
+    """Any line: each value rendered by itself (what ``_text``'s one pass gives, for a line it takes)."""
     return " ".join([head, str(fields.get("event", "")),
                      *[f"{k}={v}" if type(v) is int or (type(v) is str and v.isprintable() and " " not in v and v)
                        else f"{k}={_value(v)}" for k, v in fields.items() if v is not None and k != "event"]])

@@ -340,15 +340,22 @@ def order_lines(batch: Batch) -> list[dict[str, Any]]:
                           "instrument": book.symbol, "reason": ev.reason.value, "transport": cmd.transport.value})
             continue
         grid = book.grid
+        price = ev.price_ticks
+        if price is not None and ev.reason is None:  # by far the most frequent: a limit order, resting or filled
+            lines.append({"event": "order accepted", "order_id": cmd.order_id, "client_id": cmd.client_id,
+                          "instrument": book.symbol, "side": cmd.side.value, "type": cmd.type.value,
+                          "price": grid.price(price), "quantity": grid.qty(ev.qty_lots), "status": ev.status.value,
+                          "filled_quantity": grid.qty(ev.filled_lots), "transport": cmd.transport.value})
+            continue
         line = {"event": "order accepted", "order_id": cmd.order_id, "client_id": cmd.client_id,
                 "instrument": book.symbol, "side": cmd.side.value, "type": cmd.type.value,
-                "price": None if ev.price_ticks is None else grid.price(ev.price_ticks),
+                "price": None if price is None else grid.price(price),
                 "quantity": grid.qty(ev.qty_lots), "status": ev.status.value,
                 "filled_quantity": grid.qty(ev.filled_lots),
                 "reason": None if ev.reason is None else ev.reason.value, "transport": cmd.transport.value}
         if ev.reason is None:
             del line["reason"]
-        if ev.price_ticks is None:
+        if price is None:
             del line["price"]
         lines.append(line)
     for symbol, code, order_id, client_id in batch.refused:

@@ -50,3 +50,27 @@ def test_a_slow_stream_never_stalls_the_logging_code_and_loses_nothing() -> None
         handler.close()
     # and closing ends the writer
     assert not handler._thread.is_alive()
+
+
+def test_a_line_of_plain_values_renders_in_one_pass_exactly_as_value_by_value() -> None:
+    """``_text`` renders a line whose event comes first and whose values are all plain in one
+    pass; any other line value by value. Both give the same text for every line."""
+    from decimal import Decimal
+
+    from exchange_project.logs import _text, _text_each
+    from matching.engine.types import Side
+
+    plain = {"event": "order accepted", "order_id": "0193-ab", "client_id": "c8", "trade_id": 5305,
+             "price": "30000.00", "side": Side.BUY.value, "seq": 19329}
+    odd_values = ["", " ", "a b", "tab\there", "new\nline", None, 0, False, True, Decimal("1.5"), Side.SELL,
+                  "50%", "%s", "é", "x=y", 7]
+    lines = [plain, {"event": "order accepted"}, {"order_id": "x", "event": "order matched"},
+             {"event": "a b", "k": "v"}]
+    for value in odd_values:
+        for at in ("order_id", "seq"):
+            lines.append({**plain, at: value})
+        lines.append({**plain, "100%": value})
+    for line in lines:
+        assert _text("HEAD", line) == _text_each("HEAD", line), line
+    assert _text("HEAD", plain) == ("HEAD order accepted order_id=0193-ab client_id=c8 trade_id=5305 "
+                                    "price=30000.00 side=buy seq=19329")
