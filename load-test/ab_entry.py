@@ -8,15 +8,24 @@ each, in alternating runs, each on a fresh database, and the ratio of each pair.
 Each run starts the matching worker and granian (as report.py's ws_entry does) with the
 environment plus that side's settings, measures `ws_bench.py entry --batch 500 --window 8` for
 --duration seconds, and stops them. The order alternates (a b, b a, a b, ...), so that a drift
-of the machine during the session weighs on both sides alike. It prints each run's orders/s,
-each pair's b / a, and their median and range: on a shared machine one run can differ from the
-next by tens of percent, and only the pairs made next to each other say what the setting costs.
+of the machine during the session weighs on both sides alike, and two databases are taken in
+turn, so that no run starts by dropping the one the run before it has just filled.
+
+Per run it prints the orders/s and the CPU time spent per 1000 acknowledged orders by the
+exchange's own processes (the worker and the web server, read from /proc: not the load generator
+or PostgreSQL) and by the whole machine (/proc/stat); per pair, b / a of the orders/s and of the
+exchange's CPU per order; at the end their medians and ranges, and the same of the pairs taken
+two by two (an a-first pair with the b-first one after it, the geometric mean of their ratios:
+whatever a run gains or loses by coming second in its pair cancels out), and what coming second
+did to a run. On a shared machine one run's orders/s can differ from the next one's by tens of
+percent: only pairs made next to each other say what a setting costs, and only many of them.
 --json FILE writes the runs.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import statistics
 import subprocess
@@ -31,6 +40,7 @@ sys.path.insert(0, str(LOAD_TEST))
 sys.path.insert(0, str(LOAD_TEST.parent))
 
 import report  # load-test/report.py: its exchange() is the one its ws_entry runs against
+from machine import CpuTimes, descendants_cpu_s  # load-test/machine.py
 
 
 def settings(pairs: list[str]) -> dict[str, str]:
@@ -43,25 +53,39 @@ def settings(pairs: list[str]) -> dict[str, str]:
     return out
 
 
-def one_run(side: str, env: dict[str, str], a: argparse.Namespace, n: int) -> float:
+def one_run(side: str, env: dict[str, str], a: argparse.Namespace, n: int, db: str) -> dict[str, float]:
+    """One side's run on database ``db``: its orders/s, and the CPU time the exchange's own
+    processes (the worker and the web server, not the load generator or PostgreSQL) and the
+    whole machine spent per thousand orders."""
     saved = {name: os.environ.get(name) for name in env}
     os.environ.update(env)
     try:
-        with report.exchange(f"pgbourse_bench_ab_{side}", a.port) as (run_env, key), \
+        with report.exchange(db, a.port) as (run_env, key), \
                 tempfile.NamedTemporaryFile(suffix=".json") as out:
-            subprocess.run([report.PY, str(LOAD_TEST / "ws_bench.py"), "--url", f"ws://127.0.0.1:{a.port}/stream",
-                            "--api-key", key, "entry", "--batch", str(a.batch), "--window", str(a.window),
-                            "--duration", str(a.duration), "--json", out.name],
-                           env=run_env, check=True, stdout=subprocess.DEVNULL)
-            rate = float(json.loads(Path(out.name).read_text())["orders_per_s"])
+            bench = subprocess.Popen([report.PY, str(LOAD_TEST / "ws_bench.py"), "--url",
+                                      f"ws://127.0.0.1:{a.port}/stream", "--api-key", key, "entry", "--batch",
+                                      str(a.batch), "--window", str(a.window), "--duration", str(a.duration),
+                                      "--json", out.name], env=run_env, stdout=subprocess.DEVNULL)
+            cpu0 = descendants_cpu_s(os.getpid(), frozenset({bench.pid}))
+            machine0 = CpuTimes.now()
+            if bench.wait() != 0:
+                raise SystemExit(f"ws_bench.py exited with {bench.returncode}")
+            cpu_s = descendants_cpu_s(os.getpid(), frozenset({bench.pid})) - cpu0
+            machine_s = (CpuTimes.now().busy - machine0.busy) / os.sysconf("SC_CLK_TCK")
+            figures = json.loads(Path(out.name).read_text())
     finally:
         for name, value in saved.items():
             if value is None:
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
-    print(f"  pair {n + 1} {side} ({' '.join(f'{k}={v}' for k, v in env.items())}): {rate:,.0f} orders/s", flush=True)
-    return rate
+    acked = max(1, figures["acked"])
+    run = {"orders_per_s": float(figures["orders_per_s"]), "cpu_ms_per_1000": 1e6 * cpu_s / acked,
+           "machine_cpu_ms_per_1000": 1e6 * machine_s / acked}
+    print(f"  pair {n + 1} {side} ({' '.join(f'{k}={v}' for k, v in env.items())}): {run['orders_per_s']:,.0f} "
+          f"orders/s; CPU per 1000 orders: the exchange's {run['cpu_ms_per_1000']:.1f} ms, the machine's "
+          f"{run['machine_cpu_ms_per_1000']:.1f} ms", flush=True)
+    return run
 
 
 def main() -> int:
@@ -77,23 +101,51 @@ def main() -> int:
     a = p.parse_args()
     sides = {"a": settings(a.a), "b": settings(a.b)}
     runs: list[dict[str, Any]] = []
-    ratios = []
     for n in range(a.pairs):
         order = ("a", "b") if n % 2 == 0 else ("b", "a")
-        rate = {side: one_run(side, sides[side], a, n) for side in order}
-        ratios.append(rate["b"] / rate["a"])
-        runs.append({"pair": n + 1, "first": order[0], "a_orders_per_s": rate["a"], "b_orders_per_s": rate["b"],
-                     "b_over_a": ratios[-1], "at": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())})
-        print(f"pair {n + 1}: b / a = {ratios[-1]:.3f}", flush=True)
-    a_rates = [r["a_orders_per_s"] for r in runs]
-    b_rates = [r["b_orders_per_s"] for r in runs]
-    summary = {"a": sides["a"], "b": sides["b"], "pairs": a.pairs, "duration_s": a.duration,
-               "a_median_orders_per_s": statistics.median(a_rates), "b_median_orders_per_s": statistics.median(b_rates),
-               "b_over_a_median": statistics.median(ratios), "b_over_a_min": min(ratios), "b_over_a_max": max(ratios),
-               "runs": runs}
-    print(f"{a.pairs} pairs: a median {summary['a_median_orders_per_s']:,.0f} orders/s, b median "
-          f"{summary['b_median_orders_per_s']:,.0f}; b / a median {summary['b_over_a_median']:.3f} "
-          f"({summary['b_over_a_min']:.3f}-{summary['b_over_a_max']:.3f})")
+        # Two databases, taken in turn: no run starts by dropping the one the run before it has
+        # just filled (the cleanup of its files would weigh on that run alone).
+        got = {side: one_run(side, sides[side], a, n, f"pgbourse_bench_ab_{(2 * n + i) % 2}")
+               for i, side in enumerate(order)}
+        runs.append({"pair": n + 1, "first": order[0],
+                     "a_orders_per_s": got["a"]["orders_per_s"], "b_orders_per_s": got["b"]["orders_per_s"],
+                     "b_over_a": got["b"]["orders_per_s"] / got["a"]["orders_per_s"],
+                     "a_cpu_ms_per_1000": got["a"]["cpu_ms_per_1000"], "b_cpu_ms_per_1000": got["b"]["cpu_ms_per_1000"],
+                     "cpu_b_over_a": got["b"]["cpu_ms_per_1000"] / got["a"]["cpu_ms_per_1000"],
+                     "a_machine_cpu_ms_per_1000": got["a"]["machine_cpu_ms_per_1000"],
+                     "b_machine_cpu_ms_per_1000": got["b"]["machine_cpu_ms_per_1000"],
+                     "at": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())})
+        print(f"pair {n + 1}: orders/s b / a = {runs[-1]['b_over_a']:.3f}; "
+              f"CPU per order b / a = {runs[-1]['cpu_b_over_a']:.3f}", flush=True)
+    summary: dict[str, Any] = {"a": sides["a"], "b": sides["b"], "pairs": a.pairs, "duration_s": a.duration}
+    for name in ("a_orders_per_s", "b_orders_per_s", "a_cpu_ms_per_1000", "b_cpu_ms_per_1000",
+                 "a_machine_cpu_ms_per_1000", "b_machine_cpu_ms_per_1000"):
+        summary[f"{name[:2]}median_{name[2:]}"] = statistics.median(r[name] for r in runs)
+    for name in ("b_over_a", "cpu_b_over_a"):
+        values = [r[name] for r in runs]
+        # A pair run a-first and the next one b-first, together: whatever the second run of a
+        # pair gains or loses by coming second cancels out in the geometric mean of their ratios.
+        balanced = [math.sqrt(x * y) for x, y in zip(values[0::2], values[1::2])]
+        summary |= {f"{name}_median": statistics.median(values), f"{name}_min": min(values),
+                    f"{name}_max": max(values), f"{name}_balanced": balanced,
+                    f"{name}_balanced_median": statistics.median(balanced) if balanced else None}
+    # What coming second in a pair does to a run, whichever side it is (1.0: nothing).
+    second = [(r["b_orders_per_s"] / r["a_orders_per_s"]) ** (1 if r["first"] == "a" else -1) for r in runs]
+    summary["second_over_first_geomean"] = statistics.geometric_mean(second)
+    summary["runs"] = runs
+    print(f"{a.pairs} pairs: orders/s a median {summary['a_median_orders_per_s']:,.0f}, b median "
+          f"{summary['b_median_orders_per_s']:,.0f}; the exchange's CPU per 1000 orders a median "
+          f"{summary['a_median_cpu_ms_per_1000']:.1f} ms, b median {summary['b_median_cpu_ms_per_1000']:.1f} ms; "
+          f"the machine's a median {summary['a_median_machine_cpu_ms_per_1000']:.1f} ms, b median "
+          f"{summary['b_median_machine_cpu_ms_per_1000']:.1f} ms")
+    for name, what in (("b_over_a", "orders/s"), ("cpu_b_over_a", "CPU per order")):
+        line = (f"  {what} b / a: median of the pairs {summary[f'{name}_median']:.3f} "
+                f"({summary[f'{name}_min']:.3f}-{summary[f'{name}_max']:.3f})")
+        if summary[f"{name}_balanced"]:
+            line += (f"; of the pairs two by two (a-first with b-first) {summary[f'{name}_balanced_median']:.3f} "
+                     f"({', '.join(f'{v:.3f}' for v in summary[f'{name}_balanced'])})")
+        print(line)
+    print(f"  a run second in its pair against first, whichever side: {summary['second_over_first_geomean']:.3f}")
     if a.json:
         Path(a.json).write_text(json.dumps(summary, indent=2) + "\n")
     return 0

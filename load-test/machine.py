@@ -37,6 +37,32 @@ def usage(start: CpuTimes, end: CpuTimes) -> tuple[float, float]:
     return 100 * (end.busy - start.busy) / total, 100 * (end.steal - start.steal) / total
 
 
+def descendants_cpu_s(root: int, exclude: frozenset[int] = frozenset()) -> float:
+    """CPU seconds (user + system) used so far by the live processes below ``root`` (its children,
+    theirs, ...), leaving out those in ``exclude`` and what is below them: what the exchange's
+    own processes spent, apart from the load generator's and PostgreSQL's."""
+    parent: dict[int, int] = {}
+    spent: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue  # ended meanwhile
+        fields = stat[stat.rindex(")") + 2:].split()  # after "pid (comm) "
+        parent[int(entry.name)] = int(fields[1])
+        spent[int(entry.name)] = int(fields[11]) + int(fields[12])  # utime, stime
+    ticks = 0
+    for pid in spent:
+        up = pid
+        while up not in (root, 0, 1) and up not in exclude:
+            up = parent.get(up, 0)
+        if up == root and pid != root and pid not in exclude:
+            ticks += spent[pid]
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
 def cpu_model() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
