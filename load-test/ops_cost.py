@@ -18,6 +18,7 @@ what the benchmarks with PGBOURSE_METRICS=on|off and LOG_ORDER_LEVEL=INFO|WARNIN
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import os
 import random
@@ -119,16 +120,26 @@ def main() -> None:
     log.handlers = [sink]
     log.propagate = False
     log.setLevel(logging.INFO)
+    loop = asyncio.new_event_loop()
+
+    async def received(requests: list[list[PlaceOrder]]) -> None:
+        for request in requests:
+            web_logs.orders_received(request, lambda _: "BTC-USD")
+        web_logs.write_received()  # what the timer does within RECEIVED_GATHER_S
+
+    one_message, one_each = [placed], [[o] for o in placed]
     for name, formatter in (("JSON", JsonFormatter()), ("text", TextFormatter())):
         sink.setFormatter(formatter)
         spent[f"web {name}"] = timed(f"web: \"order received\" lines of a message, made and written, {name}", a.orders,
-                                     a.repeat, lambda: web_logs.write_received(placed, lambda _: "BTC-USD"))
+                                     a.repeat, lambda: loop.run_until_complete(received(one_message)))
+        timed(f"web: the same, each order in a request of its own (HTTP), {name}", a.orders, a.repeat,
+              lambda: loop.run_until_complete(received(one_each)))
     for name in ("JSON", "text"):
         print(f"{'per-order lines at INFO, worker and web, ' + name:<66} "
               f"{spent['worker ' + name] + spent['web ' + name]:8.2f} µs of CPU per order")
     log.setLevel(logging.WARNING)
     timed("web: the same with LOG_ORDER_LEVEL=WARNING", a.orders, a.repeat,
-          lambda: web_logs.orders_received(placed, lambda _: "BTC-USD"))
+          lambda: loop.run_until_complete(received(one_each)))
     started = time.perf_counter()
     timed("web: metrics of one HTTP order (latency, answer)", 1, a.repeat * 50,
           lambda: web_metrics.http_answered("place", 201, started))

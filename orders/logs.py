@@ -8,12 +8,14 @@ apart from ``LOG_LEVEL``); the matching worker writes the lines of what it match
 from __future__ import annotations
 
 import asyncio
+import atexit
 import itertools
 import logging
 import os
 import re
 from collections.abc import Callable
-from contextvars import ContextVar
+from contextvars import Context, ContextVar
+from functools import partial
 from typing import Any
 
 from matching.contract import PlaceOrder
@@ -48,21 +50,60 @@ class RequestIdFilter(logging.Filter):
 
 
 def orders_received(orders: list[PlaceOrder], symbol_of: Callable[[int], str | None]) -> None:
-    """One "order received" line per order (one record for all of them), written two turns of
-    the event loop later: once the orders are on their way to the worker, so that the lines
-    cost CPU, not latency (the request id goes with them, in the callback's context)."""
+    """One "order received" line per order, each with its request's id, written within
+    RECEIVED_GATHER_S: the orders of all the requests received meanwhile go in one record, so
+    that an HTTP order, alone in its request, does not pay for a record and a wake of the writer
+    thread of its own; the lines are made where the record is written, long after the orders
+    have gone on to the worker (they cost CPU, not latency)."""
     if not orders_log.isEnabledFor(logging.INFO):
         return
     loop = asyncio.get_running_loop()
-    loop.call_soon(loop.call_soon, write_received, list(orders), symbol_of)
+    if _received.orders and _received.loop is not loop:
+        write_received()  # gathered under another event loop (one that has ended, perhaps)
+    if not _received.orders:
+        _received.loop = loop
+        loop.call_later(RECEIVED_GATHER_S, write_received, context=_NO_REQUEST)
+    _received.orders.append((request_id.get(), list(orders), symbol_of))
+    if len(_received.orders) >= RECEIVED_GATHER_MAX:
+        loop.call_soon(write_received, context=_NO_REQUEST)
 
 
-def write_received(orders: list[PlaceOrder], symbol_of: Callable[[int], str | None]) -> None:
-    lines: list[dict[str, Any]] = [
-        {"event": "order received", "order_id": o.order_id, "client_id": o.client_id,
-         "instrument": symbol_of(o.instrument_id), "side": o.side.value, "type": o.type.value, "price": o.price,
-         "quantity": o.quantity, "transport": o.transport.value} for o in orders]
-    orders_log.info("orders received", extra={"lines": lines})
+RECEIVED_GATHER_S = 0.05
+RECEIVED_GATHER_MAX = 1000  # requests
+
+
+class _Received:
+    """The requests' orders not yet logged, and the event loop whose timer will log them."""
+
+    def __init__(self) -> None:
+        self.orders: list[tuple[str | None, list[PlaceOrder], Callable[[int], str | None]]] = []
+        self.loop: asyncio.AbstractEventLoop | None = None
+
+
+_received = _Received()
+# The record of many requests' lines belongs to none of them: each line has its request's id.
+_NO_REQUEST = Context()
+
+
+def write_received() -> None:
+    """Logs the gathered orders' lines in one record (also at exit, what is left)."""
+    if _received.orders:
+        gathered, _received.orders, _received.loop = _received.orders, [], None
+        orders_log.info("orders received", extra={"lines": partial(received_lines, gathered)})
+
+
+def received_lines(gathered: list[tuple[str | None, list[PlaceOrder], Callable[[int], str | None]]]
+                   ) -> list[dict[str, Any]]:
+    lines: list[dict[str, Any]] = []
+    for rid, orders, symbol_of in gathered:
+        head = {"event": "order received", "request_id": rid} if rid is not None else {"event": "order received"}
+        lines += [{**head, "order_id": o.order_id, "client_id": o.client_id, "instrument": symbol_of(o.instrument_id),
+                   "side": o.side.value, "type": o.type.value, "price": o.price, "quantity": o.quantity,
+                   "transport": o.transport.value} for o in orders]
+    return lines
+
+
+atexit.register(write_received)  # runs before logging's shutdown (registered earlier, run later)
 
 
 def order_refused(instrument: str | None, client_id: Any, code: str, transport: str | None = None) -> None:

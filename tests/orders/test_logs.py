@@ -87,20 +87,22 @@ def test_an_order_answer_carries_its_request_id(exchange: Any) -> None:
     assert resp.status == 201 and resp.getheader("x-request-id") == "trace-42"
 
 
-def test_order_received_lines_are_rendered_once_the_orders_are_on_their_way() -> None:
+def test_order_received_lines_are_gathered_and_written_once_the_orders_are_on_their_way() -> None:
     # (orders.logs.orders_received, called where an order enters orders.services)
     from matching.contract import PlaceOrder
     from matching.engine.types import STP, OrderType, Side, TimeInForce
     from orders import logs as web_logs
 
-    order = PlaceOrder(order_id="o1", client_id="alice", idempotency_key="k1", request_hash="h", instrument_id=1,
-                       side=Side.BUY, type=OrderType.LIMIT, time_in_force=TimeInForce.GTC, post_only=False,
-                       stp=STP.CANCEL_TAKER, price="1.00", quantity="1")
-    seen: list[str] = []
+    def order(oid: str) -> PlaceOrder:
+        return PlaceOrder(order_id=oid, client_id="alice", idempotency_key="k" + oid, request_hash="h",
+                          instrument_id=1, side=Side.BUY, type=OrderType.LIMIT, time_in_force=TimeInForce.GTC,
+                          post_only=False, stp=STP.CANCEL_TAKER, price="1.00", quantity="1")
+
+    seen: list[logging.LogRecord] = []
 
     class Keep(logging.Handler):
         def emit(self, rec: logging.LogRecord) -> None:
-            seen.append(f"{rec.getMessage()} {getattr(rec, 'request_id', None)}")
+            seen.append(rec)
 
     log = logging.getLogger("pgbourse.orders")
     handler, level = Keep(), log.level
@@ -108,20 +110,42 @@ def test_order_received_lines_are_rendered_once_the_orders_are_on_their_way() ->
     log.addHandler(handler)
     log.setLevel(logging.INFO)
 
-    async def scenario() -> list[list[str]]:
-        request_id.set("r-9")
-        web_logs.orders_received([order], lambda _: "BTC-USD")
-        turns = [list(seen)]
+    async def received(rid: str, oid: str) -> None:
+        request_id.set(rid)
+        web_logs.orders_received([order(oid)], lambda _: "BTC-USD")
+
+    async def scenario() -> list[int]:
+        await asyncio.gather(received("r-1", "o1"), received("r-2", "o2"))
+        turns = [len(seen)]
         for _ in range(2):
             await asyncio.sleep(0)
-            turns.append(list(seen))
+            turns.append(len(seen))
+        await asyncio.sleep(web_logs.RECEIVED_GATHER_S + 0.05)
+        turns.append(len(seen))
         return turns
+
+    async def then_ends() -> None:
+        await received("r-3", "o3")  # its loop ends before the lines are due
 
     try:
         turns = asyncio.run(scenario())
+        asyncio.run(then_ends())
+        asyncio.run(received("r-4", "o4"))
+        gathered_elsewhere = len(seen)
+        web_logs.write_received()  # what is left at exit
     finally:
         log.removeHandler(handler)
         log.setLevel(level)
-    # when an order is received, its line is not rendered in that turn of the event loop, nor
-    # in the next (when the order is sent on), but in the one after, with the request's id
-    assert turns == [[], [], ["orders received r-9"]]
+    # not in the turn of the event loop that received the orders, nor in the next ones (while
+    # they go on to the worker), but within RECEIVED_GATHER_S: both requests' in one record,
+    # each line with its request's id, the record with none
+    assert turns == [0, 0, 0, 1]
+    assert getattr(seen[0], "request_id", None) is None
+    text = [line.split(": ", 1)[1] for line in TextFormatter().format(seen[0]).split("\n")]
+    assert text == [f"order received request_id=r-{n} order_id=o{n} client_id=alice instrument=BTC-USD side=buy "
+                    f"type=limit price=1.00 quantity=1 transport=http" for n in (1, 2)]
+    # orders gathered under a loop that has ended are written when the next loop receives one,
+    # and what is left at exit then
+    assert gathered_elsewhere == 2 and len(seen) == 3
+    assert [[json.loads(x)["request_id"] for x in JsonFormatter().format(rec).split("\n")] for rec in seen[1:]] == [
+        ["r-3"], ["r-4"]]
