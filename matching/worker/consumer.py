@@ -27,7 +27,7 @@ import psycopg
 from channels.consumer import AsyncConsumer
 from django.conf import settings
 
-from . import metrics, periodic
+from . import logs, metrics, periodic
 from .books import AnalyticsFactory, FeedFactory
 from .direct import DirectServer
 from .postgres import backoff_s, conninfo
@@ -41,6 +41,7 @@ def exit_on_failure(exc: BaseException) -> None:
     """A failure the worker cannot reason about: log it and end the process so that the
     supervisor restarts it and the books are rebuilt from PostgreSQL."""
     log.critical("matching worker failed; exiting so it restarts from PostgreSQL", exc_info=exc)
+    logs.write_gathered()
     logging.shutdown()
     os._exit(70)
 
@@ -66,6 +67,7 @@ class MatchingConsumer(AsyncConsumer):  # type: ignore[misc]
 
     def _stop(self) -> None:
         log.warning("matching worker stopping (SIGTERM)")
+        logs.write_gathered()
         logging.shutdown()
         os._exit(0)
 
