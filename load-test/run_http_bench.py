@@ -11,7 +11,8 @@ POST /orders/test, validate and return, the bare-endpoint ceiling; ``orders``: t
 POST /orders path) runs http_load.py at each ``--rates`` value, or with ``--search`` finds the
 highest sustainable rate (bisection to ``--resolution``). Sustainable means: zero errors,
 p50 < 100 ms and a completed rate of at least 97% of the offered one. Between runs it waits
-until the worker has no pending order, so one run's backlog does not land in the next.
+until the worker has no pending order, so one run's backlog does not land in the next, and before each
+run PostgreSQL writes out what is dirty (CHECKPOINT), so that an earlier run's writes do not either.
 
 API keys and limits are as the environment says (PGBOURSE_AUTH, PGBOURSE_RATE_LIMITS,
 PGBOURSE_RATE_LIMIT_STORE reach the server): unless PGBOURSE_AUTH=off it makes a trader key per
@@ -202,6 +203,15 @@ def pending_orders(db: str) -> int:
     return int(row[0]) + int(cmds[0])  # type: ignore[index]
 
 
+def checkpoint(db: str) -> None:
+    """Writes out what earlier runs (this program's, or another's) left dirty in PostgreSQL's
+    buffers, so that their checkpoint does not land in the run about to start."""
+    import psycopg
+
+    with psycopg.connect(**pgembed.connection_params(db), autocommit=True) as conn:  # type: ignore[arg-type]
+        conn.execute("CHECKPOINT")
+
+
 def wait_drained(db: str, limit_s: float = 120.0) -> int:
     deadline = time.monotonic() + limit_s
     while (n := pending_orders(db)) and time.monotonic() < deadline:
@@ -273,6 +283,7 @@ class Stack:
 def run_load(stack: Stack, endpoint: str, rate: float, duration: float, warmup: float,
              extra: list[str]) -> dict[str, Any]:
     a = stack.args
+    checkpoint(a.db)
     load1 = os.getloadavg()[0]
     out = stack.logdir / f"load-{endpoint}-{int(rate)}.json"
     cmd = [PY, LOAD, "--url", f"http://127.0.0.1:{a.port}", "--endpoint", endpoint, "--rate", str(rate),
