@@ -125,7 +125,7 @@ def main() -> None:
     async def received(requests: list[list[PlaceOrder]]) -> None:
         for request in requests:
             web_logs.orders_received(request, lambda _: "BTC-USD")
-        web_logs.received.write()  # what the timer does within GATHER_S
+        web_logs.write_received()  # what the timer does within RECEIVED_GATHER_S
 
     one_message, one_each = [placed], [[o] for o in placed]
     for name, formatter in (("JSON", JsonFormatter()), ("text", TextFormatter())):

@@ -7,16 +7,18 @@ apart from ``LOG_LEVEL``); the matching worker writes the lines of what it match
 """
 from __future__ import annotations
 
+import asyncio
+import atexit
 import itertools
 import logging
 import os
 import re
 from collections.abc import Callable
-from contextvars import ContextVar
+from contextvars import Context, ContextVar
+from functools import partial
 from typing import Any
 
 from matching.contract import PlaceOrder
-from matching.worker.logs import Gathered
 
 request_id: ContextVar[str | None] = ContextVar("request_id", default=None)
 orders_log = logging.getLogger("pgbourse.orders")
@@ -48,11 +50,46 @@ class RequestIdFilter(logging.Filter):
 
 
 def orders_received(orders: list[PlaceOrder], symbol_of: Callable[[int], str | None]) -> None:
-    """One "order received" line per order, each with its request's id: the orders of every
-    request received within GATHER_S in one record (matching.worker.logs.Gathered), whose lines
-    are made long after the orders have gone on to the worker (they cost CPU, not latency)."""
-    if orders_log.isEnabledFor(logging.INFO):
-        received.add((request_id.get(), list(orders), symbol_of))
+    """One "order received" line per order, each with its request's id, written within
+    RECEIVED_GATHER_S: the orders of all the requests received meanwhile go in one record, so
+    that an HTTP order, alone in its request, does not pay for a record and a wake of the writer
+    thread of its own; the lines are made where the record is written, long after the orders
+    have gone on to the worker (they cost CPU, not latency)."""
+    if not orders_log.isEnabledFor(logging.INFO):
+        return
+    loop = asyncio.get_running_loop()
+    if _received.orders and _received.loop is not loop:
+        write_received()  # gathered under another event loop (one that has ended, perhaps)
+    if not _received.orders:
+        _received.loop = loop
+        loop.call_later(RECEIVED_GATHER_S, write_received, context=_NO_REQUEST)
+    _received.orders.append((request_id.get(), list(orders), symbol_of))
+    if len(_received.orders) >= RECEIVED_GATHER_MAX:
+        loop.call_soon(write_received, context=_NO_REQUEST)
+
+
+RECEIVED_GATHER_S = 0.05
+RECEIVED_GATHER_MAX = 1000  # requests
+
+
+class _Received:
+    """The requests' orders not yet logged, and the event loop whose timer will log them."""
+
+    def __init__(self) -> None:
+        self.orders: list[tuple[str | None, list[PlaceOrder], Callable[[int], str | None]]] = []
+        self.loop: asyncio.AbstractEventLoop | None = None
+
+
+_received = _Received()
+# The record of many requests' lines belongs to none of them: each line has its request's id.
+_NO_REQUEST = Context()
+
+
+def write_received() -> None:
+    """Logs the gathered orders' lines in one record (also at exit, what is left)."""
+    if _received.orders:
+        gathered, _received.orders, _received.loop = _received.orders, [], None
+        orders_log.info("orders received", extra={"lines": partial(received_lines, gathered)})
 
 
 def received_lines(gathered: list[tuple[str | None, list[PlaceOrder], Callable[[int], str | None]]]
@@ -66,7 +103,7 @@ def received_lines(gathered: list[tuple[str | None, list[PlaceOrder], Callable[[
     return lines
 
 
-received = Gathered(orders_log, "orders received", received_lines)
+atexit.register(write_received)  # runs before logging's shutdown (registered earlier, run later)
 
 
 def order_refused(instrument: str | None, client_id: Any, code: str, transport: str | None = None) -> None:

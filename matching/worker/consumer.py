@@ -27,7 +27,7 @@ import psycopg
 from channels.consumer import AsyncConsumer
 from django.conf import settings
 
-from . import logs, metrics, periodic
+from . import metrics, periodic
 from .books import AnalyticsFactory, FeedFactory
 from .direct import DirectServer
 from .postgres import backoff_s, conninfo
@@ -41,7 +41,6 @@ def exit_on_failure(exc: BaseException) -> None:
     """A failure the worker cannot reason about: log it and end the process so that the
     supervisor restarts it and the books are rebuilt from PostgreSQL."""
     log.critical("matching worker failed; exiting so it restarts from PostgreSQL", exc_info=exc)
-    logs.write_gathered()
     logging.shutdown()
     os._exit(70)
 
@@ -67,7 +66,6 @@ class MatchingConsumer(AsyncConsumer):  # type: ignore[misc]
 
     def _stop(self) -> None:
         log.warning("matching worker stopping (SIGTERM)")
-        logs.write_gathered()
         logging.shutdown()
         os._exit(0)
 

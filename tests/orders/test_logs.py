@@ -91,7 +91,6 @@ def test_order_received_lines_are_gathered_and_written_once_the_orders_are_on_th
     # (orders.logs.orders_received, called where an order enters orders.services)
     from matching.contract import PlaceOrder
     from matching.engine.types import STP, OrderType, Side, TimeInForce
-    from matching.worker.logs import GATHER_S, write_gathered
     from orders import logs as web_logs
 
     def order(oid: str) -> PlaceOrder:
@@ -121,7 +120,7 @@ def test_order_received_lines_are_gathered_and_written_once_the_orders_are_on_th
         for _ in range(2):
             await asyncio.sleep(0)
             turns.append(len(seen))
-        await asyncio.sleep(GATHER_S + 0.05)
+        await asyncio.sleep(web_logs.RECEIVED_GATHER_S + 0.05)
         turns.append(len(seen))
         return turns
 
@@ -133,12 +132,12 @@ def test_order_received_lines_are_gathered_and_written_once_the_orders_are_on_th
         asyncio.run(then_ends())
         asyncio.run(received("r-4", "o4"))
         gathered_elsewhere = len(seen)
-        write_gathered()  # what is left at exit
+        web_logs.write_received()  # what is left at exit
     finally:
         log.removeHandler(handler)
         log.setLevel(level)
     # not in the turn of the event loop that received the orders, nor in the next ones (while
-    # they go on to the worker), but within GATHER_S: both requests' in one record,
+    # they go on to the worker), but within RECEIVED_GATHER_S: both requests' in one record,
     # each line with its request's id, the record with none
     assert turns == [0, 0, 0, 1]
     assert getattr(seen[0], "request_id", None) is None
