@@ -502,16 +502,19 @@ ratios are of the runs made next to each other.
 | main, `LOG_ORDER_LEVEL=INFO` / main (WARNING) | 6 pairs: INFO / WARNING median **0.88** (0.55-1.14); the lines go to a file in text | |
 | the same at `bed081e` (lines written and rendered by a thread of their own, 2026-12-03 10:34-10:50 UTC) | 4 pairs: INFO / WARNING median **0.89** (0.73-1.09), `python load-test/ab_entry.py --a LOG_ORDER_LEVEL=WARNING --b LOG_ORDER_LEVEL=INFO --pairs 4 --duration 20` | |
 | the same with the text lines rendered in one pass (2026-12-03 11:49-12:43 UTC, 15 s runs; `python load-test/ab_entry.py --a [LOG_FORMAT=json] LOG_ORDER_LEVEL=WARNING --b [LOG_FORMAT=json] LOG_ORDER_LEVEL=INFO --pairs 6 --duration 15`) | text, 10 pairs: INFO / WARNING median **0.97** (0.76-1.17); JSON, 10 pairs: median **1.10** (0.70-1.25); in process 11.8 µs (text) / 5.6 µs (JSON) of CPU per order, 4.4% / 2.0% of the machine's CPU per order in these runs (`python load-test/ops_cost.py --orders 600 --repeat 200`) | text, 4 pairs (12:44-13:12 UTC): INFO / WARNING completed/s median **0.92** (0.88-0.99); web CPU per request 0.45-0.53 / 0.41-0.46 ms |
+| the same with the web's "order received" lines gathered for 50 ms into one record (`4d514f5` / `6b558da`, 2026-12-03 14:46-16:11 UTC, the host by then 40% slower: 4,000-4,900 orders/s at WARNING) | text, 4 pairs: median **0.913** (0.855-1.099), two by two 0.941; JSON, 4 pairs: median **1.001** (0.945-1.270), two by two 1.052 | text and JSON, 8 pairs: median **0.95** (0.87-1.02); with the worker's lines gathered too (`4ce866b`, reverted), 8 more: 0.96 (0.85-1.12); at 1,000/s the whole exchange's CPU per request 1.835 / 1.83 ms (medians of 4 pairs) |
 
 Met: the metrics cost about 1.5% (goal: within 3%), keys and limits 6% of the web process's CPU and
 nothing of the throughput (within 10%), and the whole change keeps both benchmarks'
 throughput. What it costs: 0.05 ms more web CPU per HTTP order (17%), and a higher HTTP p50 at
 2,000/s (20 against 14 ms), with the same throughput. The per-order lines at INFO (goal: within
-5%) are within it on the WebSocket entry run by the medians of 10 pairs in either format (0.97
-text, 1.10 JSON) and by what they cost in process (4.4% / 2.0% of the machine's CPU per order),
-though single pairs spread by ±25% on this host. **Not met** on the HTTP run at 2,000/s: 0.92
-(4 pairs), the web process spending 0.04-0.07 ms more per request; hence WARNING, the default,
-for a busy venue (docs/operations.md, "Logs").
+5%) were within it on the WebSocket entry run in the morning by the medians of 10 pairs in either
+format (0.97 text, 1.10 JSON), and in JSON in the afternoon (1.001, 4 pairs), though single pairs
+spread by ±25% on this host. **Not shown within it** in text in the afternoon (0.913, 4 pairs, on
+a host 40% slower), nor on the HTTP run at 2,000/s: 0.95 by the median of 16 pairs with the
+web's lines gathered (0.92, 4 pairs, with a record per request), the whole exchange spending the
+same CPU per request at both levels at 1,000/s; hence WARNING, the default, for a busy venue
+(docs/operations.md, "Logs").
 
 Commands: `python load-test/ws_bench.py --url ws://127.0.0.1:8800/stream entry --batch 500
 --window 8 --duration 30` against `manage.py runexchange --port 8800` (after `python -m
