@@ -42,11 +42,11 @@ simulate: venv
 	$(PY) manage.py simulate --url http://127.0.0.1:$(or $(PORT),8000) $(SIMULATE_ARGS)
 
 # ruff over the project; mypy --strict over the pure engine, the contract and what is pure beside them
-# (the record, a batch, the journal, the trade aggregates, the feed's events).
+# (the record, the log lines, a batch, the journal, the trade aggregates, the feed's events).
 lint: venv
 	$(PY) -m ruff check --quiet .
 	$(PY) -m mypy --strict --no-error-summary matching/engine matching/contract.py matching/records.py \
-	  matching/worker/batch.py matching/journal.py matching/aggregates.py marketdata/analytics.py marketdata/feed.py
+	  matching/loglines.py matching/worker/batch.py matching/journal.py matching/aggregates.py marketdata/analytics.py marketdata/feed.py
 
 test: venv lint
 	$(PY) -m pytest

@@ -3,10 +3,11 @@
 ``LOG_FORMAT=json|text`` picks the formatter (settings.LOGGING); ``ThreadWriter`` writes the
 lines to stderr from a thread of its own. Each line carries the fields a
 record was given (``extra=``): order_id, client_id, instrument, request_id where known. A record
-may carry many lines at once (``extra={"lines": [{...}, ...]}``, each with its own "event", or a
-function that makes that list when the record is formatted): the matching worker logs a
-committed batch's orders that way, one record per batch, so that a line per order costs a dict
-and its rendering, not a trip through logging each.
+may carry many lines at once (``extra={"lines": [...]}``, or a function that makes that list when
+the record is formatted): the matching worker logs a committed batch's orders that way, one record
+per batch, and the web the orders it received, so that a line per order costs a tuple and one
+format string's rendering (a shaped line, matching.loglines), not a trip through logging each. A
+line is a dict, each with its own "event", or a shaped line.
 """
 from __future__ import annotations
 
@@ -21,6 +22,8 @@ from typing import Any, TextIO
 
 import orjson
 
+from matching.loglines import Line, Shape, as_dict
+
 # What every LogRecord has; anything else on a record came in through ``extra=``.
 _STANDARD = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "lines"}
 
@@ -29,7 +32,7 @@ def _fields(record: logging.LogRecord) -> dict[str, Any]:
     return {k: v for k, v in record.__dict__.items() if k not in _STANDARD and v is not None}
 
 
-def _lines(record: logging.LogRecord) -> list[dict[str, Any]] | None:
+def _lines(record: logging.LogRecord) -> list[dict[str, Any] | Line] | None:
     """A many-line record's lines: given as a list, or as a function that makes them (called
     where the record is formatted: ThreadWriter's thread)."""
     lines = getattr(record, "lines", None)
@@ -49,12 +52,18 @@ class JsonFormatter(logging.Formatter):
         lines = _lines(record)
         if lines is not None:
             base.update(fields)
-            if lines and not fields.keys() & lines[0].keys():
-                # The shared head serialized once; each line (never empty: it has an "event")
-                # spliced after it.
-                head = orjson.dumps(base, default=str)[:-1] + b","
-                return b"\n".join(head + orjson.dumps(line, default=str)[1:] for line in lines).decode()
-            return "\n".join(orjson.dumps({**base, **line}, default=str).decode() for line in lines)
+            if fields:
+                dicts = [as_dict(line) if type(line) is tuple else line for line in lines]
+                if dicts and not fields.keys() & dicts[0].keys():
+                    head = orjson.dumps(base, default=str)[:-1] + b","
+                    return b"\n".join(head + orjson.dumps(line, default=str)[1:] for line in dicts).decode()
+                return "\n".join(orjson.dumps({**base, **line}, default=str).decode() for line in dicts)
+            # The shared head serialized once; each line (never empty: it has an "event") spliced
+            # after it: a shaped line by its shape's format, a dict by orjson.
+            head = orjson.dumps(base)[:-1] + b","
+            text = head.decode()
+            return "\n".join([text + (_JSON.get(line[0]) or _json_format(line[0])) % line[1] if type(line) is tuple
+                               else (head + orjson.dumps(line, default=str)[1:]).decode() for line in lines])
         base["event"] = record.getMessage()
         base.update(fields)
         if record.exc_info:
@@ -71,12 +80,32 @@ class TextFormatter(logging.Formatter):
         lines = _lines(record)
         if lines is not None:
             if fields:
-                return "\n".join([_text(head, {**fields, **line}) for line in lines])
-            return "\n".join([_text(head, line) for line in lines])
+                return "\n".join([_text(head, {**fields, **(as_dict(line) if type(line) is tuple else line)})
+                                   for line in lines])
+            first = head + " "
+            return "\n".join([first + (_TEXT.get(line[0]) or _text_format(line[0])) % line[1] if type(line) is tuple
+                               else _text(head, line) for line in lines])
         text = _text(head, {"event": record.getMessage(), **fields})
         if record.exc_info:
             text += "\n" + self.formatException(record.exc_info)
         return text
+
+
+# A shaped line's format string, per shape, in each format: its values are plain (matching.loglines),
+# so neither format has anything to quote, and each gives what the line as a dict would give.
+_TEXT: dict[Shape, str] = {}
+_JSON: dict[Shape, str] = {}
+
+
+def _text_format(shape: Shape) -> str:
+    fmt = _TEXT[shape] = " ".join(["%s", *[f"{k}=%s" for k in shape.keys]])
+    return fmt
+
+
+def _json_format(shape: Shape) -> str:
+    fmt = _JSON[shape] = ",".join(['"event":"%s"', *[f'"{k}":%s' if k in shape.ints else f'"{k}":"%s"'
+                                                      for k in shape.keys]]) + "}"
+    return fmt
 
 
 # Per shape of line (its keys, in order): every value as text, run together, and the fields

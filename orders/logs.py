@@ -19,6 +19,7 @@ from functools import partial
 from typing import Any
 
 from matching.contract import PlaceOrder
+from matching.loglines import Line, Shape, plain
 
 request_id: ContextVar[str | None] = ContextVar("request_id", default=None)
 orders_log = logging.getLogger("pgbourse.orders")
@@ -92,14 +93,31 @@ def write_received() -> None:
         orders_log.info("orders received", extra={"lines": partial(received_lines, gathered)})
 
 
+RECEIVED = Shape("request_id", "order_id", "client_id", "instrument", "side", "type", "price", "quantity", "transport")
+RECEIVED_NO_REQUEST = Shape(*RECEIVED.keys[1:])
+
+
 def received_lines(gathered: list[tuple[str | None, list[PlaceOrder], Callable[[int], str | None]]]
-                   ) -> list[dict[str, Any]]:
-    lines: list[dict[str, Any]] = []
+                   ) -> list[dict[str, Any] | Line]:
+    """A shaped line (matching.loglines) for each order whose values are all plain (a market
+    order has no price), a dict for any other."""
+    lines: list[dict[str, Any] | Line] = []
     for rid, orders, symbol_of in gathered:
         head = {"event": "order received", "request_id": rid} if rid is not None else {"event": "order received"}
-        lines += [{**head, "order_id": o.order_id, "client_id": o.client_id, "instrument": symbol_of(o.instrument_id),
-                   "side": o.side.value, "type": o.type.value, "price": o.price, "quantity": o.quantity,
-                   "transport": o.transport.value} for o in orders]
+        # A request id is the client's, perhaps: plain only if it is.
+        first: tuple[str, ...] | None = ("order received",) if rid is None else (
+            ("order received", rid) if plain(rid, remember=False) else None)
+        shape = RECEIVED_NO_REQUEST if rid is None else RECEIVED
+        for o in orders:
+            symbol = symbol_of(o.instrument_id)
+            if (first is not None and o.price is not None and symbol is not None and plain(o.client_id)
+                    and plain(symbol)):
+                lines.append((shape, (*first, o.order_id, o.client_id, symbol, o.side.value, o.type.value, o.price,
+                                      o.quantity, o.transport.value)))
+            else:
+                lines.append({**head, "order_id": o.order_id, "client_id": o.client_id, "instrument": symbol,
+                              "side": o.side.value, "type": o.type.value, "price": o.price, "quantity": o.quantity,
+                              "transport": o.transport.value})
     return lines
 
 

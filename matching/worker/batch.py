@@ -43,6 +43,7 @@ from matching.contract import (
     to_builtins,
 )
 from matching.engine.types import Cancel, InvalidNumber, Modify, OrderUpdate, Place, Reason, Rejected, Trade
+from matching.loglines import Line, Shape, as_dict, plain
 from matching.records import datetime_from_ns, fmt_decimal, fmt_time
 
 from .books import Book
@@ -326,59 +327,76 @@ def _shown(text: str, step: Decimal) -> str:
         return text
 
 
-def order_lines(batch: Batch) -> list[dict[str, Any]]:
+# The shapes of the lines order_lines makes (matching.loglines): the most frequent kinds of line.
+ACCEPTED = Shape("order_id", "client_id", "instrument", "side", "type", "price", "quantity", "status",
+                 "filled_quantity", "transport")
+ACCEPTED_NO_PRICE = Shape("order_id", "client_id", "instrument", "side", "type", "quantity", "status",
+                          "filled_quantity", "reason", "transport")
+REJECTED = Shape("order_id", "client_id", "instrument", "reason", "transport")
+MATCHED = Shape("order_id", "client_id", "instrument", "trade_id", "price", "quantity", "seq", "maker_order_id",
+                "taker_order_id", ints=("trade_id", "seq"))
+CHANGED = Shape("order_id", "client_id", "instrument")
+CHANGE_REFUSED = Shape("order_id", "client_id", "instrument", "reason")
+
+
+def order_lines(batch: Batch) -> list[dict[str, Any] | Line]:
     """One log line per event worth knowing about an order in this batch, once it committed:
     accepted (its state at the end of the batch) or rejected, each trade, each cancel and
-    modify (or its refusal), each order refused unstored. Each line's "event" comes first, and
-    no value is None (what the text formatter renders fastest, exchange_project.logs)."""
-    lines: list[dict[str, Any]] = []
+    modify (or its refusal), each order refused unstored. A line is shaped (matching.loglines)
+    when its client id and instrument are plain and it has all its shape's fields, else a dict
+    with its "event" first and no value None."""
+    lines: list[dict[str, Any] | Line] = []
     final = batch.final
     for cmd, book, _ in batch.places:
         ev = final[cmd.order_id][1]
+        symbol, client = book.symbol, cmd.client_id
+        shaped = plain(client) and plain(symbol)
         if type(ev) is Rejected:
-            lines.append({"event": "order rejected", "order_id": cmd.order_id, "client_id": cmd.client_id,
-                          "instrument": book.symbol, "reason": ev.reason.value, "transport": cmd.transport.value})
+            values: tuple[Any, ...] = ("order rejected", cmd.order_id, client, symbol, ev.reason.value,
+                                       cmd.transport.value)
+            lines.append((REJECTED, values) if shaped else as_dict((REJECTED, values)))
             continue
-        grid = book.grid
-        price = ev.price_ticks
-        if price is not None and ev.reason is None:  # by far the most frequent: a limit order, resting or filled
-            lines.append({"event": "order accepted", "order_id": cmd.order_id, "client_id": cmd.client_id,
-                          "instrument": book.symbol, "side": cmd.side.value, "type": cmd.type.value,
-                          "price": grid.price(price), "quantity": grid.qty(ev.qty_lots), "status": ev.status.value,
-                          "filled_quantity": grid.qty(ev.filled_lots), "transport": cmd.transport.value})
+        grid, price, reason = book.grid, ev.price_ticks, ev.reason
+        if price is not None and reason is None:  # by far the most frequent: a limit order, resting or filled
+            values = ("order accepted", cmd.order_id, client, symbol, cmd.side.value, cmd.type.value, grid.price(price),
+                      grid.qty(ev.qty_lots), ev.status.value, grid.qty(ev.filled_lots), cmd.transport.value)
+            lines.append((ACCEPTED, values) if shaped else as_dict((ACCEPTED, values)))
             continue
-        line = {"event": "order accepted", "order_id": cmd.order_id, "client_id": cmd.client_id,
-                "instrument": book.symbol, "side": cmd.side.value, "type": cmd.type.value,
+        if price is None and reason is not None and shaped:  # a market order, and why it rests no more
+            lines.append((ACCEPTED_NO_PRICE, ("order accepted", cmd.order_id, client, symbol, cmd.side.value,
+                                              cmd.type.value, grid.qty(ev.qty_lots), ev.status.value,
+                                              grid.qty(ev.filled_lots), reason.value, cmd.transport.value)))
+            continue
+        line = {"event": "order accepted", "order_id": cmd.order_id, "client_id": client,
+                "instrument": symbol, "side": cmd.side.value, "type": cmd.type.value,
                 "price": None if price is None else grid.price(price),
                 "quantity": grid.qty(ev.qty_lots), "status": ev.status.value,
                 "filled_quantity": grid.qty(ev.filled_lots),
-                "reason": None if ev.reason is None else ev.reason.value, "transport": cmd.transport.value}
-        if ev.reason is None:
-            del line["reason"]
-        if price is None:
-            del line["price"]
-        lines.append(line)
+                "reason": None if reason is None else reason.value, "transport": cmd.transport.value}
+        lines.append({k: v for k, v in line.items() if v is not None})
     for symbol, code, order_id, client_id in batch.refused:
         lines.append({"event": "order rejected", "order_id": order_id, "client_id": client_id, "instrument": symbol,
                       "reason": code.value})
     for trade in batch.trades:
         taker = final.get(trade["taker_order_id"])
-        line = {"event": "order matched", "order_id": trade["taker_order_id"], "client_id": None,
-                "instrument": batch.books[trade["instrument_id"]].symbol, "trade_id": trade["trade_id"],
-                "price": trade["price"], "quantity": trade["quantity"], "seq": trade["seq"],
-                "maker_order_id": trade["maker_order_id"], "taker_order_id": trade["taker_order_id"]}
-        if taker is not None and type(taker[1]) is OrderUpdate:
-            line["client_id"] = taker[1].client_id
+        taker_client = taker[1].client_id if taker is not None and type(taker[1]) is OrderUpdate else None
+        symbol = batch.books[trade["instrument_id"]].symbol
+        values = ("order matched", trade["taker_order_id"], taker_client, symbol, trade["trade_id"], trade["price"],
+                  trade["quantity"], trade["seq"], trade["maker_order_id"], trade["taker_order_id"])
+        if taker_client is not None and plain(taker_client) and plain(symbol):
+            lines.append((MATCHED, values))
         else:
-            del line["client_id"]
-        lines.append(line)
+            lines.append({k: v for k, v in as_dict((MATCHED, values)).items() if v is not None})
     for kind, book, order_id, owner, code in batch.changes:
+        symbol = book.symbol
+        # A cancel's or modify's order id is the one it was sent with: plain only if it is.
+        shaped = owner is not None and plain(owner) and plain(symbol) and plain(order_id, remember=False)
         if code is Code.OK:
-            lines.append({"event": "order cancelled" if kind == "cancel" else "order modified", "order_id": order_id,
-                          "client_id": owner, "instrument": book.symbol})
+            values = ("order cancelled" if kind == "cancel" else "order modified", order_id, owner, symbol)
+            lines.append((CHANGED, values) if shaped else as_dict((CHANGED, values)))
         else:
-            lines.append({"event": f"{kind} refused", "order_id": order_id, "client_id": owner,
-                          "instrument": book.symbol, "reason": code.value})
+            values = (f"{kind} refused", order_id, owner, symbol, code.value)
+            lines.append((CHANGE_REFUSED, values) if shaped else as_dict((CHANGE_REFUSED, values)))
     return lines
 
 

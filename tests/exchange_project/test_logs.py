@@ -74,3 +74,35 @@ def test_a_line_of_plain_values_renders_in_one_pass_exactly_as_value_by_value() 
         assert _text("HEAD", line) == _text_each("HEAD", line), line
     assert _text("HEAD", plain) == ("HEAD order accepted order_id=0193-ab client_id=c8 trade_id=5305 "
                                     "price=30000.00 side=buy seq=19329")
+
+
+def test_a_shaped_line_renders_exactly_as_the_dict_it_stands_for_in_both_formats() -> None:
+    """Every shape the worker and the web make (matching.worker.batch, orders.logs), with plain
+    values (ints among them, a non-ASCII one), in records with and without fields of their own,
+    beside dict lines: each format gives the same text as for the lines as dicts, and JSON that
+    parses to them."""
+    import json
+
+    from exchange_project.logs import JsonFormatter
+    from matching.loglines import Shape, as_dict
+    from matching.worker import batch
+    from orders import logs as web_logs
+
+    shapes = [value for module in (batch, web_logs) for value in vars(module).values() if type(value) is Shape]
+    assert len(shapes) == 8
+
+    def line(shape: Shape, n: int) -> tuple[Shape, tuple[object, ...]]:
+        return shape, ("order event", *[n * 1000 + i if k in shape.ints else f"{k}-é{n}" for i, k in enumerate(shape.keys)])
+
+    shaped = [line(shape, n) for n, shape in enumerate(shapes)]
+    for lines in (shaped, [shaped[0], {"event": "order rejected", "client_id": "a b", "reason": "x"}, shaped[3]]):
+        for fields in ({}, {"source": "inbox"}, {"order_id": "overridden"}):
+            as_dicts = [as_dict(x) if type(x) is tuple else x for x in lines]
+            for formatter in (TextFormatter(), JsonFormatter()):
+                records = [logging.makeLogRecord({"name": "pgbourse.orders", "levelname": "INFO", "msg": "orders",
+                                                  "created": 1764763200.5, "lines": given, **fields})
+                           for given in (lines, as_dicts)]
+                assert formatter.format(records[0]) == formatter.format(records[1])
+            out = [json.loads(x) for x in JsonFormatter().format(records[0]).split("\n")]
+            assert out == [{"ts": "2025-12-03T12:00:00.500Z", "level": "info", "logger": "pgbourse.orders",
+                            **fields, **x} for x in as_dicts]

@@ -23,6 +23,7 @@ from matching.contract import (
 )
 from matching.engine.engine import Engine
 from matching.engine.types import STP, InstrumentSpec, OrderType, Side, TimeInForce
+from matching.loglines import as_dict
 from matching.worker import batch
 from matching.worker.books import Book, book_of
 
@@ -200,7 +201,7 @@ def test_order_lines_tell_each_order_event_of_the_batch() -> None:
     batch.place(run, b, maker)
     batch.place(run, b, order("00000000-0000-7000-8000-0000000002a2", Side.BUY, None, "0.5"))
     batch.command(run, b, CancelOrder(order_id=maker.order_id))
-    lines = batch.order_lines(run)
+    lines = [line if type(line) is dict else as_dict(line) for line in batch.order_lines(run)]
     assert [(line["event"], line["order_id"][-2:]) for line in lines] == [
         ("order accepted", "a1"), ("order accepted", "a2"), ("order matched", "a2"), ("order cancelled", "a1")]
     matched = lines[2]
