@@ -112,8 +112,9 @@ def received_lines(gathered: list[tuple[str | None, list[PlaceOrder], Callable[[
             symbol = symbol_of(o.instrument_id)
             if (first is not None and o.price is not None and symbol is not None and plain(o.client_id)
                     and plain(symbol)):
-                lines.append((shape, (*first, o.order_id, o.client_id, symbol, o.side.value, o.type.value, o.price,
-                                      o.quantity, o.transport.value)))
+                # (an enum's ``_value_``: what its ``value`` property reads, without the property)
+                lines.append((shape, (*first, o.order_id, o.client_id, symbol, o.side._value_, o.type._value_,
+                                      o.price, o.quantity, o.transport._value_)))
             else:
                 lines.append({**head, "order_id": o.order_id, "client_id": o.client_id, "instrument": symbol,
                               "side": o.side.value, "type": o.type.value, "price": o.price, "quantity": o.quantity,
