@@ -486,12 +486,12 @@ docs/performance.md` has when); rerun the commands to refresh these rows.
 | `manage.py analytics_check` over the 10,000,000 trades (one at a time through the pure folds) / with `--rebuild` | 316 s / 344 s | `.venv/bin/python load-test/analytics_bench.py --check` |
 | the worker's pure part per order (match, rows, answers, market events; 0.44 trades per order), without / with the aggregates | 26.4 / 29.8 µs of CPU (7 rounds of 50,000 orders; the spread between rounds, 23-31 µs, is larger than the difference) | `.venv/bin/python load-test/bench_batch.py --rounds 9 --batches 400` |
 
-## Before and after: alternating runs on this host
+## Before and after: alternating runs
 
 `e4fad18` is main before the structure, operations, faults, security and analytics work; the
 others are main (`7dc21ed`) with one setting changed. One command after the other, in turn,
 each exchange on a wiped database (the HTTP runs start their own), 2026-12-03 06:40-07:30 UTC on
-the 2-core host above. Run to run, the same command varied by up to 30% on this host; the
+a 2 vCPU AMD EPYC host; the per-order lines' row, at `0ce0936`, on the Intel Xeon host above. Run to run, the same command varied by up to 30% on these hosts; the
 ratios are of the runs made next to each other.
 
 | comparison | WebSocket entry, orders/s | HTTP at 2,000/s: completed/s; p50; web CPU per request |
@@ -499,21 +499,14 @@ ratios are of the runs made next to each other.
 | `e4fad18` / main (keys, limits, metrics on) | 7 pairs: median 8,403 / 8,780; main / `e4fad18` median **1.05** (0.90-1.14) | 3 pairs: 1,999 / 1,998-1,999 (all sustained); 13.5 / 20.5 ms; **0.30 / 0.35 ms** |
 | main, `PGBOURSE_METRICS=off` / main | 6 pairs: main / off median **0.986** (0.95-1.08) | 2 pairs: 1,998 / 1,998; 21.5 / 20.5 ms; 0.35 / 0.355 ms |
 | main, `PGBOURSE_AUTH=off PGBOURSE_RATE_LIMITS=off` / main | (on against `e4fad18`, which has no keys: above) | 2 pairs: 1,998-1,999 / 1,998; 21.0 / 20.5 ms; 0.335 / 0.355 ms (+6%) |
-| main, `LOG_ORDER_LEVEL=INFO` / main (WARNING) | 6 pairs: INFO / WARNING median **0.88** (0.55-1.14); the lines go to a file in text | |
-| the same at `bed081e` (lines written and rendered by a thread of their own, 2026-12-03 10:34-10:50 UTC) | 4 pairs: INFO / WARNING median **0.89** (0.73-1.09), `python load-test/ab_entry.py --a LOG_ORDER_LEVEL=WARNING --b LOG_ORDER_LEVEL=INFO --pairs 4 --duration 20` | |
-| the same with the text lines rendered in one pass (2026-12-03 11:49-12:43 UTC, 15 s runs; `python load-test/ab_entry.py --a [LOG_FORMAT=json] LOG_ORDER_LEVEL=WARNING --b [LOG_FORMAT=json] LOG_ORDER_LEVEL=INFO --pairs 6 --duration 15`) | text, 10 pairs: INFO / WARNING median **0.97** (0.76-1.17); JSON, 10 pairs: median **1.10** (0.70-1.25); in process 11.8 µs (text) / 5.6 µs (JSON) of CPU per order, 4.4% / 2.0% of the machine's CPU per order in these runs (`python load-test/ops_cost.py --orders 600 --repeat 200`) | text, 4 pairs (12:44-13:12 UTC): INFO / WARNING completed/s median **0.92** (0.88-0.99); web CPU per request 0.45-0.53 / 0.41-0.46 ms |
-| the same with the web's "order received" lines gathered for 50 ms into one record (`4d514f5` / `6b558da`, 2026-12-03 14:46-16:11 UTC, the host by then 40% slower: 4,000-4,900 orders/s at WARNING) | text, 4 pairs: median **0.913** (0.855-1.099), two by two 0.941; JSON, 4 pairs: median **1.001** (0.945-1.270), two by two 1.052 | text and JSON, 8 pairs: median **0.95** (0.87-1.02); with the worker's lines gathered too (`4ce866b`, reverted), 8 more: 0.96 (0.85-1.12); at 1,000/s the whole exchange's CPU per request 1.835 / 1.83 ms (medians of 4 pairs) |
+| main (`0ce0936`), `LOG_ORDER_LEVEL=INFO` / WARNING, 2026-12-03 17:43-18:31 UTC (`python load-test/ab_entry.py --a [LOG_FORMAT=json] LOG_ORDER_LEVEL=WARNING --b [LOG_FORMAT=json] LOG_ORDER_LEVEL=INFO --pairs 4 --duration 15`) | JSON, 4 pairs: median **0.967** (0.934-0.984); text, 8 pairs: median **0.945** (0.808-0.977); in process 2.5 µs (JSON) / 2.4 µs (text) of CPU per order (`python load-test/ops_cost.py --orders 600 --repeat 100`) | text and JSON, 4 pairs each: completed/s 1,997-1,999 at both levels (median of the pairs 1.00); p50 19.5 / 19.75 ms (text), 18.75 / 17.5 ms (JSON); web CPU per request 0.30-0.33 / 0.30-0.32 ms |
 
 Met: the metrics cost about 1.5% (goal: within 3%), keys and limits 6% of the web process's CPU and
 nothing of the throughput (within 10%), and the whole change keeps both benchmarks'
 throughput. What it costs: 0.05 ms more web CPU per HTTP order (17%), and a higher HTTP p50 at
 2,000/s (20 against 14 ms), with the same throughput. The per-order lines at INFO (goal: within
-5%) were within it on the WebSocket entry run in the morning by the medians of 10 pairs in either
-format (0.97 text, 1.10 JSON), and in JSON in the afternoon (1.001, 4 pairs), though single pairs
-spread by ±25% on this host. **Not shown within it** in text in the afternoon (0.913, 4 pairs, on
-a host 40% slower), nor on the HTTP run at 2,000/s: 0.95 by the median of 16 pairs with the
-web's lines gathered (0.92, 4 pairs, with a record per request), the whole exchange spending the
-same CPU per request at both levels at 1,000/s; hence WARNING, the default, for a busy venue
+5%): within it in JSON on both benchmarks (0.967 on the WebSocket entry, no cost on the HTTP run),
+just over it in text on the WebSocket entry (0.945 by the median of 8 pairs); WARNING, the default, stays what a busy venue should run
 (docs/operations.md, "Logs").
 
 Commands: `python load-test/ws_bench.py --url ws://127.0.0.1:8800/stream entry --batch 500
