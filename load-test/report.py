@@ -484,6 +484,7 @@ docs/performance.md` has when); rerun the commands to refresh these rows.
 | same history: 7 days of 1h klines / 1 day of 1m klines with `fill=previous` / a client's positions | p50 6.7 / 13.6 / 4.4 ms, p95 19.4 / 41.9 / 16.6 ms | the same |
 | same history: the floor, `GET /instruments` (no analytics) | p50 3.6 ms, p95 9.0 ms, max 20.0 ms | the same |
 | `manage.py analytics_check` over the 10,000,000 trades (one at a time through the pure folds) / with `--rebuild` | 316 s / 344 s | `.venv/bin/python load-test/analytics_bench.py --check` |
+| matching engine, realistic mix over ~10,000 resting orders, bare loop: `e4fad18` (before the engine became its own package with a flat entry) / main (`0475dfd`), 3 alternating pairs on the Intel Xeon host, 2026-12-03 18:48 UTC | 1,086,411 / 1,134,964, 1,044,631 / 1,087,210, 1,089,865 / 1,139,801 ops/s: main / `e4fad18` median **1.045** (1.041-1.046), the same stream (4.37 events and 0.54 trades per command) | `.venv/bin/python load-test/bench_engine.py --ops 300000 --resting 10000 --seed 1` in a checkout of each commit, its engine compiled there (`make engine`) |
 | the worker's pure part per order (match, rows, answers, market events; 0.44 trades per order), without / with the aggregates | 26.4 / 29.8 µs of CPU (7 rounds of 50,000 orders; the spread between rounds, 23-31 µs, is larger than the difference) | `.venv/bin/python load-test/bench_batch.py --rounds 9 --batches 400` |
 
 ## Before and after: alternating runs
