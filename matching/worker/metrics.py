@@ -86,16 +86,19 @@ def batch_committed(batch: Batch, source: str, commands: int, match_s: float, co
         traded(book.symbol, book.spec, lots)
 
 
-# This process's traded lots per instrument, exact. A Prometheus value is a float: the counter
-# is brought to the float of the exact total each time, instead of adding each batch's float
-# to the last (a sum of floats drifts; 10,000 fills of 0.0001 would not make 1).
-_traded_lots: dict[str, int] = {}
+# This process's traded lots per instrument, exact, and what its counter has been given so far. A
+# Prometheus value is a float: the counter is brought to the float of the exact total each time,
+# instead of adding each batch's float to the last (a sum of floats drifts; 10,000 fills of 0.0001
+# would not make 1). The counter's float is kept here, so that nothing reads the counter back.
+_traded: dict[str, tuple[int, float]] = {}
 
 
 def traded(symbol: str, spec: InstrumentSpec, lots: int) -> None:
-    total = _traded_lots[symbol] = _traded_lots.get(symbol, 0) + lots
-    child = TRADED_QUANTITY.labels(symbol)
-    child.inc(max(0.0, float(spec.lots_to_qty(total)) - child._value.get()))
+    total, counted = _traded.get(symbol, (0, 0.0))
+    total += lots
+    step = max(0.0, float(spec.lots_to_qty(total)) - counted)
+    TRADED_QUANTITY.labels(symbol).inc(step)
+    _traded[symbol] = (total, counted + step)  # the sum the counter itself makes of its steps
 
 
 def retried() -> None:
