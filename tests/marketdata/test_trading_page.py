@@ -151,6 +151,37 @@ def test_orders_from_the_form_reach_the_ladder_the_tape_and_my_orders(browser: A
         page.screenshot(path=str(ARTIFACTS / "trading-page.png"), full_page=True)
 
 
+def test_what_is_typed_in_a_modify_box_survives_updates_arriving_meanwhile(browser: Any, exchange: Any) -> None:
+    """The orders channel updates "my orders" at any moment; the row being edited is updated in
+    place, so its inputs, the focus and the text typed so far stay, and the save sends it."""
+    sym = exchange.make_instrument()
+    with trading_page(browser, exchange, sym) as page:
+        set_client(page, exchange, "web-dana")
+        status, order_id = place(page, "buy", "limit", "1", "80.00")
+        assert status == "open"
+        row = f"#my-orders tr[data-order-id='{order_id}']"
+        page.click(f"{row} button.modify")
+        page.fill(f"{row} input[name=quantity]", "")
+        page.type(f"{row} input[name=quantity]", "1.2")
+        page.eval_on_selector(f"{row} input[name=quantity]", "input => { input.dataset.mark = 'typed-in'; }")
+
+        # Dana's orders from elsewhere (another tab, a script), and a fill of one of them: each
+        # reaches the page as an update and re-renders the list while the box has the focus.
+        for price in ("89.00", "88.00", "87.00"):
+            assert call(exchange.http, "POST", "/orders", body(sym, "buy", price, "0.5", client_id="web-dana"))[0] == 201
+        assert call(exchange.http, "POST", "/orders", body(sym, "sell", "89.00", "0.5", client_id="erin"))[0] == 201
+        page.wait_for_function("() => document.querySelector('#my-orders caption').textContent"
+                               " === '3 open, 4 in all'")
+        focused = page.evaluate("() => [document.activeElement.dataset.mark, document.activeElement.value]")
+        assert focused == ["typed-in", "1.2"]
+
+        page.keyboard.type("5")
+        page.click(f"{row} button.save")
+        page.wait_for_selector(f"{row} td.qty >> text=1.2500")
+        page.wait_for_selector(level(page, "bid", "80.00", "1.2500"))
+        assert page.locator(f"{row} .error").count() == 0
+
+
 def burst(sym: str, n: int, seed: int) -> list[dict[str, Any]]:
     """Limit orders on both sides of 100.00, a fifth of them through it, and some market orders."""
     rng = random.Random(seed)

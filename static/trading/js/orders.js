@@ -44,6 +44,7 @@ export class Orders {
     // order id -> the server's refusal of the last cancel or modify: kept here, not only in the
     // row, because the orders channel re-renders the table at any moment
     this.refusals = new Map();
+    this.rows = new Map(); // order id -> {row, actions, refusal}: the row kept, updated in place
     this.reloading = null;
     form.addEventListener("submit", (e) => {
       e.preventDefault();
@@ -187,19 +188,22 @@ export class Orders {
     }
   }
 
-  editRow(order, row) {
-    const typed = this.editing.get(order.order_id) || { price: order.price || "", quantity: order.quantity };
-    this.editing.set(order.order_id, typed);
+  /** Puts modify inputs in the row; what is typed is kept in `editing`, and saved from there. */
+  editRow(orderId, row) {
+    const order = this.orders.get(orderId);
+    const typed = this.editing.get(orderId) || { price: order.price || "", quantity: order.quantity };
+    this.editing.set(orderId, typed);
     const price = el("input", { name: "price", value: typed.price, size: 9, disabled: !order.price });
     const qty = el("input", { name: "quantity", value: typed.quantity, size: 9 });
     price.addEventListener("input", () => { typed.price = price.value; });
     qty.addEventListener("input", () => { typed.quantity = qty.value; });
     const save = el("button", { type: "button", class: "save" }, "save");
     save.addEventListener("click", () => {
+      const now = this.orders.get(orderId);
       const change = {};
-      if (order.price && price.value.trim() !== order.price) change.price = price.value.trim();
-      if (qty.value.trim() !== order.quantity) change.quantity = qty.value.trim();
-      this.modify(order.order_id, change);
+      if (now.price && typed.price.trim() !== now.price) change.price = typed.price.trim();
+      if (typed.quantity.trim() !== now.quantity) change.quantity = typed.quantity.trim();
+      this.modify(orderId, change);
     });
     row.querySelector(".edit-cell").replaceChildren(
       el("label", {}, "price ", price), el("span", { class: "errors", "data-error-for": "price" }),
@@ -207,37 +211,77 @@ export class Orders {
       el("span", { class: "errors", "data-error-for": "general" }));
   }
 
+  /** The order's row, made once and then updated in place: an update from the socket never
+   * replaces the inputs someone is typing in, nor moves the focus. */
+  row(order) {
+    const id = order.order_id;
+    let entry = this.rows.get(id);
+    if (!entry) {
+      const row = el("tr", { "data-order-id": id }, ...Array.from({ length: 7 }, () => el("td")),
+        el("td", { class: "edit-cell" }));
+      for (const [i, name] of [[1, "side"], [3, "price"], [4, "qty"], [5, "filled"], [6, "status"]]) {
+        row.children[i].className = name;
+      }
+      entry = { row, actions: null };
+      this.rows.set(id, entry);
+    }
+    const { row } = entry;
+    const open = OPEN.has(order.status);
+    row.className = `${order.side} ${open ? "open" : "done"}`;
+    row.dataset.status = order.status;
+    const texts = [
+      order.created_at ? new Date(order.created_at).toLocaleTimeString([], { hour12: false }) : "",
+      order.side, order.type || "", order.price || "market", order.quantity, order.filled_quantity,
+      order.status + (order.reason ? ` (${order.reason})` : ""),
+    ];
+    texts.forEach((text, i) => {
+      if (row.children[i].textContent !== text) row.children[i].textContent = text;
+    });
+    if (!open) this.editing.delete(id);
+    const actions = !open ? "none" : this.editing.has(id) ? "edit" : "buttons";
+    if (actions !== entry.actions) {
+      entry.actions = actions;
+      entry.refusal = null; // the new cell's error slots are empty: shown again below
+      if (actions === "edit") {
+        this.editRow(id, row);
+      } else if (actions === "buttons") {
+        const cancel = el("button", { type: "button", class: "cancel" }, "cancel");
+        cancel.addEventListener("click", () => this.cancel(id));
+        const edit = el("button", { type: "button", class: "modify" }, "modify");
+        edit.addEventListener("click", () => {
+          this.editing.delete(id);
+          this.editRow(id, row);
+          entry.actions = "edit";
+        });
+        row.querySelector(".edit-cell").replaceChildren(cancel, edit,
+          el("span", { class: "errors", "data-error-for": "general" }));
+      } else {
+        row.querySelector(".edit-cell").replaceChildren();
+      }
+    }
+    const refusal = this.refusals.get(id);
+    if (refusal !== entry.refusal) {
+      entry.refusal = refusal;
+      showErrors(row, refusal);
+    }
+    return row;
+  }
+
   render() {
     const sorted = [...this.orders.values()].sort((a, b) =>
       (OPEN.has(b.status) - OPEN.has(a.status)) || (a.created_at < b.created_at ? 1 : -1));
-    const body = el("tbody");
-    for (const order of sorted) {
-      const open = OPEN.has(order.status);
-      const row = el("tr", { class: `${order.side} ${open ? "open" : "done"}`, "data-order-id": order.order_id,
-                             "data-status": order.status },
-        el("td", {}, order.created_at ? new Date(order.created_at).toLocaleTimeString([], { hour12: false }) : ""),
-        el("td", { class: "side" }, order.side),
-        el("td", {}, order.type || ""),
-        el("td", { class: "price" }, order.price || "market"),
-        el("td", { class: "qty" }, order.quantity),
-        el("td", { class: "filled" }, order.filled_quantity),
-        el("td", { class: "status" }, order.status + (order.reason ? ` (${order.reason})` : "")));
-      const actions = el("td", { class: "edit-cell" });
-      if (open) {
-        const cancel = el("button", { type: "button", class: "cancel" }, "cancel");
-        cancel.addEventListener("click", () => this.cancel(order.order_id));
-        const edit = el("button", { type: "button", class: "modify" }, "modify");
-        edit.addEventListener("click", () => this.editRow(order, row));
-        actions.append(cancel, edit, el("span", { class: "errors", "data-error-for": "general" }));
-      } else {
-        this.editing.delete(order.order_id);
+    const body = this.table.querySelector("tbody");
+    sorted.forEach((order, i) => {
+      const row = this.row(order);
+      // Moved only when out of place: moving a row would take the focus from its inputs.
+      if (body.children[i] !== row) body.insertBefore(row, body.children[i] || null);
+    });
+    for (const [id, { row }] of this.rows) {
+      if (!this.orders.has(id)) {
+        row.remove();
+        this.rows.delete(id);
       }
-      row.append(actions);
-      if (open && this.editing.has(order.order_id)) this.editRow(order, row);
-      if (this.refusals.has(order.order_id)) showErrors(row, this.refusals.get(order.order_id));
-      body.append(row);
     }
-    this.table.querySelector("tbody").replaceWith(body);
     this.table.querySelector("caption").textContent =
       this.clientId() ? `${sorted.filter((o) => OPEN.has(o.status)).length} open, ${sorted.length} in all` :
         "enter a client id to see your orders";
